@@ -1,0 +1,8 @@
+// Package terminals owns the wire contract between payment terminals and the
+// gateway: protocol v1 topics, message bodies, the MAC frame, per-terminal key
+// derivation and the catalogue of result codes.
+//
+// Both the gateway and the emulator import it, and a terminal vendor can too;
+// it depends on nothing but the standard library. docs/protocol.md is the
+// normative description; the tests keep this package and that document in step.
+package terminals

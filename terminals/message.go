@@ -1,0 +1,374 @@
+package terminals
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// Version is the protocol version carried in every body ("v").
+const Version = 1
+
+// Message types of protocol v1. Requests flow terminal -> gateway on the
+// request topic; each reply carries the same type back on the reply topic.
+const (
+	TypePurchase  = "purchase"  // debit the instrument for a sale
+	TypeReversal  = "reversal"  // void an earlier request of the same terminal ("orig")
+	TypeBalance   = "balance"   // balance inquiry; no ledger effect
+	TypeHeartbeat = "heartbeat" // liveness; no ledger effect, no txn id needed
+)
+
+// Reserved for the scene messages; a v1 gateway that does not implement them
+// answers UNSUPPORTED.
+var reservedTypes = map[string]bool{
+	"tap_in": true, "tap_out": true, "offline_upload": true,
+	"hold": true, "capture": true, "release": true, "refund": true,
+}
+
+// Instrument kinds.
+const (
+	InstCounty = "county" // county transit/citizen card, stored value
+	InstBank   = "bank"   // bank debit card, by token (never a PAN)
+	InstECNY   = "ecny"   // digital RMB wallet
+)
+
+// Field bounds. Money is integer fen.
+const (
+	MaxTerminalIDLen   = 32
+	MaxInstrumentIDLen = 64
+	// MaxAmount is the largest amount one message may carry (10,000,000.00 CNY).
+	MaxAmount int64 = 1_000_000_000
+)
+
+// Instrument names the account a request draws on.
+type Instrument struct {
+	Kind  string `json:"k"`
+	ID    string `json:"id"`
+	Last4 string `json:"last4,omitempty"` // bank cards: last four digits for receipts
+}
+
+// Key is the ledger account key, "kind:id".
+func (in Instrument) Key() string { return in.Kind + ":" + in.ID }
+
+// Request is the body of a terminal -> gateway message.
+type Request struct {
+	V    int        `json:"v"`
+	Type string     `json:"type"`
+	TID  string     `json:"tid"`
+	Txn  uint64     `json:"txn"`  // terminal txn id: monotonic, persisted by the terminal before sending
+	TS   int64      `json:"ts"`   // terminal time, Unix milliseconds UTC
+	Amt  int64      `json:"amt"`  // fen
+	Inst Instrument `json:"inst"` // not for heartbeat
+	Orig uint64     `json:"orig,omitempty"`
+}
+
+// Reply is the body of a gateway -> terminal message.
+type Reply struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+	TID  string `json:"tid"`
+	Txn  uint64 `json:"txn"`
+	Code Code   `json:"code"`
+	Auth string `json:"auth,omitempty"` // gateway authorization reference (journal LSN)
+	Bal  *int64 `json:"bal,omitempty"`  // available balance after the request, fen
+	GTS  int64  `json:"gts"`            // gateway time, Unix milliseconds UTC
+}
+
+// Error is a coded protocol error.
+type Error struct {
+	Code  Code
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s %s: %s: %s", e.Code, e.Code.Name(), e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s %s: %s", e.Code, e.Code.Name(), e.Msg)
+}
+
+// ValidID reports whether s is a topic-safe identifier: 1..max characters of
+// A-Z a-z 0-9 '-' '_' '.'.
+func ValidID(s string, max int) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func bad(field, msg string) error { return &Error{Code: CodeMalformed, Field: field, Msg: msg} }
+
+// DecodeRequest parses and validates an authenticated request body.
+func DecodeRequest(body []byte) (*Request, error) {
+	r := new(Request)
+	if err := DecodeRequestInto(body, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DecodeRequestInto is DecodeRequest into a caller-owned Request.
+func DecodeRequestInto(body []byte, r *Request) error {
+	*r = Request{}
+	if len(body) > MaxPayload {
+		return &Error{Code: CodeOversize, Msg: "body exceeds 4096 bytes"}
+	}
+	if bytes.IndexByte(body, '\n') >= 0 {
+		return bad("", "newline inside body")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(r); err != nil {
+		return bad("", "body is not a valid JSON request: "+err.Error())
+	}
+	if dec.More() {
+		return bad("", "trailing data after body")
+	}
+	return r.Validate()
+}
+
+// Validate checks field presence and ranges for the request's type.
+func (r *Request) Validate() error {
+	if r.V != Version {
+		return &Error{Code: CodeUnsupported, Field: "v", Msg: "unsupported protocol version " + strconv.Itoa(r.V)}
+	}
+	if !ValidID(r.TID, MaxTerminalIDLen) {
+		return bad("tid", "terminal id must be 1..32 of [A-Za-z0-9._-]")
+	}
+	switch r.Type {
+	case TypeHeartbeat:
+		return nil
+	case TypePurchase, TypeReversal, TypeBalance:
+	default:
+		if reservedTypes[r.Type] {
+			return &Error{Code: CodeUnsupported, Field: "type", Msg: "message type " + strconv.Quote(r.Type) + " is reserved and not served by this gateway"}
+		}
+		return &Error{Code: CodeUnsupported, Field: "type", Msg: "unknown message type"}
+	}
+	if r.Txn == 0 {
+		return bad("txn", "txn id must be >= 1")
+	}
+	if r.TS <= 0 {
+		return bad("ts", "timestamp must be Unix milliseconds")
+	}
+	if err := r.Inst.validate(); err != nil {
+		return err
+	}
+	switch r.Type {
+	case TypePurchase:
+		if r.Amt <= 0 || r.Amt > MaxAmount {
+			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "amount must be 1..1000000000 fen"}
+		}
+		if r.Orig != 0 {
+			return bad("orig", "only a reversal names an original")
+		}
+	case TypeReversal:
+		if r.Orig == 0 || r.Orig >= r.Txn {
+			return bad("orig", "a reversal names an earlier txn id of the same terminal")
+		}
+		if r.Amt <= 0 || r.Amt > MaxAmount {
+			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "a reversal carries the original amount"}
+		}
+	case TypeBalance:
+		if r.Amt != 0 || r.Orig != 0 {
+			return bad("amt", "a balance inquiry carries no amount")
+		}
+	}
+	return nil
+}
+
+func (in Instrument) validate() error {
+	switch in.Kind {
+	case InstCounty, InstECNY:
+		if in.Last4 != "" {
+			return bad("inst.last4", "last4 is for bank cards only")
+		}
+	case InstBank:
+		if len(in.ID) < 5 || in.ID[:4] != "tok_" {
+			return bad("inst.id", "bank cards travel as a token (tok_...), never as a card number")
+		}
+		if len(in.Last4) != 4 || !allDigits(in.Last4) {
+			return bad("inst.last4", "last4 must be four digits")
+		}
+	default:
+		return bad("inst.k", "instrument kind must be county, bank or ecny")
+	}
+	if !ValidID(in.ID, MaxInstrumentIDLen) {
+		return bad("inst.id", "instrument id must be 1..64 of [A-Za-z0-9._-]")
+	}
+	if LooksLikePAN(in.ID) {
+		return bad("inst.id", "instrument id looks like a card number; send a token")
+	}
+	return nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return len(s) > 0
+}
+
+// LooksLikePAN reports whether s contains a run of 13..19 digits that passes
+// the Luhn check: such a value must never be stored or logged.
+func LooksLikePAN(s string) bool {
+	run := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			run++
+			continue
+		}
+		if run >= 13 {
+			d := s[i-run : i]
+			for n := 13; n <= 19 && n <= len(d); n++ {
+				for off := 0; off+n <= len(d); off++ {
+					if luhn(d[off : off+n]) {
+						return true
+					}
+				}
+			}
+		}
+		run = 0
+	}
+	return false
+}
+
+func luhn(d string) bool {
+	sum := 0
+	dbl := false
+	for i := len(d) - 1; i >= 0; i-- {
+		n := int(d[i] - '0')
+		if dbl {
+			n *= 2
+			if n > 9 {
+				n -= 9
+			}
+		}
+		sum += n
+		dbl = !dbl
+	}
+	return sum%10 == 0
+}
+
+// AppendJSON appends the canonical JSON encoding of r (fixed field order, no
+// spaces) to dst. Terminals and the emulator use it to build request bodies.
+func (r *Request) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"v":`...)
+	dst = strconv.AppendInt(dst, int64(r.V), 10)
+	dst = append(dst, `,"type":`...)
+	dst = strconv.AppendQuote(dst, r.Type)
+	dst = append(dst, `,"tid":`...)
+	dst = strconv.AppendQuote(dst, r.TID)
+	dst = append(dst, `,"txn":`...)
+	dst = strconv.AppendUint(dst, r.Txn, 10)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, r.TS, 10)
+	if r.Type != TypeHeartbeat {
+		dst = append(dst, `,"amt":`...)
+		dst = strconv.AppendInt(dst, r.Amt, 10)
+		dst = append(dst, `,"inst":{"k":`...)
+		dst = strconv.AppendQuote(dst, r.Inst.Kind)
+		dst = append(dst, `,"id":`...)
+		dst = strconv.AppendQuote(dst, r.Inst.ID)
+		if r.Inst.Last4 != "" {
+			dst = append(dst, `,"last4":`...)
+			dst = strconv.AppendQuote(dst, r.Inst.Last4)
+		}
+		dst = append(dst, '}')
+	}
+	if r.Orig != 0 {
+		dst = append(dst, `,"orig":`...)
+		dst = strconv.AppendUint(dst, r.Orig, 10)
+	}
+	return append(dst, '}')
+}
+
+// AppendJSON appends the canonical JSON encoding of a reply to dst. The
+// gateway stores these exact bytes (sealed) so that a duplicate request gets
+// a byte-identical reply.
+func (p *Reply) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"v":`...)
+	dst = strconv.AppendInt(dst, int64(p.V), 10)
+	dst = append(dst, `,"type":`...)
+	dst = strconv.AppendQuote(dst, p.Type)
+	dst = append(dst, `,"tid":`...)
+	dst = strconv.AppendQuote(dst, p.TID)
+	dst = append(dst, `,"txn":`...)
+	dst = strconv.AppendUint(dst, p.Txn, 10)
+	dst = append(dst, `,"code":`...)
+	dst = strconv.AppendQuote(dst, string(p.Code))
+	if p.Auth != "" {
+		dst = append(dst, `,"auth":`...)
+		dst = strconv.AppendQuote(dst, p.Auth)
+	}
+	if p.Bal != nil {
+		dst = append(dst, `,"bal":`...)
+		dst = strconv.AppendInt(dst, *p.Bal, 10)
+	}
+	dst = append(dst, `,"gts":`...)
+	dst = strconv.AppendInt(dst, p.GTS, 10)
+	return append(dst, '}')
+}
+
+// DecodeReply parses a reply body (after Open).
+func DecodeReply(body []byte) (*Reply, error) {
+	p := new(Reply)
+	if len(body) > MaxPayload {
+		return nil, &Error{Code: CodeOversize, Msg: "body exceeds 4096 bytes"}
+	}
+	if err := json.Unmarshal(body, p); err != nil {
+		return nil, bad("", "reply is not valid JSON: "+err.Error())
+	}
+	if p.V != Version {
+		return nil, &Error{Code: CodeUnsupported, Field: "v", Msg: "unsupported protocol version"}
+	}
+	if _, ok := p.Code.Info(); !ok {
+		return nil, bad("code", "unknown result code")
+	}
+	return p, nil
+}
+
+// ContentHash is the idempotency fingerprint of a request: type, amount,
+// instrument and original txn id, but not the timestamp, so that a terminal
+// retry that re-stamps the time is still "the same request" while a changed
+// amount or instrument under the same txn id is a conflict. FNV-1a, 64 bits.
+func (r *Request) ContentHash() uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	str := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= prime
+		}
+		h ^= 0xff // field separator
+		h *= prime
+	}
+	num := func(v uint64) {
+		for i := 0; i < 8; i++ {
+			h ^= v & 0xff
+			h *= prime
+			v >>= 8
+		}
+	}
+	str(r.Type)
+	num(uint64(r.Amt))
+	str(r.Inst.Kind)
+	str(r.Inst.ID)
+	str(r.Inst.Last4)
+	num(r.Orig)
+	return h
+}
