@@ -2,42 +2,50 @@ package terminals
 
 import "strings"
 
-// Topic scheme of protocol v1. Every terminal owns the subtree
-// scp/v1/t/{terminal id}/ and nothing else; the broker ACL confines it there
+// Topics is the topic scheme of protocol v1. Every terminal owns the subtree
+// {Root}/t/{terminal id}/ and nothing else; the broker ACL confines it there
 // (deploy/mosquitto). The gateway consumes requests through a shared
-// subscription so that several gateway instances can split the load.
-const (
-	TopicRoot = "scp/v1"
-	// SharedGroup is the shared-subscription group of gateway instances.
-	SharedGroup = "scp-gateway"
-	// RequestFilter matches every terminal's request topic.
-	RequestFilter = TopicRoot + "/t/+/req"
-	// SharedRequestFilter is RequestFilter under the gateways' shared subscription.
-	SharedRequestFilter = "$share/" + SharedGroup + "/" + RequestFilter
-	// StatusFilter matches every terminal's status topic.
-	StatusFilter = TopicRoot + "/t/+/status"
-)
+// subscription in Group so that several gateway instances split the load.
+//
+// Root is configurable so that several deployments (or test runs) can share
+// one broker without hearing each other; production uses DefaultTopics.
+type Topics struct {
+	Root  string // e.g. "scp/v1"
+	Group string // shared-subscription group of the gateways
+}
 
-// RequestTopic is where terminal tid publishes requests (QoS 1).
-func RequestTopic(tid string) string { return TopicRoot + "/t/" + tid + "/req" }
+// DefaultTopics is the production scheme.
+var DefaultTopics = Topics{Root: "scp/v1", Group: "scp-gateway"}
 
-// ReplyTopic is where the gateway publishes replies for tid (QoS 1).
-func ReplyTopic(tid string) string { return TopicRoot + "/t/" + tid + "/resp" }
+// Request is where terminal tid publishes requests (QoS 1).
+func (t Topics) Request(tid string) string { return t.Root + "/t/" + tid + "/req" }
 
-// StatusTopic carries "online"/"offline" for tid, retained; "offline" is the
+// Reply is where the gateway publishes replies for tid (QoS 1).
+func (t Topics) Reply(tid string) string { return t.Root + "/t/" + tid + "/resp" }
+
+// Status carries "online"/"offline" for tid, retained; "offline" is the
 // terminal's MQTT last will.
-func StatusTopic(tid string) string { return TopicRoot + "/t/" + tid + "/status" }
+func (t Topics) Status(tid string) string { return t.Root + "/t/" + tid + "/status" }
 
-// ConfigTopic carries the retained desired configuration for tid.
-func ConfigTopic(tid string) string { return TopicRoot + "/t/" + tid + "/cfg" }
+// Config carries the retained desired configuration for tid.
+func (t Topics) Config(tid string) string { return t.Root + "/t/" + tid + "/cfg" }
 
-// GroupConfigTopic carries the retained desired configuration for a terminal group.
-func GroupConfigTopic(group string) string { return TopicRoot + "/g/" + group + "/cfg" }
+// GroupConfig carries the retained desired configuration for a terminal group.
+func (t Topics) GroupConfig(group string) string { return t.Root + "/g/" + group + "/cfg" }
+
+// RequestFilter matches every terminal's request topic.
+func (t Topics) RequestFilter() string { return t.Root + "/t/+/req" }
+
+// SharedRequestFilter is RequestFilter under the gateways' shared subscription.
+func (t Topics) SharedRequestFilter() string { return "$share/" + t.Group + "/" + t.RequestFilter() }
+
+// StatusFilter matches every terminal's status topic.
+func (t Topics) StatusFilter() string { return t.Root + "/t/+/status" }
 
 // TerminalFromTopic extracts the terminal id from a per-terminal topic
-// (scp/v1/t/{tid}/...). ok is false for any other shape.
-func TerminalFromTopic(topic string) (tid string, ok bool) {
-	const prefix = TopicRoot + "/t/"
+// ({Root}/t/{tid}/...). ok is false for any other shape.
+func (t Topics) TerminalFromTopic(topic string) (tid string, ok bool) {
+	prefix := t.Root + "/t/"
 	if !strings.HasPrefix(topic, prefix) {
 		return "", false
 	}
