@@ -67,6 +67,14 @@ func (s *Signer) Verify(body, macHex []byte) bool {
 	if len(macHex) != MACHexLen {
 		return false
 	}
+	// Only lowercase hex: one body has exactly one valid frame, so logs,
+	// broker-level deduplication and the byte-identical reply promise never
+	// see two spellings of the same message. hex.Decode alone accepts A-F.
+	for _, c := range macHex {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
 	var want [sha256.Size]byte
 	if _, err := hex.Decode(want[:], macHex); err != nil {
 		return false

@@ -2,8 +2,8 @@ package terminals
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -117,8 +117,39 @@ func DecodeRequest(body []byte) (*Request, error) {
 	return r, nil
 }
 
-// DecodeRequestInto is DecodeRequest into a caller-owned Request.
+// Request keys, as bits of a seen-set so that a duplicate key is refused.
+const (
+	keyV = 1 << iota
+	keyType
+	keyTID
+	keyTxn
+	keyTS
+	keyAmt
+	keyInst
+	keyOrig
+	keyCode
+	keyAuth
+	keyBal
+	keyGTS
+	keyInstK
+	keyInstID
+	keyInstLast4
+)
+
+// maxVersionValue bounds the "v" field while decoding; anything that fits but
+// is not Version is answered UNSUPPORTED by Validate.
+const maxVersionValue = 1<<31 - 1
+
+// DecodeRequestInto is DecodeRequest into a caller-owned Request. Strings
+// that equal the ones r already holds are reused, so a gateway that keeps one
+// Request per worker decodes a typical purchase with few allocations.
+//
+// Beyond JSON syntax it requires: keys exactly as specified (case-sensitive),
+// each at most once, no unknown keys, no null values, integers without
+// fraction or exponent, UTF-8 strings, no newline anywhere in the body and
+// nothing after the object. Then it runs Validate.
 func DecodeRequestInto(body []byte, r *Request) error {
+	prevTID, prevID, prevLast4 := r.TID, r.Inst.ID, r.Inst.Last4
 	*r = Request{}
 	if len(body) > MaxPayload {
 		return &Error{Code: CodeOversize, Msg: "body exceeds 4096 bytes"}
@@ -126,14 +157,182 @@ func DecodeRequestInto(body []byte, r *Request) error {
 	if bytes.IndexByte(body, '\n') >= 0 {
 		return bad("", "newline inside body")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(r); err != nil {
-		return bad("", "body is not a valid JSON request: "+err.Error())
+	s := scanner{b: body}
+	empty, err := s.objectStart("")
+	if err != nil {
+		return err
 	}
-	if dec.More() {
-		return bad("", "trailing data after body")
+	var seen uint32
+	for more := !empty; more; {
+		k, err := s.key("")
+		if err != nil {
+			return err
+		}
+		bit, name := requestKey(k)
+		if bit == 0 {
+			return unknownKey(k, "")
+		}
+		if seen&bit != 0 {
+			return bad(name, "duplicate key")
+		}
+		seen |= bit
+		switch bit {
+		case keyV:
+			v, err := s.int(name, maxVersionValue)
+			if err != nil {
+				return err
+			}
+			r.V = int(v)
+		case keyType:
+			b, err := s.str(name)
+			if err != nil {
+				return err
+			}
+			r.Type = internType(b)
+		case keyTID:
+			b, err := s.str(name)
+			if err != nil {
+				return err
+			}
+			r.TID = keep(b, prevTID)
+		case keyTxn:
+			if r.Txn, err = s.uint(name, math.MaxUint64); err != nil {
+				return err
+			}
+		case keyTS:
+			if r.TS, err = s.int(name, math.MaxInt64); err != nil {
+				return err
+			}
+		case keyAmt:
+			if r.Amt, err = s.int(name, math.MaxInt64); err != nil {
+				return err
+			}
+		case keyOrig:
+			if r.Orig, err = s.uint(name, math.MaxUint64); err != nil {
+				return err
+			}
+		case keyInst:
+			if err := decodeInstrument(&s, &r.Inst, prevID, prevLast4); err != nil {
+				return err
+			}
+		}
+		if more, err = s.after(""); err != nil {
+			return err
+		}
+	}
+	if err := s.end(); err != nil {
+		return err
 	}
 	return r.Validate()
+}
+
+func requestKey(k []byte) (uint32, string) {
+	switch string(k) {
+	case "v":
+		return keyV, "v"
+	case "type":
+		return keyType, "type"
+	case "tid":
+		return keyTID, "tid"
+	case "txn":
+		return keyTxn, "txn"
+	case "ts":
+		return keyTS, "ts"
+	case "amt":
+		return keyAmt, "amt"
+	case "inst":
+		return keyInst, "inst"
+	case "orig":
+		return keyOrig, "orig"
+	}
+	return 0, ""
+}
+
+// unknownKey names the key in the error only when it is a short plain
+// identifier, so that hostile bytes never reach a log line verbatim.
+func unknownKey(k []byte, parent string) error {
+	name := string(k)
+	if !ValidID(name, 32) {
+		name = "?"
+	}
+	if parent != "" {
+		name = parent + "." + name
+	}
+	return bad(name, "unknown key")
+}
+
+func decodeInstrument(s *scanner, in *Instrument, prevID, prevLast4 string) error {
+	empty, err := s.objectStart("inst")
+	if err != nil {
+		return err
+	}
+	var seen uint32
+	for more := !empty; more; {
+		k, err := s.key("inst")
+		if err != nil {
+			return err
+		}
+		var bit uint32
+		var name string
+		switch string(k) {
+		case "k":
+			bit, name = keyInstK, "inst.k"
+		case "id":
+			bit, name = keyInstID, "inst.id"
+		case "last4":
+			bit, name = keyInstLast4, "inst.last4"
+		default:
+			return unknownKey(k, "inst")
+		}
+		if seen&bit != 0 {
+			return bad(name, "duplicate key")
+		}
+		seen |= bit
+		b, err := s.str(name)
+		if err != nil {
+			return err
+		}
+		switch bit {
+		case keyInstK:
+			in.Kind = internKind(b)
+		case keyInstID:
+			in.ID = keep(b, prevID)
+		case keyInstLast4:
+			in.Last4 = keep(b, prevLast4)
+		}
+		if more, err = s.after("inst"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// internType returns the constant for a known type so that decoding it does
+// not allocate.
+func internType(b []byte) string {
+	switch string(b) {
+	case TypePurchase:
+		return TypePurchase
+	case TypeReversal:
+		return TypeReversal
+	case TypeBalance:
+		return TypeBalance
+	case TypeHeartbeat:
+		return TypeHeartbeat
+	}
+	return string(b)
+}
+
+func internKind(b []byte) string {
+	switch string(b) {
+	case InstCounty:
+		return InstCounty
+	case InstBank:
+		return InstBank
+	case InstECNY:
+		return InstECNY
+	}
+	return string(b)
 }
 
 // Validate checks field presence and ranges for the request's type.
@@ -146,6 +345,14 @@ func (r *Request) Validate() error {
 	}
 	switch r.Type {
 	case TypeHeartbeat:
+		// The gateway checks a heartbeat's clock skew, so ts is required;
+		// txn is optional (0 is fine) because heartbeats are not deduplicated.
+		if r.TS <= 0 {
+			return bad("ts", "timestamp must be Unix milliseconds")
+		}
+		if r.Amt != 0 || r.Orig != 0 || r.Inst != (Instrument{}) {
+			return bad("amt", "a heartbeat carries no amount, instrument or original")
+		}
 		return nil
 	case TypePurchase, TypeReversal, TypeBalance:
 	default:
@@ -179,8 +386,11 @@ func (r *Request) Validate() error {
 			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "a reversal carries the original amount"}
 		}
 	case TypeBalance:
-		if r.Amt != 0 || r.Orig != 0 {
+		if r.Amt != 0 {
 			return bad("amt", "a balance inquiry carries no amount")
+		}
+		if r.Orig != 0 {
+			return bad("orig", "only a reversal names an original")
 		}
 	}
 	return nil
@@ -267,9 +477,9 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"v":`...)
 	dst = strconv.AppendInt(dst, int64(r.V), 10)
 	dst = append(dst, `,"type":`...)
-	dst = strconv.AppendQuote(dst, r.Type)
+	dst = appendJSONString(dst, r.Type)
 	dst = append(dst, `,"tid":`...)
-	dst = strconv.AppendQuote(dst, r.TID)
+	dst = appendJSONString(dst, r.TID)
 	dst = append(dst, `,"txn":`...)
 	dst = strconv.AppendUint(dst, r.Txn, 10)
 	dst = append(dst, `,"ts":`...)
@@ -278,12 +488,12 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"amt":`...)
 		dst = strconv.AppendInt(dst, r.Amt, 10)
 		dst = append(dst, `,"inst":{"k":`...)
-		dst = strconv.AppendQuote(dst, r.Inst.Kind)
+		dst = appendJSONString(dst, r.Inst.Kind)
 		dst = append(dst, `,"id":`...)
-		dst = strconv.AppendQuote(dst, r.Inst.ID)
+		dst = appendJSONString(dst, r.Inst.ID)
 		if r.Inst.Last4 != "" {
 			dst = append(dst, `,"last4":`...)
-			dst = strconv.AppendQuote(dst, r.Inst.Last4)
+			dst = appendJSONString(dst, r.Inst.Last4)
 		}
 		dst = append(dst, '}')
 	}
@@ -301,16 +511,16 @@ func (p *Reply) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"v":`...)
 	dst = strconv.AppendInt(dst, int64(p.V), 10)
 	dst = append(dst, `,"type":`...)
-	dst = strconv.AppendQuote(dst, p.Type)
+	dst = appendJSONString(dst, p.Type)
 	dst = append(dst, `,"tid":`...)
-	dst = strconv.AppendQuote(dst, p.TID)
+	dst = appendJSONString(dst, p.TID)
 	dst = append(dst, `,"txn":`...)
 	dst = strconv.AppendUint(dst, p.Txn, 10)
 	dst = append(dst, `,"code":`...)
-	dst = strconv.AppendQuote(dst, string(p.Code))
+	dst = appendJSONString(dst, string(p.Code))
 	if p.Auth != "" {
 		dst = append(dst, `,"auth":`...)
-		dst = strconv.AppendQuote(dst, p.Auth)
+		dst = appendJSONString(dst, p.Auth)
 	}
 	if p.Bal != nil {
 		dst = append(dst, `,"bal":`...)
@@ -321,17 +531,98 @@ func (p *Reply) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
-// DecodeReply parses a reply body (after Open).
+// DecodeReply parses a reply body (after Open) under the same strict rules
+// as DecodeRequestInto, and checks the version, the terminal id shape and
+// that the code is in the catalogue.
 func DecodeReply(body []byte) (*Reply, error) {
-	p := new(Reply)
 	if len(body) > MaxPayload {
 		return nil, &Error{Code: CodeOversize, Msg: "body exceeds 4096 bytes"}
 	}
-	if err := json.Unmarshal(body, p); err != nil {
-		return nil, bad("", "reply is not valid JSON: "+err.Error())
+	if bytes.IndexByte(body, '\n') >= 0 {
+		return nil, bad("", "newline inside body")
+	}
+	p := new(Reply)
+	s := scanner{b: body}
+	empty, err := s.objectStart("")
+	if err != nil {
+		return nil, err
+	}
+	var seen uint32
+	for more := !empty; more; {
+		k, err := s.key("")
+		if err != nil {
+			return nil, err
+		}
+		var bit uint32
+		switch string(k) {
+		case "v":
+			bit = keyV
+		case "type":
+			bit = keyType
+		case "tid":
+			bit = keyTID
+		case "txn":
+			bit = keyTxn
+		case "code":
+			bit = keyCode
+		case "auth":
+			bit = keyAuth
+		case "bal":
+			bit = keyBal
+		case "gts":
+			bit = keyGTS
+		default:
+			return nil, unknownKey(k, "")
+		}
+		name := string(k)
+		if seen&bit != 0 {
+			return nil, bad(name, "duplicate key")
+		}
+		seen |= bit
+		var b []byte
+		switch bit {
+		case keyV:
+			var v int64
+			v, err = s.int(name, maxVersionValue)
+			p.V = int(v)
+		case keyTxn:
+			p.Txn, err = s.uint(name, math.MaxUint64)
+		case keyGTS:
+			p.GTS, err = s.int(name, math.MaxInt64)
+		case keyBal:
+			var v int64
+			if v, err = s.int(name, math.MaxInt64); err == nil {
+				p.Bal = &v
+			}
+		default: // string fields
+			if b, err = s.str(name); err == nil {
+				switch bit {
+				case keyType:
+					p.Type = internType(b)
+				case keyTID:
+					p.TID = string(b)
+				case keyCode:
+					p.Code = Code(b)
+				case keyAuth:
+					p.Auth = string(b)
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if more, err = s.after(""); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.end(); err != nil {
+		return nil, err
 	}
 	if p.V != Version {
-		return nil, &Error{Code: CodeUnsupported, Field: "v", Msg: "unsupported protocol version"}
+		return nil, &Error{Code: CodeUnsupported, Field: "v", Msg: "unsupported protocol version " + strconv.Itoa(p.V)}
+	}
+	if !ValidID(p.TID, MaxTerminalIDLen) {
+		return nil, bad("tid", "terminal id must be 1..32 of [A-Za-z0-9._-]")
 	}
 	if _, ok := p.Code.Info(); !ok {
 		return nil, bad("code", "unknown result code")
@@ -339,24 +630,18 @@ func DecodeReply(body []byte) (*Reply, error) {
 	return p, nil
 }
 
-// ContentHash is the idempotency fingerprint of a request: type, amount,
-// instrument and original txn id, but not the timestamp, so that a terminal
-// retry that re-stamps the time is still "the same request" while a changed
-// amount or instrument under the same txn id is a conflict. FNV-1a, 64 bits.
+// ContentHash is the idempotency fingerprint of a request: every field
+// except the timestamp, so that a terminal retry that re-stamps the time is
+// still "the same request" while a changed amount, instrument or original
+// under the same txn id is a conflict. Strings are length-prefixed so that
+// no two field lists hash the same input. FNV-1a, 64 bits; it guards against
+// honest mistakes, not forgery (the MAC does that).
 func (r *Request) ContentHash() uint64 {
 	const (
 		offset = 14695981039346656037
 		prime  = 1099511628211
 	)
 	h := uint64(offset)
-	str := func(s string) {
-		for i := 0; i < len(s); i++ {
-			h ^= uint64(s[i])
-			h *= prime
-		}
-		h ^= 0xff // field separator
-		h *= prime
-	}
 	num := func(v uint64) {
 		for i := 0; i < 8; i++ {
 			h ^= v & 0xff
@@ -364,7 +649,17 @@ func (r *Request) ContentHash() uint64 {
 			v >>= 8
 		}
 	}
+	str := func(s string) {
+		num(uint64(len(s)))
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= prime
+		}
+	}
+	num(uint64(r.V))
 	str(r.Type)
+	str(r.TID)
+	num(r.Txn)
 	num(uint64(r.Amt))
 	str(r.Inst.Kind)
 	str(r.Inst.ID)

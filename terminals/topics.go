@@ -14,39 +14,50 @@ type Topics struct {
 	Group string // shared-subscription group of the gateways
 }
 
+// Leaf names of the per-terminal topics.
+const (
+	leafRequest = "req"
+	leafReply   = "resp"
+	leafStatus  = "status"
+	leafConfig  = "cfg"
+)
+
 // DefaultTopics is the production scheme.
 var DefaultTopics = Topics{Root: "scp/v1", Group: "scp-gateway"}
 
 // Request is where terminal tid publishes requests (QoS 1).
-func (t Topics) Request(tid string) string { return t.Root + "/t/" + tid + "/req" }
+func (t Topics) Request(tid string) string { return t.Root + "/t/" + tid + "/" + leafRequest }
 
 // Reply is where the gateway publishes replies for tid (QoS 1).
-func (t Topics) Reply(tid string) string { return t.Root + "/t/" + tid + "/resp" }
+func (t Topics) Reply(tid string) string { return t.Root + "/t/" + tid + "/" + leafReply }
 
 // Status carries "online"/"offline" for tid, retained; "offline" is the
 // terminal's MQTT last will.
-func (t Topics) Status(tid string) string { return t.Root + "/t/" + tid + "/status" }
+func (t Topics) Status(tid string) string { return t.Root + "/t/" + tid + "/" + leafStatus }
 
 // Config carries the retained desired configuration for tid.
-func (t Topics) Config(tid string) string { return t.Root + "/t/" + tid + "/cfg" }
+func (t Topics) Config(tid string) string { return t.Root + "/t/" + tid + "/" + leafConfig }
 
 // GroupConfig carries the retained desired configuration for a terminal group.
 func (t Topics) GroupConfig(group string) string { return t.Root + "/g/" + group + "/cfg" }
 
 // RequestFilter matches every terminal's request topic.
-func (t Topics) RequestFilter() string { return t.Root + "/t/+/req" }
+func (t Topics) RequestFilter() string { return t.Root + "/t/+/" + leafRequest }
 
 // SharedRequestFilter is RequestFilter under the gateways' shared subscription.
 func (t Topics) SharedRequestFilter() string { return "$share/" + t.Group + "/" + t.RequestFilter() }
 
 // StatusFilter matches every terminal's status topic.
-func (t Topics) StatusFilter() string { return t.Root + "/t/+/status" }
+func (t Topics) StatusFilter() string { return t.Root + "/t/+/" + leafStatus }
 
-// TerminalFromTopic extracts the terminal id from a per-terminal topic
-// ({Root}/t/{tid}/...). ok is false for any other shape.
+// TerminalFromTopic extracts the terminal id from a per-terminal topic:
+// exactly {Root}/t/{tid}/{leaf} with leaf one of req, resp, status, cfg and
+// tid a valid terminal id. ok is false for any other shape, including
+// wildcards, empty levels and extra levels, so that the id the gateway
+// trusts (it picks the key by it) is never a pattern or a path.
 func (t Topics) TerminalFromTopic(topic string) (tid string, ok bool) {
 	prefix := t.Root + "/t/"
-	if !strings.HasPrefix(topic, prefix) {
+	if t.Root == "" || !strings.HasPrefix(topic, prefix) {
 		return "", false
 	}
 	rest := topic[len(prefix):]
@@ -58,5 +69,9 @@ func (t Topics) TerminalFromTopic(topic string) (tid string, ok bool) {
 	if !ValidID(tid, MaxTerminalIDLen) {
 		return "", false
 	}
-	return tid, true
+	switch rest[i+1:] {
+	case leafRequest, leafReply, leafStatus, leafConfig:
+		return tid, true
+	}
+	return "", false
 }
