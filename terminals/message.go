@@ -430,31 +430,78 @@ func allDigits(s string) bool {
 	return len(s) > 0
 }
 
-// LooksLikePAN reports whether s contains a run of 13..19 digits that passes
-// the Luhn check: such a value must never be stored or logged.
+// panRunMax bounds the digits LooksLikePAN gathers from one run; a longer
+// run is reported as PAN-like outright (it contains many 13..19-digit
+// windows, and no honest identifier needs it).
+const panRunMax = 64
+
+// LooksLikePAN reports whether s holds something that may be a card number:
+// such a value must never be stored or logged. Digits are read in runs; a run
+// may be split into groups by single spaces or hyphens, because that is how
+// card numbers are printed and typed ("4111 1111 1111 1111"). A run is
+// PAN-like when some span of whole groups has 13..19 digits and passes the
+// Luhn check, or when one group is longer than 19 digits and a 13..19-digit
+// window inside it passes (a card number glued to other digits). A 13..19
+// digit number that fails Luhn is not a card number and passes: county card
+// and wallet numbers are often long digit runs.
 func LooksLikePAN(s string) bool {
-	run := 0
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			run++
-			continue
-		}
-		if run >= 13 {
-			d := s[i-run : i]
-			for n := 13; n <= 19 && n <= len(d); n++ {
-				for off := 0; off+n <= len(d); off++ {
-					if luhn(d[off : off+n]) {
-						return true
+	var (
+		d      [panRunMax]byte // digits of the current run
+		starts [panRunMax]int  // index in d where each group begins
+		n, g   int
+	)
+	check := func() bool {
+		starts[g] = n // sentinel: end of the last group
+		for i := 0; i < g; i++ {
+			if glen := starts[i+1] - starts[i]; glen > 19 {
+				grp := d[starts[i]:starts[i+1]]
+				for w := 13; w <= 19; w++ {
+					for off := 0; off+w <= len(grp); off++ {
+						if luhn(grp[off : off+w]) {
+							return true
+						}
 					}
 				}
 			}
+			for j := i + 1; j <= g; j++ {
+				span := starts[j] - starts[i]
+				if span > 19 {
+					break
+				}
+				if span >= 13 && luhn(d[starts[i]:starts[j]]) {
+					return true
+				}
+			}
 		}
-		run = 0
+		return false
 	}
-	return false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if n == panRunMax-1 {
+				return true // see panRunMax
+			}
+			if n == 0 {
+				starts[0], g = 0, 1
+			}
+			d[n] = c
+			n++
+			continue
+		case (c == ' ' || c == '-') && n > 0 && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9':
+			starts[g] = n // a separator inside a run starts a new group
+			g++
+			continue
+		}
+		if n >= 13 && check() {
+			return true
+		}
+		n, g = 0, 0
+	}
+	return n >= 13 && check()
 }
 
-func luhn(d string) bool {
+func luhn(d []byte) bool {
 	sum := 0
 	dbl := false
 	for i := len(d) - 1; i >= 0; i-- {
