@@ -1,0 +1,104 @@
+package core
+
+import (
+	"time"
+	_ "time/tzdata" // Asia/Shanghai must load on hosts without a zoneinfo database.
+)
+
+// ClassLimits are the limits of one e-CNY wallet class, in fen. Zero means
+// "no limit" so that the table can express class 1's missing annual cap.
+type ClassLimits struct {
+	Balance int64 // cap on the wallet balance after a credit
+	Single  int64 // cap on one payment (purchase, hold)
+	Daily   int64 // cap on the sum of debits in one business day
+	Annual  int64 // cap on the sum of debits in one calendar year
+}
+
+// Config is the policy of a shard. It governs decisions only: Apply never
+// consults the limits, so a limit change between a crash and its replay
+// cannot make the journal unreplayable. The bounds do matter to replay
+// (FIFO eviction decides which originals a reversal can still find), so
+// replay must use the same bounds as the run that wrote the journal.
+type Config struct {
+	// Loc is the zone of business days and years (Asia/Shanghai).
+	Loc *time.Location
+	// ECNY holds the wallet class limits at index 1..4; index 0 is unused.
+	ECNY [5]ClassLimits
+	// ReversibleMax bounds the per-shard table of approved purchases that a
+	// reversal can still find (entries, FIFO eviction).
+	ReversibleMax int
+	// RefsMax bounds the per-shard table of operator top-up refs remembered
+	// for dedupe (entries, FIFO eviction).
+	RefsMax int
+	// HoldsMax bounds the per-shard table of live holds (entries). A full
+	// table answers CodeBusy instead of evicting: evicting a hold would
+	// strand its reserved money.
+	HoldsMax int
+}
+
+// Default bounds. maxTableEntries keeps slot numbers inside int32.
+const (
+	DefaultReversibleMax = 1 << 16
+	DefaultRefsMax       = 1 << 12
+	DefaultHoldsMax      = 1 << 14
+	maxTableEntries      = 1 << 24
+)
+
+// fenPerCNY converts the DOMAIN.md table (CNY) into fen.
+const fenPerCNY = 100
+
+// DefaultConfig returns the Asia/Shanghai business calendar, the e-CNY
+// class table of DOMAIN.md in fen, and the default bounds.
+func DefaultConfig() *Config {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		// Unreachable with time/tzdata embedded; China has kept UTC+8
+		// without daylight saving since 1991, so a fixed zone is exact.
+		loc = time.FixedZone("CST", 8*3600)
+	}
+	return &Config{
+		Loc: loc,
+		ECNY: [5]ClassLimits{
+			1: {Balance: 500_000 * fenPerCNY, Single: 50_000 * fenPerCNY, Daily: 100_000 * fenPerCNY, Annual: 0},
+			2: {Balance: 10_000 * fenPerCNY, Single: 5_000 * fenPerCNY, Daily: 10_000 * fenPerCNY, Annual: 300_000 * fenPerCNY},
+			3: {Balance: 2_000 * fenPerCNY, Single: 2_000 * fenPerCNY, Daily: 2_000 * fenPerCNY, Annual: 50_000 * fenPerCNY},
+			4: {Balance: 1_000 * fenPerCNY, Single: 500 * fenPerCNY, Daily: 1_000 * fenPerCNY, Annual: 10_000 * fenPerCNY},
+		},
+		ReversibleMax: DefaultReversibleMax,
+		RefsMax:       DefaultRefsMax,
+		HoldsMax:      DefaultHoldsMax,
+	}
+}
+
+// normalized returns a copy of c with zero or out-of-range fields replaced
+// by defaults (nil Loc, an all-zero ECNY table, bounds <= 0), so that a
+// partly filled Config is usable.
+func (c *Config) normalized() Config {
+	d := DefaultConfig()
+	if c == nil {
+		return *d
+	}
+	n := *c
+	if n.Loc == nil {
+		n.Loc = d.Loc
+	}
+	// An all-zero table is a Config that did not set limits, not a wish
+	// for unlimited wallets: regulatory limits must never vanish by omission.
+	if n.ECNY == ([5]ClassLimits{}) {
+		n.ECNY = d.ECNY
+	}
+	n.ReversibleMax = bound(n.ReversibleMax, DefaultReversibleMax)
+	n.RefsMax = bound(n.RefsMax, DefaultRefsMax)
+	n.HoldsMax = bound(n.HoldsMax, DefaultHoldsMax)
+	return n
+}
+
+func bound(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	if v > maxTableEntries {
+		return maxTableEntries
+	}
+	return v
+}

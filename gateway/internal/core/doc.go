@@ -1,0 +1,129 @@
+// Package core owns the authorization core of the gateway: the ledger of
+// accounts (balances, holds, floors, e-CNY class limits and their day and
+// year counters), the decision for every ledger request, the journal record
+// of each decision, replay of those records, and shard snapshots.
+//
+// # Model
+//
+// The core is a pure state machine in the manner of etcd's raft: it does no
+// I/O, takes no locks, starts no goroutines and never reads the clock. The
+// ledger is split into shards by ShardOf(account key, n); the gateway runs
+// one goroutine per Shard (the single writer) and feeds it Inputs:
+//
+//	var out core.Output                 // reused: its Record buffer too
+//	shard.Step(clock.Now(), &in, &out)  // decide + apply in memory + encode
+//	if len(out.Record) > 0 {
+//		journal.Append(out.Record)      // durable (group commit) ...
+//	}
+//	reply(out.Code, out.Available, out.Seq) // ... before this
+//
+// Step decides, applies the effect to the in-memory shard and writes the
+// record that the caller must make durable before it replies. Because the
+// effect is applied before the record is durable, a journal write failure
+// leaves the shard ahead of the journal: the gateway must then stop serving
+// the shard and rebuild it from snapshot + journal (it must not reply).
+//
+// # Records and replay
+//
+// A record holds the inputs of a decision, its code, the shard sequence
+// number (1, 2, 3, ... without gaps; the gateway uses it as the
+// authorization reference), the gateway time, and the state of the account
+// after the effect. Step itself applies a decision by building its record
+// and running the same effect code that Apply runs, so replay cannot drift
+// from live processing. Apply performs the recorded effect with the
+// recorded code — policy (limits) is not decided again, so changing the
+// limit table never makes an old journal unreplayable — and then compares
+// the account's balance, held, floor, class and blocked flag with the
+// record; any difference is corruption (ErrCorrupt), never silently fixed.
+//
+// Which outcomes are journaled:
+//
+//   - every approved effect (open, top-up, block, purchase, reversal, hold,
+//     capture, release);
+//   - declines of terminal ops (purchase, reversal, hold, capture,
+//     release), including unknown account, so that the stored reply can be
+//     rebuilt after a restart; these records change nothing but the
+//     sequence;
+//   - not journaled: balance inquiries; CodeOriginalNotFound for reversal,
+//     capture and release; a second reversal of a reversed original
+//     (CodeApproved, no effect); a repeated top-up ref (the first result,
+//     no effect); declines of operator ops (open, top-up, block), which the
+//     operator sees synchronously; and refusals, which are not decisions:
+//     CodeMalformed (bad shape: account kind, class, floor, empty TID/Txn,
+//     top-up without Ref, strings over MaxFieldLen), CodeUnsupported (unknown
+//     op), CodeIDConflict (account already open, terminal txn id or top-up
+//     ref reused with other content), CodeBusy (HoldsMax live holds).
+//
+// # Rules
+//
+// available = balance - held - floor; a purchase or hold needs
+// Amount <= available. Precedence for purchase and hold: invalid amount,
+// unknown account, blocked, single limit, daily limit, annual limit, funds.
+// Limits apply to "ecny" accounts by class; day counters reset at the
+// Asia/Shanghai midnight of the step's time and year counters at the
+// calendar year. Credits that would lift an e-CNY wallet over its class
+// balance cap are declined with CodeLimitBalance (a reversal is exempt: it
+// restores money that was already the holder's). Blocked accounts refuse
+// purchases, holds and balance inquiries (the inquiry still reports the
+// available balance); top-ups (paying off debt), reversals, captures and
+// releases of existing holds proceed.
+//
+// Holds are two-phase (pending, post, void): a hold reserves its amount
+// and is checked against the single, daily and annual limits as if spent
+// now, but it counts toward the daily and annual counters only when, and on
+// the day that, it is captured; a capture is checked against the daily and
+// annual limits again and can be declined by them. Captures may be partial
+// and repeated; release voids the remainder once; a fully captured or
+// released hold is gone (CodeOriginalNotFound).
+//
+// A reversal finds its original in a FIFO table of the last ReversibleMax
+// approved purchases, must name the same account and carry the same amount
+// (else CodeInvalidAmount), credits it back exactly once, and takes it off
+// the day/year counters if they are still those of the purchase's day/year.
+//
+// Money is int64 fen; every sum is overflow-checked and an overflow is
+// CodeInvalidAmount. Invariants (held >= 0, balance - held >= floor,
+// balance - floor representable, counters >= 0) are asserted after every
+// effect; a violation in Step is a programmer error and panics, in Apply or
+// Restore it is an ErrCorrupt error.
+//
+// # Record format (version 1, little endian)
+//
+//	off  size  field
+//	  0     1  version (1)
+//	  1     1  op (Op: 1 open, 2 top-up, 3 block, 4 purchase, 5 reversal, 7 hold, 8 capture, 9 release)
+//	  2     2  code, two ASCII characters (terminals.Code; approved or decline class only)
+//	  4     4  shard id
+//	  8     8  seq
+//	 16     8  time, UTC Unix nanoseconds
+//	 24     8  amount, fen (release: the remainder released)
+//	 32     8  txn (terminal txn id)
+//	 40     8  orig (original txn id: reversal, capture, release)
+//	 48     8  hash (terminals.Request.ContentHash, for audit)
+//	 56     8  floor of the account after apply
+//	 64     8  balance of the account after apply (0 if no account)
+//	 72     8  held of the account after apply (0 if no account)
+//	 80     1  class of the account (e-CNY 1..4, else 0)
+//	 81     1  flags: bit 0 blocked (account after apply); other bits 0
+//	 82     1  length of account key   (<= 255)
+//	 83     1  length of tid            (<= 255)
+//	 84     1  length of merchant       (<= 255)
+//	 85     1  length of ref            (<= 255)
+//	 86     *  account key, tid, merchant, ref (bytes, in this order)
+//	  n-4   4  CRC-32C (Castagnoli) of bytes 0..n-4
+//
+// A record is 90 to 1110 bytes and self-checking, so DecodeRecord reports
+// corruption whatever framing the journal adds. DecodeRecord accepts only
+// what AppendBinary writes, so decode followed by encode is the identity.
+//
+// # Snapshots
+//
+// Snapshot writes a deterministic image (sorted accounts, FIFO tables in
+// eviction order, holds sorted, CRC-32C trailer; format in snapshot.go)
+// tagged with the shard id and the last sequence number. Restore loads it
+// into an empty shard and checks every invariant, including that each
+// account's held total equals the sum of its live holds; replay then
+// continues with record Seq()+1. The bounds in Config (ReversibleMax,
+// RefsMax, HoldsMax) must be the same on replay as when the journal was
+// written, because FIFO eviction is part of the state.
+package core

@@ -1,0 +1,368 @@
+package core
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"sort"
+)
+
+// Snapshot format (little endian), version 1. Deterministic: two shards
+// with the same state write the same bytes whatever order their accounts
+// were opened in, so a hash of the snapshot is a state digest.
+//
+//	magic "SCPSNAP\x00" | version u16 | shard u32 | seq u64
+//	| accounts u32 | reversible u32 | refs u32 | holds u32
+//	accounts, by key:    keylen u8, key, balance i64, held i64, floor i64,
+//	                     dayTotal i64, yearTotal i64, day i32, year i32, class u8, flags u8 (bit0 blocked)
+//	reversible, oldest first: tidlen u8, tid, txn u64, account u32 (index in the
+//	                     list above), day i32, year i32, amount i64, flags u8 (bit0 reversed)
+//	refs, oldest first:  reflen u8, ref, account u32, amount i64
+//	holds, by (tid, txn): tidlen u8, tid, txn u64, account u32, amount i64, remaining i64
+//	crc32c u32 of everything before it
+//
+// FIFO tables keep their order because eviction depends on it; the
+// account kind is not stored because the key carries it.
+const (
+	snapMagic   = "SCPSNAP\x00"
+	SnapVersion = 1
+)
+
+// SnapshotError reports a snapshot that is not what Snapshot wrote.
+type SnapshotError struct {
+	Offset int64 // bytes read when the problem showed
+	Msg    string
+}
+
+func (e *SnapshotError) Error() string {
+	return fmt.Sprintf("core: snapshot at byte %d: %s", e.Offset, e.Msg)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *SnapshotError) Is(target error) bool { return target == ErrCorrupt }
+
+// ErrNotEmpty is returned by Restore into a shard that has state.
+var ErrNotEmpty = errors.New("core: restore into a shard that is not empty")
+
+type snapWriter struct {
+	w   *bufio.Writer
+	crc hash.Hash32
+	buf [8]byte
+	err error
+}
+
+func (sw *snapWriter) put(b []byte) {
+	if sw.err != nil {
+		return
+	}
+	sw.crc.Write(b)
+	_, sw.err = sw.w.Write(b)
+}
+
+func (sw *snapWriter) u8(v uint8) { sw.buf[0] = v; sw.put(sw.buf[:1]) }
+func (sw *snapWriter) u16(v uint16) {
+	binary.LittleEndian.PutUint16(sw.buf[:], v)
+	sw.put(sw.buf[:2])
+}
+func (sw *snapWriter) u32(v uint32) {
+	binary.LittleEndian.PutUint32(sw.buf[:], v)
+	sw.put(sw.buf[:4])
+}
+func (sw *snapWriter) u64(v uint64) {
+	binary.LittleEndian.PutUint64(sw.buf[:], v)
+	sw.put(sw.buf[:8])
+}
+func (sw *snapWriter) str(s string) {
+	sw.u8(uint8(len(s))) // every stored string came through a record: <= MaxFieldLen
+	if sw.err == nil {
+		sw.crc.Write([]byte(s))
+		_, sw.err = sw.w.WriteString(s)
+	}
+}
+
+// Snapshot writes the shard's state to w. It does not change the shard.
+func (s *Shard) Snapshot(w io.Writer) error {
+	order := make([]int32, len(s.accounts))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	sort.Slice(order, func(i, j int) bool { return s.accounts[order[i]].key < s.accounts[order[j]].key })
+	pos := make([]uint32, len(s.accounts)) // account index -> position in the snapshot
+	for p, i := range order {
+		pos[i] = uint32(p)
+	}
+	type hold struct {
+		k txnKey
+		e holdEntry
+	}
+	holds := make([]hold, 0, s.holds.len())
+	s.holds.each(func(k txnKey, e *holdEntry) bool { holds = append(holds, hold{k, *e}); return true })
+	sort.Slice(holds, func(i, j int) bool { return txnLess(holds[i].k, holds[j].k) })
+
+	sw := &snapWriter{w: bufio.NewWriter(w), crc: crc32.New(castagnoli)}
+	sw.put([]byte(snapMagic))
+	sw.u16(SnapVersion)
+	sw.u32(s.id)
+	sw.u64(s.seq)
+	sw.u32(uint32(len(s.accounts)))
+	sw.u32(uint32(s.rev.n))
+	sw.u32(uint32(s.refs.n))
+	sw.u32(uint32(len(holds)))
+	for _, i := range order {
+		a := &s.accounts[i]
+		sw.str(a.key)
+		sw.u64(uint64(a.balance))
+		sw.u64(uint64(a.held))
+		sw.u64(uint64(a.floor))
+		sw.u64(uint64(a.dayTotal))
+		sw.u64(uint64(a.yearTotal))
+		sw.u32(uint32(a.day))
+		sw.u32(uint32(a.year))
+		sw.u8(a.class)
+		sw.u8(boolByte(a.blocked))
+	}
+	s.rev.each(func(k txnKey, e *revEntry) bool {
+		sw.str(k.tid)
+		sw.u64(k.txn)
+		sw.u32(pos[e.acct])
+		sw.u32(uint32(e.day))
+		sw.u32(uint32(e.year))
+		sw.u64(uint64(e.amount))
+		sw.u8(boolByte(e.reversed))
+		return sw.err == nil
+	})
+	s.refs.each(func(ref string, e *refEntry) bool {
+		sw.str(ref)
+		sw.u32(pos[e.acct])
+		sw.u64(uint64(e.amount))
+		return sw.err == nil
+	})
+	for _, h := range holds {
+		sw.str(h.k.tid)
+		sw.u64(h.k.txn)
+		sw.u32(pos[h.e.acct])
+		sw.u64(uint64(h.e.amount))
+		sw.u64(uint64(h.e.remaining))
+	}
+	sum := sw.crc.Sum32()
+	if sw.err == nil {
+		binary.LittleEndian.PutUint32(sw.buf[:], sum)
+		_, sw.err = sw.w.Write(sw.buf[:4])
+	}
+	if sw.err == nil {
+		sw.err = sw.w.Flush()
+	}
+	return sw.err
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func txnLess(a, b txnKey) bool {
+	if a.tid != b.tid {
+		return a.tid < b.tid
+	}
+	return a.txn < b.txn
+}
+
+type snapReader struct {
+	r   *bufio.Reader
+	crc hash.Hash32
+	off int64
+	buf [MaxFieldLen]byte
+	err error
+}
+
+func (sr *snapReader) read(n int) []byte {
+	if sr.err != nil {
+		return sr.buf[:n] // zeros or stale bytes; the caller checks sr.err before trusting anything
+	}
+	b := sr.buf[:n]
+	if _, err := io.ReadFull(sr.r, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			sr.err = &SnapshotError{Offset: sr.off, Msg: "truncated"}
+		} else {
+			sr.err = fmt.Errorf("core: reading snapshot: %w", err)
+		}
+		return b
+	}
+	sr.crc.Write(b)
+	sr.off += int64(n)
+	return b
+}
+
+func (sr *snapReader) u8() uint8   { return sr.read(1)[0] }
+func (sr *snapReader) u16() uint16 { return binary.LittleEndian.Uint16(sr.read(2)) }
+func (sr *snapReader) u32() uint32 { return binary.LittleEndian.Uint32(sr.read(4)) }
+func (sr *snapReader) u64() uint64 { return binary.LittleEndian.Uint64(sr.read(8)) }
+func (sr *snapReader) i64() int64  { return int64(sr.u64()) }
+func (sr *snapReader) i32() int32  { return int32(sr.u32()) }
+func (sr *snapReader) str() string { return string(sr.read(int(sr.u8()))) }
+
+func (sr *snapReader) fail(format string, args ...any) {
+	if sr.err == nil {
+		sr.err = &SnapshotError{Offset: sr.off, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
+func (s *Shard) empty() bool {
+	return s.seq == 0 && len(s.accounts) == 0 && s.rev.n == 0 && s.refs.n == 0 && s.holds.len() == 0
+}
+
+// reset returns the shard to the state NewShard gives.
+func (s *Shard) reset() {
+	*s = *NewShard(s.id, &s.cfg)
+}
+
+// Restore loads a snapshot into an empty shard of the same id. It checks
+// the CRC, the order and uniqueness of every table, the bounds of this
+// shard's Config, and every invariant (CheckInvariants); on any error the
+// shard is left empty.
+func (s *Shard) Restore(r io.Reader) error {
+	if !s.empty() {
+		return ErrNotEmpty
+	}
+	if err := s.restore(r); err != nil {
+		s.reset()
+		return err
+	}
+	return nil
+}
+
+func (s *Shard) restore(r io.Reader) error {
+	sr := &snapReader{r: bufio.NewReader(r), crc: crc32.New(castagnoli)}
+	if string(sr.read(len(snapMagic))) != snapMagic {
+		sr.fail("not a shard snapshot")
+	}
+	if v := sr.u16(); v != SnapVersion {
+		sr.fail("version %d, want %d", v, SnapVersion)
+	}
+	if id := sr.u32(); id != s.id {
+		sr.fail("snapshot of shard %d, restoring shard %d", id, s.id)
+	}
+	seq := sr.u64()
+	nAcct, nRev, nRefs, nHolds := sr.u32(), sr.u32(), sr.u32(), sr.u32()
+	switch {
+	case int64(nAcct) > maxAccounts:
+		sr.fail("%d accounts", nAcct)
+	case int(nRev) > len(s.rev.vals):
+		sr.fail("%d reversible purchases, this shard's ReversibleMax is %d", nRev, len(s.rev.vals))
+	case int(nRefs) > len(s.refs.vals):
+		sr.fail("%d top-up refs, this shard's RefsMax is %d", nRefs, len(s.refs.vals))
+	case int(nHolds) > len(s.holds.vals):
+		sr.fail("%d holds, this shard's HoldsMax is %d", nHolds, len(s.holds.vals))
+	}
+	if sr.err != nil {
+		return sr.err
+	}
+	s.accounts = make([]account, 0, min(int(nAcct), 1<<16)) // a corrupt count must not allocate gigabytes
+	for i := uint32(0); i < nAcct && sr.err == nil; i++ {
+		a := account{key: sr.str()}
+		a.balance, a.held, a.floor = sr.i64(), sr.i64(), sr.i64()
+		a.dayTotal, a.yearTotal = sr.i64(), sr.i64()
+		a.day, a.year = sr.i32(), sr.i32()
+		a.class = sr.u8()
+		flags := sr.u8()
+		if sr.err != nil {
+			break
+		}
+		k, ok := kindOf(a.key)
+		a.kind, a.blocked = k, flags&1 != 0
+		switch {
+		case !ok:
+			sr.fail("account key %q has no known kind", a.key)
+		case i > 0 && a.key <= s.accounts[i-1].key:
+			sr.fail("account %q out of order", a.key)
+		case flags&^1 != 0:
+			sr.fail("account %q: unknown flags %02x", a.key, flags)
+		default:
+			if err := checkAccount(&a); err != nil {
+				sr.fail("%v", err)
+			}
+		}
+		s.accounts = append(s.accounts, a)
+		s.byKey[a.key] = int32(i)
+	}
+	acct := func(what string) int32 {
+		i := sr.u32()
+		if sr.err == nil && i >= nAcct {
+			sr.fail("%s names account %d of %d", what, i, nAcct)
+		}
+		return int32(i)
+	}
+	for i := uint32(0); i < nRev && sr.err == nil; i++ {
+		k := txnKey{tid: sr.str(), txn: sr.u64()}
+		e := revEntry{acct: acct("reversible purchase"), day: sr.i32(), year: sr.i32(), amount: sr.i64()}
+		flags := sr.u8()
+		e.reversed = flags&1 != 0
+		h := s.hashTxn(k.tid, k.txn)
+		switch {
+		case sr.err != nil:
+		case k.tid == "" || k.txn == 0 || e.amount <= 0 || flags&^1 != 0:
+			sr.fail("reversible purchase %s/%d: amount %d, flags %02x", k.tid, k.txn, e.amount, flags)
+		case s.rev.get(k, h) != nil:
+			sr.fail("reversible purchase %s/%d twice", k.tid, k.txn)
+		default:
+			s.rev.push(k, h, e)
+		}
+	}
+	for i := uint32(0); i < nRefs && sr.err == nil; i++ {
+		ref := sr.str()
+		e := refEntry{acct: acct("top-up ref"), amount: sr.i64()}
+		h := s.hashRef(ref)
+		switch {
+		case sr.err != nil:
+		case ref == "" || e.amount <= 0:
+			sr.fail("top-up ref %q: amount %d", ref, e.amount)
+		case s.refs.get(ref, h) != nil:
+			sr.fail("top-up ref %q twice", ref)
+		default:
+			s.refs.push(ref, h, e)
+		}
+	}
+	var prev txnKey
+	for i := uint32(0); i < nHolds && sr.err == nil; i++ {
+		k := txnKey{tid: sr.str(), txn: sr.u64()}
+		e := holdEntry{acct: acct("hold"), amount: sr.i64(), remaining: sr.i64()}
+		h := s.hashTxn(k.tid, k.txn)
+		switch {
+		case sr.err != nil:
+		case k.tid == "" || k.txn == 0 || e.remaining <= 0 || e.remaining > e.amount:
+			sr.fail("hold %s/%d: amount %d, remaining %d", k.tid, k.txn, e.amount, e.remaining)
+		case i > 0 && !txnLess(prev, k):
+			sr.fail("hold %s/%d out of order", k.tid, k.txn)
+		case s.rev.get(k, h) != nil:
+			sr.fail("hold %s/%d is also a purchase", k.tid, k.txn)
+		default:
+			s.holds.add(k, h, e) // cannot fail: nHolds <= HoldsMax
+		}
+		prev = k
+	}
+	if sr.err != nil {
+		return sr.err
+	}
+	sum := sr.crc.Sum32()
+	var trailer [4]byte
+	if _, err := io.ReadFull(sr.r, trailer[:]); err != nil {
+		return &SnapshotError{Offset: sr.off, Msg: "truncated before the CRC"}
+	}
+	if got := binary.LittleEndian.Uint32(trailer[:]); got != sum {
+		return &SnapshotError{Offset: sr.off, Msg: fmt.Sprintf("crc stored %08x, computed %08x", got, sum)}
+	}
+	if _, err := sr.r.ReadByte(); err != io.EOF {
+		return &SnapshotError{Offset: sr.off + 4, Msg: "data after the CRC"}
+	}
+	s.seq = seq
+	if err := s.CheckInvariants(); err != nil {
+		return &SnapshotError{Offset: sr.off, Msg: err.Error()}
+	}
+	return nil
+}
