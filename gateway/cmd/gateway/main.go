@@ -1,0 +1,238 @@
+// Command gateway runs the scenepay payment gateway. Flags and environment
+// are read here only; see README.md for the configuration reference.
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"scenepay/gateway/internal/broker"
+	"scenepay/gateway/internal/engine"
+	"scenepay/gateway/internal/ingress"
+	"scenepay/gateway/internal/journal"
+	"scenepay/gateway/internal/opapi"
+	"scenepay/terminals"
+)
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+		fmt.Fprintf(os.Stderr, "gateway: %s=%q is not a number\n", name, v)
+		os.Exit(2)
+	}
+	return def
+}
+
+func envDur(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gateway: %s=%q is not a duration\n", name, v)
+			os.Exit(2)
+		}
+		return d
+	}
+	return def
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	def := engine.DefaultConfig("")
+	var (
+		dataDir      = flag.String("data-dir", env("SCENEPAY_DATA_DIR", "var/gateway"), "data directory (journal, snapshots, generated keys) [SCENEPAY_DATA_DIR]")
+		brokerURL    = flag.String("broker", env("SCENEPAY_BROKER_URL", ""), "external MQTT broker URL, e.g. tcp://127.0.0.1:1883; empty runs the embedded broker [SCENEPAY_BROKER_URL]")
+		mqttListen   = flag.String("mqtt-listen", env("SCENEPAY_MQTT_LISTEN", "127.0.0.1:11883"), "embedded broker listen address [SCENEPAY_MQTT_LISTEN]")
+		mqttUser     = flag.String("mqtt-user", env("SCENEPAY_MQTT_USER", "scenepay-gateway"), "MQTT username of the gateway [SCENEPAY_MQTT_USER]")
+		mqttPassword = flag.String("mqtt-password", env("SCENEPAY_MQTT_PASSWORD", ""), "MQTT password of the gateway (embedded: generated when empty) [SCENEPAY_MQTT_PASSWORD]")
+		mqttConns    = flag.Int("mqtt-conns", envInt("SCENEPAY_MQTT_CONNS", 4), "MQTT connections in the shared subscription [SCENEPAY_MQTT_CONNS]")
+		instance     = flag.String("instance", env("SCENEPAY_INSTANCE", "gw1"), "instance name, part of the MQTT client ids [SCENEPAY_INSTANCE]")
+		httpListen   = flag.String("http-listen", env("SCENEPAY_HTTP_LISTEN", "127.0.0.1:18080"), "operator API and /metrics listen address [SCENEPAY_HTTP_LISTEN]")
+		masterFile   = flag.String("master-key-file", env("SCENEPAY_MASTER_KEY_FILE", ""), "terminal master key file (64 hex chars); default {data-dir}/master.key, created if absent [SCENEPAY_MASTER_KEY_FILE]")
+		tokenFile    = flag.String("operator-token-file", env("SCENEPAY_OPERATOR_TOKEN_FILE", ""), "operator API token file; default {data-dir}/operator.token, created if absent [SCENEPAY_OPERATOR_TOKEN_FILE]")
+		topicRoot    = flag.String("topic-root", env("SCENEPAY_TOPIC_ROOT", terminals.DefaultTopics.Root), "MQTT topic root [SCENEPAY_TOPIC_ROOT]")
+		shards       = flag.Int("shards", envInt("SCENEPAY_SHARDS", def.Shards), "account shards (fixed for the life of the data) [SCENEPAY_SHARDS]")
+		queueMax     = flag.Int("shard-queue-max", envInt("SCENEPAY_SHARD_QUEUE_MAX", def.ShardQueueMax), "per-shard queue bound, requests [SCENEPAY_SHARD_QUEUE_MAX]")
+		inflightMax  = flag.Int("inflight-max", envInt("SCENEPAY_INFLIGHT_MAX", def.InFlightMax), "admitted unanswered requests bound [SCENEPAY_INFLIGHT_MAX]")
+		skewMax      = flag.Duration("skew-max", envDur("SCENEPAY_SKEW_MAX", def.SkewMax), "allowed terminal clock skew [SCENEPAY_SKEW_MAX]")
+		window       = flag.Int("replay-window", envInt("SCENEPAY_REPLAY_WINDOW", int(def.Idem.Window)), "per-terminal replay window, txn ids [SCENEPAY_REPLAY_WINDOW]")
+		snapEvery    = flag.Int("snapshot-every", envInt("SCENEPAY_SNAPSHOT_EVERY", def.SnapshotEvery), "journal entries between snapshots [SCENEPAY_SNAPSHOT_EVERY]")
+		logFormat    = flag.String("log-format", env("SCENEPAY_LOG_FORMAT", "text"), "log format: text or json [SCENEPAY_LOG_FORMAT]")
+		logLevel     = flag.String("log-level", env("SCENEPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error [SCENEPAY_LOG_LEVEL]")
+	)
+	flag.Parse()
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	var log *slog.Logger
+	if *logFormat == "json" {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	} else {
+		log = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+	}
+	slog.SetDefault(log)
+
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if *masterFile == "" {
+		*masterFile = filepath.Join(*dataDir, "master.key")
+	}
+	if *tokenFile == "" {
+		*tokenFile = filepath.Join(*dataDir, "operator.token")
+	}
+	master, err := loadOrCreateSecret(*masterFile, 32)
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	token := os.Getenv("SCENEPAY_OPERATOR_TOKEN")
+	if token == "" {
+		t, err := loadOrCreateSecret(*tokenFile, 24)
+		if err != nil {
+			return fmt.Errorf("operator token: %w", err)
+		}
+		token = hex.EncodeToString(t)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	topics := terminals.Topics{Root: *topicRoot, Group: terminals.DefaultTopics.Group}
+
+	// Bind the HTTP port first: a taken port must fail before anything starts.
+	if err := broker.CheckFree(*httpListen); err != nil {
+		return fmt.Errorf("operator API: %s is not free: %w (set -http-listen or SCENEPAY_HTTP_LISTEN)", *httpListen, err)
+	}
+
+	var emb *broker.Broker
+	url := *brokerURL
+	if url == "" {
+		if *mqttPassword == "" {
+			p := make([]byte, 16)
+			if _, err := rand.Read(p); err != nil {
+				return err
+			}
+			*mqttPassword = hex.EncodeToString(p)
+		}
+		emb, err = broker.Start(broker.Config{Addr: *mqttListen, TopicRoot: topics.Root, GatewayUser: *mqttUser, GatewayPassword: *mqttPassword, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		url = emb.URL()
+		log.Info("embedded MQTT broker listening", "addr", emb.Addr())
+	}
+
+	cfg := engine.DefaultConfig(filepath.Join(*dataDir, "state"))
+	cfg.Topics = topics
+	cfg.Shards = *shards
+	cfg.ShardQueueMax = *queueMax
+	cfg.InFlightMax = *inflightMax
+	cfg.SkewMax = *skewMax
+	cfg.Idem.Window = uint64(*window)
+	cfg.SnapshotEvery = *snapEvery
+	cfg.Logger = log
+	cfg.Metrics = engine.NewMetrics(reg)
+	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync}
+	eng, err := engine.Open(cfg, master)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := eng.Close(); err != nil {
+			log.Error("engine close", "err", err)
+		}
+	}()
+
+	in, err := ingress.Start(ingress.Config{
+		BrokerURL: url, ClientID: "scenepay-" + *instance, Username: *mqttUser, Password: *mqttPassword,
+		Conns: *mqttConns, Topics: topics, Logger: log, Registerer: reg,
+	}, eng.HandleMessage)
+	if err != nil {
+		return err
+	}
+	eng.SetPublisher(in)
+	apiReady := func() error { return in.Connected() }
+	api := opapi.New(opapi.Config{Token: token, Gatherer: reg, Logger: log, Ready: apiReady}, eng)
+	if err := api.Listen(*httpListen); err != nil {
+		in.Close()
+		return err
+	}
+	log.Info("gateway ready", "broker", url, "http", api.Addr(), "topic_root", topics.Root,
+		"master_key_file", *masterFile, "operator_token_file", *tokenFile)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var runErr error
+	select {
+	case s := <-sig:
+		log.Info("stopping", "signal", s.String())
+	case <-eng.Failed():
+		runErr = errors.New("journal failed; stopped (restart recovers from the journal)")
+	}
+	// Order: stop taking messages, then let the engine finish and snapshot.
+	in.Close()
+	_ = api.Close()
+	return runErr
+}
+
+// loadOrCreateSecret reads a hex secret from path, or creates one of n random
+// bytes with mode 0600 when the file does not exist.
+func loadOrCreateSecret(path string, n int) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(s) < 16 {
+			return nil, fmt.Errorf("%s: want at least 32 hex characters", path)
+		}
+		return s, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	s := make([]byte, n)
+	if _, err := rand.Read(s); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

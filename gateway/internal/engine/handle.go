@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"scenepay/gateway/internal/idem"
+	"scenepay/gateway/internal/registry"
+	"scenepay/terminals"
+)
+
+// HandleMessage processes one MQTT message from a request topic. It never
+// blocks on the journal: admitted work is queued to its shard and answered
+// from the journal's Durable callback; everything else is answered here.
+// Safe for concurrent use; the MQTT client calls it from many goroutines.
+func (e *Engine) HandleMessage(topic string, payload []byte) {
+	recv := time.Now()
+	tid, ok := e.cfg.Topics.TerminalFromTopic(topic)
+	if !ok {
+		e.m.BadTopic.Inc()
+		return
+	}
+	term, ok := e.reg.Get(tid)
+	if !ok {
+		e.m.UnknownTerminal.Inc()
+		e.log.Warn("message from unregistered terminal", "tid", tid, "bytes", len(payload))
+		return
+	}
+	if len(payload) > terminals.MaxPayload {
+		e.refuse(term, tid, "", 0, terminals.CodeOversize, recv)
+		return
+	}
+	if term.Terminal().Blocked {
+		e.refuse(term, tid, "", 0, terminals.CodeTerminalBlocked, recv)
+		return
+	}
+	body, err := term.Open(payload)
+	if err != nil {
+		e.refuse(term, tid, "", 0, codeOf(err), recv)
+		return
+	}
+	w := e.pool.Get().(*work)
+	w.reset()
+	w.recv = recv
+	w.term = term
+	if err := terminals.DecodeRequestInto(body, &w.req); err != nil {
+		e.refuse(term, tid, w.req.Type, w.req.Txn, codeOf(err), recv)
+		e.pool.Put(w)
+		return
+	}
+	r := &w.req
+	if r.TID != tid {
+		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeIDMismatch, recv)
+		e.pool.Put(w)
+		return
+	}
+	now := e.cfg.Clock()
+	if d := now.Sub(msTime(r.TS)); d > e.cfg.SkewMax || d < -e.cfg.SkewMax {
+		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeClockSkew, recv)
+		e.pool.Put(w)
+		return
+	}
+	if e.closed.Load() {
+		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+		e.pool.Put(w)
+		return
+	}
+	if e.Ready() != nil {
+		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeSystemError, recv)
+		e.pool.Put(w)
+		return
+	}
+	switch r.Type {
+	case terminals.TypeHeartbeat:
+		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeApproved, recv)
+		e.pool.Put(w)
+		return
+	case terminals.TypeBalance:
+		if hw := e.idem.HighWater(tid); hw > e.cfg.Idem.Window && r.Txn <= hw-e.cfg.Idem.Window {
+			e.refuse(term, tid, r.Type, r.Txn, terminals.CodeReplay, recv)
+			e.pool.Put(w)
+			return
+		}
+		if !e.acquire() {
+			e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+			e.pool.Put(w)
+			return
+		}
+		w.kind = workBalance
+		if !e.shardFor(r).offer(w) {
+			e.release()
+			e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+			e.pool.Put(w)
+		}
+		return
+	}
+	// purchase, reversal: idempotency first.
+	if !e.acquire() {
+		e.m.Busy.Inc()
+		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+		e.pool.Put(w)
+		return
+	}
+	w.kind = workRequest
+	w.hash = r.ContentHash()
+	s := e.shardFor(r)
+	res := e.idem.Begin(idem.Request{
+		TID: tid, Txn: r.Txn, Hash: w.hash,
+		Reversal: r.Type == terminals.TypeReversal, Orig: r.Orig,
+	}, func(tomb bool) bool {
+		w.tomb = tomb
+		return s.offer(w)
+	})
+	if res.Verdict == idem.Admitted {
+		return // w now belongs to the shard
+	}
+	e.release()
+	typ, txn := r.Type, r.Txn
+	e.pool.Put(w)
+	switch res.Verdict {
+	case idem.Duplicate:
+		e.m.DuplicateReplays.Inc()
+		e.publish(tid, res.Reply)
+		e.observe(typ, codeOfReply(res.Reply), recv)
+	case idem.Waiting:
+		// The reply will be published again for this copy on completion.
+	case idem.Conflict:
+		e.refuse(term, tid, typ, txn, terminals.CodeIDConflict, recv)
+	case idem.TooOld:
+		e.refuse(term, tid, typ, txn, terminals.CodeReplay, recv)
+	case idem.Reversed:
+		e.refuse(term, tid, typ, txn, terminals.CodeAlreadyReversed, recv)
+	default: // Busy, Full
+		e.m.Busy.Inc()
+		e.refuse(term, tid, typ, txn, terminals.CodeBusy, recv)
+	}
+}
+
+func (e *Engine) acquire() bool {
+	select {
+	case e.inflt <- struct{}{}:
+		e.m.InFlight.Inc()
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *Engine) release() {
+	<-e.inflt
+	e.m.InFlight.Dec()
+}
+
+// refuse answers a request that never reaches the ledger. Refusals are not
+// journaled and not stored: a repeat gets the same code again.
+func (e *Engine) refuse(term *registry.Entry, tid, typ string, txn uint64, code terminals.Code, recv time.Time) {
+	if typ == "" {
+		typ = "error"
+	}
+	rep := terminals.Reply{V: terminals.Version, Type: typ, TID: tid, Txn: txn, Code: code, GTS: e.cfg.Clock().UnixMilli()}
+	var buf [256]byte
+	body := rep.AppendJSON(buf[:0])
+	e.publish(tid, term.Seal(nil, body))
+	e.observe(typ, code, recv)
+}
+
+func (e *Engine) observe(typ string, code terminals.Code, recv time.Time) {
+	switch typ {
+	case terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat:
+	default:
+		typ = "other"
+	}
+	e.m.Requests.WithLabelValues(typ, string(code)).Inc()
+	e.m.Latency.WithLabelValues(typ).Observe(time.Since(recv).Seconds())
+}
+
+func codeOf(err error) terminals.Code {
+	var te *terminals.Error
+	if errors.As(err, &te) {
+		return te.Code
+	}
+	return terminals.CodeMalformed
+}
+
+// codeOfReply reads the code of a stored sealed reply (for metrics only).
+func codeOfReply(sealed []byte) terminals.Code {
+	body, _, err := terminals.Split(sealed)
+	if err != nil {
+		return terminals.CodeSystemError
+	}
+	rep, err := terminals.DecodeReply(body)
+	if err != nil {
+		return terminals.CodeSystemError
+	}
+	return rep.Code
+}

@@ -1,0 +1,120 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"scenepay/terminals"
+)
+
+// Metrics of the request path. Labels are bounded: message type (a fixed
+// set), result code (the catalogue) and stage; never a terminal or card.
+type Metrics struct {
+	Requests         *prometheus.CounterVec   // type, code
+	Latency          *prometheus.HistogramVec // type
+	InFlight         prometheus.Gauge
+	Busy             prometheus.Counter
+	UnknownTerminal  prometheus.Counter
+	BadTopic         prometheus.Counter
+	DuplicateReplays prometheus.Counter
+	Snapshots        prometheus.Counter
+	SnapshotSeconds  prometheus.Histogram
+	SnapshotPause    prometheus.Histogram
+	JournalFailed    prometheus.Gauge
+	ReplayedEntries  prometheus.Counter
+	FsyncSeconds     prometheus.Histogram
+	GroupRecords     prometheus.Histogram
+	JournalBytes     prometheus.Counter
+}
+
+// OnJournalSync is the journal's per-group hook.
+func (m *Metrics) OnJournalSync(d time.Duration, records, bytes int) {
+	m.FsyncSeconds.Observe(d.Seconds())
+	m.GroupRecords.Observe(float64(records))
+	m.JournalBytes.Add(float64(bytes))
+}
+
+// NewMetrics creates and registers the engine's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scenepay_gateway_requests_total",
+			Help: "Terminal requests answered, by message type and result code.",
+		}, []string{"type", "code"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scenepay_gateway_request_duration_seconds",
+			Help:    "Time from receipt of a terminal request to the publication of its reply.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2},
+		}, []string{"type"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scenepay_gateway_inflight_requests",
+			Help: "Admitted requests not yet answered (bounded by -inflight-max).",
+		}),
+		Busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_gateway_busy_total",
+			Help: "Requests answered BUSY because a bound (in-flight or shard queue) was reached.",
+		}),
+		UnknownTerminal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_gateway_unknown_terminal_total",
+			Help: "Messages on a request topic of an unregistered terminal (not answered: no key).",
+		}),
+		BadTopic: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_gateway_bad_topic_total",
+			Help: "Messages on a topic that does not name a valid terminal id.",
+		}),
+		DuplicateReplays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_gateway_duplicate_replies_total",
+			Help: "Duplicates answered with the stored reply.",
+		}),
+		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_gateway_snapshots_total",
+			Help: "State snapshots written.",
+		}),
+		SnapshotSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scenepay_gateway_snapshot_duration_seconds",
+			Help:    "Time to take and write a state snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		SnapshotPause: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scenepay_gateway_snapshot_pause_seconds",
+			Help:    "Time the shard writers were paused to copy state for a snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
+		}),
+		JournalFailed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scenepay_gateway_journal_failed",
+			Help: "1 once the journal has failed (write or fsync error); the gateway stops authorizing.",
+		}),
+		ReplayedEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_gateway_recovery_replayed_entries_total",
+			Help: "Journal entries replayed at startup after the snapshot.",
+		}),
+		FsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scenepay_journal_fsync_seconds",
+			Help:    "Duration of one journal group write and fsync.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		GroupRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scenepay_journal_group_records",
+			Help:    "Records made durable by one fsync (group commit size).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		JournalBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_journal_written_bytes_total",
+			Help: "Bytes written to the journal.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.FsyncSeconds, m.GroupRecords, m.JournalBytes)
+		reg.MustRegister(m.Requests, m.Latency, m.InFlight, m.Busy, m.UnknownTerminal, m.BadTopic,
+			m.DuplicateReplays, m.Snapshots, m.SnapshotSeconds, m.SnapshotPause, m.JournalFailed, m.ReplayedEntries)
+	}
+	// Pre-create the series of every code so that rates exist before the first event.
+	for _, t := range []string{terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat} {
+		for _, c := range terminals.Catalogue() {
+			m.Requests.WithLabelValues(t, string(c.Code))
+		}
+		m.Latency.WithLabelValues(t)
+	}
+	return m
+}

@@ -1,0 +1,236 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"scenepay/gateway/internal/core"
+	"scenepay/gateway/internal/registry"
+	"scenepay/terminals"
+)
+
+type workKind uint8
+
+const (
+	workRequest  workKind = iota + 1 // purchase / reversal from a terminal
+	workBalance                      // balance inquiry: read only
+	workOperator                     // operator ledger operation
+	workBarrier                      // snapshot: park the writer
+)
+
+// work is one unit for a shard writer; for journaled kinds it is also the
+// journal Completion. Request work is pooled.
+type work struct {
+	kind workKind
+	recv time.Time
+	term *registry.Entry
+	req  terminals.Request
+	hash uint64
+	tomb bool
+	s    *shard
+
+	code  terminals.Code
+	reply []byte // sealed reply, owned by idem once stored
+	entry []byte // reusable journal entry buffer
+
+	in   core.Input
+	out  core.Output
+	res  chan OperatorResult
+	errc chan error
+	view OperatorResult
+
+	parked *sync.WaitGroup
+	resume chan struct{}
+}
+
+func (w *work) reset() {
+	entry := w.entry[:0]
+	rec := w.out.Record[:0]
+	*w = work{entry: entry}
+	w.out.Record = rec
+}
+
+type shard struct {
+	e  *Engine
+	id int
+	c  *core.Shard
+	ch chan *work
+}
+
+func (e *Engine) shardFor(r *terminals.Request) *shard {
+	return e.shards[core.ShardOf(r.Inst.Key(), len(e.shards))]
+}
+
+// offer queues w without blocking; false when the shard queue is at its bound.
+func (s *shard) offer(w *work) bool {
+	select {
+	case s.ch <- w:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *shard) run() {
+	defer s.e.wg.Done()
+	for {
+		var w *work
+		select {
+		case w = <-s.ch:
+		case <-s.e.stop:
+			return
+		}
+		switch w.kind {
+		case workBarrier:
+			w.parked.Done()
+			<-w.resume
+		case workBalance:
+			s.balance(w)
+		case workRequest:
+			s.request(w)
+		case workOperator:
+			s.operator(w)
+		}
+	}
+}
+
+func opOf(typ string) core.Op {
+	switch typ {
+	case terminals.TypePurchase:
+		return core.OpPurchase
+	case terminals.TypeReversal:
+		return core.OpReversal
+	}
+	return core.OpBalance
+}
+
+func (s *shard) input(w *work) {
+	r := &w.req
+	t := w.term.Terminal()
+	w.in = core.Input{
+		Op: opOf(r.Type), Account: r.Inst.Key(), Amount: r.Amt,
+		TID: r.TID, Txn: r.Txn, Orig: r.Orig, Hash: w.hash, Merchant: t.Merchant,
+	}
+}
+
+func (s *shard) sealReply(w *work, now time.Time, code terminals.Code, withBal bool) []byte {
+	rep := terminals.Reply{V: terminals.Version, Type: w.req.Type, TID: w.req.TID, Txn: w.req.Txn, Code: code, GTS: now.UnixMilli()}
+	if code == terminals.CodeApproved && w.out.Seq != 0 {
+		rep.Auth = authRef(s.id, w.out.Seq)
+	}
+	if withBal {
+		bal := w.out.Available
+		rep.Bal = &bal
+	}
+	var buf [320]byte
+	return w.term.Seal(nil, rep.AppendJSON(buf[:0]))
+}
+
+func (s *shard) balance(w *work) {
+	now := s.e.cfg.Clock()
+	s.input(w)
+	w.in.Amount = 0
+	s.c.Step(now, &w.in, &w.out)
+	sealed := s.sealReply(w, now, w.out.Code, w.out.Code == terminals.CodeApproved)
+	s.e.publish(w.req.TID, sealed)
+	s.e.observe(w.req.Type, w.out.Code, w.recv)
+	s.e.release()
+	s.e.pool.Put(w)
+}
+
+func (s *shard) request(w *work) {
+	now := s.e.cfg.Clock()
+	s.input(w)
+	s.c.Step(now, &w.in, &w.out)
+	code := w.out.Code
+	if w.req.Type == terminals.TypeReversal && code == terminals.CodeOriginalNotFound && w.tomb {
+		// The original was never seen: the reversal is acknowledged and the
+		// tombstone (journaled with this entry) refuses the late original.
+		code = terminals.CodeApproved
+	}
+	w.code = code
+	w.reply = s.sealReply(w, now, code, code == terminals.CodeApproved && w.req.Type == terminals.TypePurchase)
+	w.s = s
+	w.entry = appendTxnEntry(w.entry[:0], &txnEntry{
+		tid: w.req.TID, txn: w.req.Txn, hash: w.hash, code: code, tomb: w.tomb, orig: w.req.Orig,
+		record: w.out.Record, reply: w.reply,
+	})
+	if _, err := s.e.j.Append(w.entry, w); err != nil {
+		s.e.fail(err)
+		// Durable will not be called for a refused append: answer here. The
+		// in-memory effect of Step is now ahead of the journal; the gateway
+		// stops authorizing (Ready fails) and restarts from the journal.
+		w.Durable(0, err)
+	}
+}
+
+// Durable is the journal completion: called in LSN order after the fsync
+// that covers the entry (or with err when the journal failed).
+func (w *work) Durable(lsn uint64, err error) {
+	e := w.s.e
+	if w.kind == workOperator {
+		if err != nil {
+			e.fail(err)
+			w.errc <- fmt.Errorf("engine: journal: %w", err)
+			return
+		}
+		w.res <- w.view
+		return
+	}
+	if err != nil {
+		e.fail(err)
+		// No effect is durable: tell the terminal to retry later with the
+		// same id. The pending idem entry stays, so nothing else is admitted
+		// for this id until restart.
+		rep := terminals.Reply{V: terminals.Version, Type: w.req.Type, TID: w.req.TID, Txn: w.req.Txn, Code: terminals.CodeSystemError, GTS: e.cfg.Clock().UnixMilli()}
+		e.publish(w.req.TID, w.term.Seal(nil, rep.AppendJSON(nil)))
+		e.observe(w.req.Type, terminals.CodeSystemError, w.recv)
+		e.release()
+		return
+	}
+	waiters := e.idem.Complete(w.req.TID, w.req.Txn, w.hash, w.code.Class(), w.reply)
+	for i := 0; i <= waiters; i++ {
+		e.publish(w.req.TID, w.reply)
+	}
+	e.observe(w.req.Type, w.code, w.recv)
+	e.release()
+	if e.cfg.SnapshotEvery > 0 && e.since.Add(1) >= int64(e.cfg.SnapshotEvery) {
+		e.since.Store(0)
+		select {
+		case e.snapCh <- struct{}{}:
+		default:
+		}
+	}
+	w.reply = nil
+	e.pool.Put(w)
+}
+
+func (s *shard) operator(w *work) {
+	now := s.e.cfg.Clock()
+	w.s = s
+	if w.in.Op == 0 { // read
+		v, ok := s.c.Account(w.in.Account)
+		w.res <- OperatorResult{Code: codeFound(ok), Account: v, Found: ok}
+		return
+	}
+	s.c.Step(now, &w.in, &w.out)
+	v, ok := s.c.Account(w.in.Account)
+	w.view = OperatorResult{Code: w.out.Code, Account: v, Found: ok}
+	if len(w.out.Record) == 0 {
+		w.res <- w.view
+		return
+	}
+	entry := append([]byte{entryOperator}, w.out.Record...)
+	if _, err := s.e.j.Append(entry, w); err != nil {
+		s.e.fail(err)
+		w.errc <- fmt.Errorf("engine: journal: %w", err)
+	}
+}
+
+func codeFound(ok bool) terminals.Code {
+	if ok {
+		return terminals.CodeApproved
+	}
+	return terminals.CodeUnknownInstrument
+}

@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"scenepay/gateway/internal/journal"
+	"scenepay/gateway/internal/registry"
+)
+
+// Snapshot payload (the journal package frames it with the LSN and a CRC):
+//
+//	"SPSNAP1\n" | uvarint shards |
+//	uvarint terminals, each: uvarint len | registry JSON |
+//	idem snapshot (see package idem) |
+//	per shard: uvarint len | core shard snapshot
+var snapMagic = []byte("SPSNAP1\n")
+
+// Snapshot parks every shard writer, waits until everything appended is
+// durable (so that every completion has updated the idempotency store),
+// copies the state, resumes the writers and writes the copy. The copy is the
+// state after exactly the records up to the snapshot LSN.
+func (e *Engine) Snapshot() error {
+	start := time.Now()
+	e.snapMu.Lock()
+	var parked sync.WaitGroup
+	resume := make(chan struct{})
+	parkedOK := 0
+	for _, s := range e.shards {
+		parked.Add(1)
+		select {
+		case s.ch <- &work{kind: workBarrier, parked: &parked, resume: resume}:
+			parkedOK++
+		case <-time.After(e.cfg.OperatorTimeout):
+			parked.Done()
+		}
+	}
+	if parkedOK != len(e.shards) {
+		close(resume)
+		e.snapMu.Unlock()
+		return errors.New("engine: snapshot: could not park every shard (queues full)")
+	}
+	parked.Wait()
+	lsn := e.j.LastLSN()
+	err := e.j.Sync(lsn)
+	var data []byte
+	if err == nil {
+		data = e.appendState(nil)
+	}
+	close(resume)
+	e.snapMu.Unlock()
+	e.m.SnapshotPause.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("engine: snapshot: sync: %w", err)
+	}
+	if lsn == e.lastSnp.Load() {
+		return nil // nothing new
+	}
+	if err := journal.WriteSnapshot(e.fs, e.snapshotDir(), lsn, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}); err != nil {
+		return fmt.Errorf("engine: snapshot: %w", err)
+	}
+	e.lastSnp.Store(lsn)
+	e.m.Snapshots.Inc()
+	e.m.SnapshotSeconds.Observe(time.Since(start).Seconds())
+	e.log.Info("snapshot written", "lsn", lsn, "bytes", len(data), "took", time.Since(start).String())
+	return nil
+}
+
+func (e *Engine) appendState(dst []byte) []byte {
+	dst = append(dst, snapMagic...)
+	dst = binary.AppendUvarint(dst, uint64(len(e.shards)))
+	ts := e.reg.All()
+	dst = binary.AppendUvarint(dst, uint64(len(ts)))
+	for _, t := range ts {
+		b := registry.Encode(t)
+		dst = binary.AppendUvarint(dst, uint64(len(b)))
+		dst = append(dst, b...)
+	}
+	dst = e.idem.AppendSnapshot(dst)
+	var buf bytes.Buffer
+	for _, s := range e.shards {
+		buf.Reset()
+		if err := s.c.Snapshot(&buf); err != nil {
+			panic(fmt.Sprintf("engine: shard %d snapshot into memory: %v", s.id, err)) // cannot fail on a bytes.Buffer
+		}
+		dst = binary.AppendUvarint(dst, uint64(buf.Len()))
+		dst = append(dst, buf.Bytes()...)
+	}
+	return dst
+}
+
+func (e *Engine) loadSnapshot() (uint64, error) {
+	lsn, data, err := journal.LoadSnapshot(e.fs, e.snapshotDir())
+	if err != nil {
+		return 0, fmt.Errorf("engine: load snapshot: %w", err)
+	}
+	if data == nil {
+		return 0, nil
+	}
+	if !bytes.HasPrefix(data, snapMagic) {
+		return 0, errors.New("engine: snapshot: bad magic")
+	}
+	c := &cursor{b: data[len(snapMagic):]}
+	if n := c.uvarint(); c.err == nil && int(n) != len(e.shards) {
+		return 0, fmt.Errorf("engine: snapshot has %d shards, configured %d (the shard count is fixed for the life of the data)", n, len(e.shards))
+	}
+	nt := c.uvarint()
+	for i := uint64(0); i < nt && c.err == nil; i++ {
+		b := c.take(c.uvarint())
+		if c.err != nil {
+			break
+		}
+		t, err := registry.Decode(b)
+		if err != nil {
+			return 0, fmt.Errorf("engine: snapshot: %w", err)
+		}
+		if err := e.reg.Put(t); err != nil {
+			return 0, fmt.Errorf("engine: snapshot: %w", err)
+		}
+	}
+	if c.err != nil {
+		return 0, fmt.Errorf("engine: snapshot: %w", c.err)
+	}
+	rest, err := e.idem.RestoreSnapshot(c.b)
+	if err != nil {
+		return 0, fmt.Errorf("engine: snapshot: %w", err)
+	}
+	c.b = rest
+	for _, s := range e.shards {
+		b := c.take(c.uvarint())
+		if c.err != nil {
+			return 0, fmt.Errorf("engine: snapshot: shard %d: %w", s.id, c.err)
+		}
+		if err := s.c.Restore(bytes.NewReader(b)); err != nil {
+			return 0, fmt.Errorf("engine: snapshot: shard %d: %w", s.id, err)
+		}
+	}
+	if len(c.b) != 0 {
+		return 0, fmt.Errorf("engine: snapshot: %d trailing bytes", len(c.b))
+	}
+	return lsn, nil
+}
+
+func (e *Engine) snapshotLoop() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.snapCh:
+			if e.Ready() != nil {
+				continue
+			}
+			if err := e.Snapshot(); err != nil {
+				e.log.Error("snapshot failed", "err", err)
+			}
+		}
+	}
+}

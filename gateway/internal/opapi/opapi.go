@@ -1,0 +1,358 @@
+// Package opapi owns the gateway's operator HTTP API (fasthttp): terminals
+// and accounts for the bank's operators, plus /metrics, /healthz and /readyz.
+// Every /v1 call needs the operator bearer token; every change goes through
+// the engine, so it is journaled before it is acknowledged.
+package opapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"scenepay/gateway/internal/core"
+	"scenepay/gateway/internal/engine"
+	"scenepay/gateway/internal/registry"
+	"scenepay/terminals"
+)
+
+// Engine is what the API needs of the engine.
+type Engine interface {
+	Operate(ctx context.Context, in core.Input) (engine.OperatorResult, error)
+	RegisterTerminal(t registry.Terminal) error
+	Registry() *registry.Registry
+	Ready() error
+}
+
+// Config of the API.
+type Config struct {
+	Token    string
+	Gatherer prometheus.Gatherer
+	Ready    func() error // extra readiness (MQTT connected, ...)
+	Logger   *slog.Logger
+	// BodyBytesMax bounds request bodies.
+	BodyBytesMax int
+}
+
+// Server is the operator API.
+type Server struct {
+	cfg     Config
+	e       Engine
+	srv     *fasthttp.Server
+	metrics fasthttp.RequestHandler
+	ln      net.Listener
+}
+
+// New builds the server.
+func New(cfg Config, e Engine) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BodyBytesMax <= 0 {
+		cfg.BodyBytesMax = 64 << 10
+	}
+	s := &Server{cfg: cfg, e: e}
+	if cfg.Gatherer != nil {
+		s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	s.srv = &fasthttp.Server{
+		Handler:            s.Handle,
+		Name:               "scenepay-gateway",
+		MaxRequestBodySize: cfg.BodyBytesMax,
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       15 * time.Second,
+		IdleTimeout:        60 * time.Second,
+		Concurrency:        1024,
+	}
+	return s
+}
+
+// Listen binds addr; a taken port fails at once with a clear message.
+func (s *Server) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return errors.New("operator API: listen " + addr + ": " + err.Error() + " (choose another with -http-listen or SCENEPAY_HTTP_LISTEN)")
+	}
+	s.ln = ln
+	go func() { _ = s.srv.Serve(ln) }()
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Shutdown() }
+
+func (s *Server) ready() error {
+	if err := s.e.Ready(); err != nil {
+		return err
+	}
+	if s.cfg.Ready != nil {
+		return s.cfg.Ready()
+	}
+	return nil
+}
+
+// Handle routes one request.
+func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	switch path {
+	case "/healthz":
+		ctx.SetBodyString("ok\n")
+		return
+	case "/readyz":
+		if err := s.ready(); err != nil {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("not ready: " + err.Error() + "\n")
+			return
+		}
+		ctx.SetBodyString("ready\n")
+		return
+	case "/metrics":
+		if s.metrics == nil {
+			ctx.SetStatusCode(fasthttp.StatusNotFound)
+			return
+		}
+		s.metrics(ctx)
+		return
+	}
+	if !strings.HasPrefix(path, "/v1/") {
+		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
+		return
+	}
+	if !s.authorized(ctx) {
+		ctx.Response.Header.Set("WWW-Authenticate", "Bearer")
+		s.fail(ctx, fasthttp.StatusUnauthorized, "", "missing or wrong operator token")
+		return
+	}
+	parts := strings.Split(strings.TrimPrefix(path, "/v1/"), "/")
+	post := ctx.IsPost()
+	switch {
+	case len(parts) == 1 && parts[0] == "terminals" && post:
+		s.registerTerminal(ctx)
+	case len(parts) == 2 && parts[0] == "terminals" && ctx.IsGet():
+		s.getTerminal(ctx, parts[1])
+	case len(parts) == 1 && parts[0] == "accounts" && post:
+		s.openAccount(ctx)
+	case len(parts) == 2 && parts[0] == "accounts" && ctx.IsGet():
+		s.getAccount(ctx, parts[1])
+	case len(parts) == 3 && parts[0] == "accounts" && parts[2] == "topup" && post:
+		s.topUp(ctx, parts[1])
+	case len(parts) == 3 && parts[0] == "accounts" && parts[2] == "block" && post:
+		s.block(ctx, parts[1])
+	default:
+		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
+	}
+}
+
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	h := string(ctx.Request.Header.Peek("Authorization"))
+	const p = "Bearer "
+	if !strings.HasPrefix(h, p) || s.cfg.Token == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(h[len(p):]), []byte(s.cfg.Token)) == 1
+}
+
+type errorBody struct {
+	Code  string `json:"code,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Error string `json:"error"`
+}
+
+func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, code terminals.Code, msg string) {
+	b := errorBody{Error: msg}
+	if code != "" {
+		b.Code, b.Name = string(code), code.Name()
+	}
+	s.json(ctx, status, b)
+}
+
+func (s *Server) json(ctx *fasthttp.RequestCtx, status int, v any) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	b, _ := json.Marshal(v)
+	ctx.SetBody(append(b, '\n'))
+}
+
+func (s *Server) decode(ctx *fasthttp.RequestCtx, v any) bool {
+	dec := json.NewDecoder(strings.NewReader(string(ctx.PostBody())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "bad JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) registerTerminal(ctx *fasthttp.RequestCtx) {
+	var t registry.Terminal
+	if !s.decode(ctx, &t) {
+		return
+	}
+	if t.KeyVersion == 0 {
+		t.KeyVersion = 1
+	}
+	if err := t.Validate(); err != nil {
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, err.Error())
+		return
+	}
+	if err := s.e.RegisterTerminal(t); err != nil {
+		s.internal(ctx, err)
+		return
+	}
+	s.cfg.Logger.Info("terminal registered", "tid", t.TID, "kind", t.Kind, "merchant", t.Merchant, "key_version", t.KeyVersion)
+	s.json(ctx, fasthttp.StatusCreated, t)
+}
+
+func (s *Server) getTerminal(ctx *fasthttp.RequestCtx, tid string) {
+	e, ok := s.e.Registry().Get(tid)
+	if !ok {
+		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownTerminal, "no such terminal")
+		return
+	}
+	s.json(ctx, fasthttp.StatusOK, e.Terminal())
+}
+
+// AccountView is the JSON shape of an account.
+type AccountView struct {
+	Account   string `json:"account"`
+	Kind      string `json:"kind"`
+	Class     uint8  `json:"class,omitempty"`
+	Balance   int64  `json:"balance"`
+	Held      int64  `json:"held"`
+	Available int64  `json:"available"`
+	Floor     int64  `json:"floor"`
+	Blocked   bool   `json:"blocked"`
+}
+
+func view(key string, v core.AccountView) AccountView {
+	kind, _, _ := strings.Cut(key, ":")
+	return AccountView{Account: key, Kind: kind, Class: v.Class, Balance: v.Balance, Held: v.Held,
+		Available: v.Available, Floor: v.Floor, Blocked: v.Blocked}
+}
+
+type openBody struct {
+	Inst    terminals.Instrument `json:"inst"`
+	Class   uint8                `json:"class"`
+	Floor   int64                `json:"floor"`
+	Balance int64                `json:"balance"`
+	Ref     string               `json:"ref"`
+}
+
+func validKey(key string) (terminals.Instrument, bool) {
+	kind, id, ok := strings.Cut(key, ":")
+	in := terminals.Instrument{Kind: kind, ID: id}
+	if !ok || !terminals.ValidID(id, terminals.MaxInstrumentIDLen) || terminals.LooksLikePAN(id) {
+		return in, false
+	}
+	switch kind {
+	case terminals.InstCounty, terminals.InstBank, terminals.InstECNY:
+		return in, true
+	}
+	return in, false
+}
+
+func (s *Server) openAccount(ctx *fasthttp.RequestCtx) {
+	var b openBody
+	if !s.decode(ctx, &b) {
+		return
+	}
+	key := b.Inst.Key()
+	if _, ok := validKey(key); !ok {
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "inst: kind must be county, bank or ecny and id 1..64 of [A-Za-z0-9._-], never a card number")
+		return
+	}
+	if b.Balance < 0 || b.Balance > terminals.MaxAmount {
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeInvalidAmount, "balance must be 0..1000000000 fen")
+		return
+	}
+	if b.Ref == "" {
+		b.Ref = "open:" + key
+	}
+	s.run(ctx, fasthttp.StatusCreated, core.Input{Op: core.OpOpenAccount, Account: key, Amount: b.Balance, Class: b.Class, Floor: b.Floor, Ref: b.Ref})
+}
+
+func (s *Server) getAccount(ctx *fasthttp.RequestCtx, key string) {
+	if _, ok := validKey(key); !ok {
+		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
+		return
+	}
+	s.run(ctx, fasthttp.StatusOK, core.Input{Account: key})
+}
+
+type topUpBody struct {
+	Amt int64  `json:"amt"`
+	Ref string `json:"ref"`
+}
+
+func (s *Server) topUp(ctx *fasthttp.RequestCtx, key string) {
+	if _, ok := validKey(key); !ok {
+		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
+		return
+	}
+	var b topUpBody
+	if !s.decode(ctx, &b) {
+		return
+	}
+	if b.Amt <= 0 || b.Amt > terminals.MaxAmount {
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeInvalidAmount, "amt must be 1..1000000000 fen")
+		return
+	}
+	if b.Ref == "" || len(b.Ref) > 64 {
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "ref (1..64 chars) is required: it makes a retried top-up safe")
+		return
+	}
+	s.run(ctx, fasthttp.StatusOK, core.Input{Op: core.OpTopUp, Account: key, Amount: b.Amt, Ref: b.Ref})
+}
+
+type blockBody struct {
+	Blocked bool `json:"blocked"`
+}
+
+func (s *Server) block(ctx *fasthttp.RequestCtx, key string) {
+	if _, ok := validKey(key); !ok {
+		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
+		return
+	}
+	var b blockBody
+	if !s.decode(ctx, &b) {
+		return
+	}
+	s.run(ctx, fasthttp.StatusOK, core.Input{Op: core.OpBlock, Account: key, Blocked: b.Blocked})
+}
+
+func (s *Server) run(ctx *fasthttp.RequestCtx, okStatus int, in core.Input) {
+	r, err := s.e.Operate(context.Background(), in)
+	if err != nil {
+		s.internal(ctx, err)
+		return
+	}
+	if r.Code != terminals.CodeApproved {
+		s.fail(ctx, r.Code.HTTPStatus(), r.Code, r.Code.Name())
+		return
+	}
+	if !r.Found {
+		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
+		return
+	}
+	if in.Op != 0 {
+		s.cfg.Logger.Info("account changed", "op", int(in.Op), "account", in.Account, "amount_fen", in.Amount, "ref", in.Ref)
+	}
+	s.json(ctx, okStatus, view(in.Account, r.Account))
+}
+
+func (s *Server) internal(ctx *fasthttp.RequestCtx, err error) {
+	s.cfg.Logger.Error("operator API", "err", err)
+	s.fail(ctx, fasthttp.StatusServiceUnavailable, terminals.CodeSystemError, err.Error())
+}
