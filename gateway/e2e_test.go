@@ -92,7 +92,9 @@ func codeCount(m *engine.Metrics, code terminals.Code) float64 {
 	return n
 }
 
-func county(id string) terminals.Instrument { return terminals.Instrument{Kind: terminals.InstCounty, ID: id} }
+func county(id string) terminals.Instrument {
+	return terminals.Instrument{Kind: terminals.InstCounty, ID: id}
+}
 
 func purchase(txn uint64, amt int64, in terminals.Instrument) terminals.Request {
 	return terminals.Request{Type: terminals.TypePurchase, Txn: txn, Amt: amt, Inst: in}
