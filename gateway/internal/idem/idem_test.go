@@ -1,0 +1,199 @@
+package idem
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"scenepay/terminals"
+)
+
+func admit(t *testing.T, s *Store, r Request) Result {
+	t.Helper()
+	return s.Begin(r, func(bool) bool { return true })
+}
+
+func TestBeginVerdicts(t *testing.T) {
+	s := New(Config{Window: 8, TerminalsMax: 10})
+	if got := admit(t, s, Request{TID: "T1", Txn: 1, Hash: 11}).Verdict; got != Admitted {
+		t.Fatalf("first: %v", got)
+	}
+	// A copy while pending waits; different content conflicts.
+	if got := admit(t, s, Request{TID: "T1", Txn: 1, Hash: 11}).Verdict; got != Waiting {
+		t.Fatalf("pending dup: %v", got)
+	}
+	if got := admit(t, s, Request{TID: "T1", Txn: 1, Hash: 12}).Verdict; got != Conflict {
+		t.Fatalf("pending conflict: %v", got)
+	}
+	if w := s.Complete("T1", 1, 11, terminals.ClassApproved, []byte("r1")); w != 1 {
+		t.Fatalf("waiters = %d, want 1", w)
+	}
+	r := admit(t, s, Request{TID: "T1", Txn: 1, Hash: 11})
+	if r.Verdict != Duplicate || !bytes.Equal(r.Reply, []byte("r1")) {
+		t.Fatalf("dup: %+v", r)
+	}
+	if got := admit(t, s, Request{TID: "T1", Txn: 1, Hash: 99}).Verdict; got != Conflict {
+		t.Fatalf("done conflict: %v", got)
+	}
+	// Another terminal's txn 1 is independent.
+	if got := admit(t, s, Request{TID: "T2", Txn: 1, Hash: 99}).Verdict; got != Admitted {
+		t.Fatalf("other terminal: %v", got)
+	}
+}
+
+func TestDeclineDoesNotBurnTheID(t *testing.T) {
+	s := New(Config{Window: 8, TerminalsMax: 10})
+	admit(t, s, Request{TID: "T", Txn: 5, Hash: 1})
+	s.Complete("T", 5, 1, terminals.ClassDecline, []byte("declined"))
+	if r := admit(t, s, Request{TID: "T", Txn: 5, Hash: 1}); r.Verdict != Duplicate || string(r.Reply) != "declined" {
+		t.Fatalf("same declined request: %+v", r)
+	}
+	if r := admit(t, s, Request{TID: "T", Txn: 5, Hash: 2}); r.Verdict != Admitted {
+		t.Fatalf("corrected retry: %+v", r)
+	}
+	s.Complete("T", 5, 2, terminals.ClassApproved, []byte("approved"))
+	if r := admit(t, s, Request{TID: "T", Txn: 5, Hash: 1}); r.Verdict != Conflict {
+		t.Fatalf("after approval the old content conflicts: %+v", r)
+	}
+}
+
+func TestWindowRefusesOldIDs(t *testing.T) {
+	s := New(Config{Window: 4, TerminalsMax: 10})
+	for txn := uint64(1); txn <= 10; txn++ {
+		admit(t, s, Request{TID: "T", Txn: txn, Hash: txn})
+		s.Complete("T", txn, txn, terminals.ClassApproved, []byte(fmt.Sprint(txn)))
+	}
+	for txn, want := range map[uint64]Verdict{6: TooOld, 7: Duplicate, 10: Duplicate, 1: TooOld, 11: Admitted} {
+		if got := admit(t, s, Request{TID: "T", Txn: txn, Hash: txn}).Verdict; got != want {
+			t.Errorf("txn %d: %v, want %v", txn, got, want)
+		}
+	}
+	// A jump far ahead evicts everything below the new window.
+	admit(t, s, Request{TID: "T", Txn: 1_000_000, Hash: 1})
+	if _, found := s.Lookup("T", 10); found {
+		t.Fatal("entry 10 survived a window jump")
+	}
+}
+
+func TestReversalBeforeOriginal(t *testing.T) {
+	s := New(Config{Window: 16, TerminalsMax: 10})
+	r := admit(t, s, Request{TID: "T", Txn: 3, Hash: 7, Reversal: true, Orig: 2})
+	if r.Verdict != Admitted || !r.Tombstoned {
+		t.Fatalf("reversal: %+v", r)
+	}
+	if got := admit(t, s, Request{TID: "T", Txn: 2, Hash: 1}).Verdict; got != Reversed {
+		t.Fatalf("late original: %v", got)
+	}
+	// A reversal of a known original places no tombstone.
+	admit(t, s, Request{TID: "T", Txn: 4, Hash: 1})
+	if r := admit(t, s, Request{TID: "T", Txn: 5, Hash: 9, Reversal: true, Orig: 4}); r.Tombstoned {
+		t.Fatal("tombstone over a known original")
+	}
+}
+
+func TestBusyUndoesAdmission(t *testing.T) {
+	s := New(Config{Window: 16, TerminalsMax: 10})
+	r := s.Begin(Request{TID: "T", Txn: 3, Hash: 7, Reversal: true, Orig: 2}, func(bool) bool { return false })
+	if r.Verdict != Busy {
+		t.Fatalf("%+v", r)
+	}
+	if _, found := s.Lookup("T", 2); found {
+		t.Fatal("tombstone kept after busy")
+	}
+	if got := admit(t, s, Request{TID: "T", Txn: 3, Hash: 7}).Verdict; got != Admitted {
+		t.Fatalf("retry after busy: %v", got)
+	}
+	// Busy on a corrected retry keeps the stored decline.
+	s.Complete("T", 3, 7, terminals.ClassDecline, []byte("d"))
+	s.Begin(Request{TID: "T", Txn: 3, Hash: 8}, func(bool) bool { return false })
+	if r := admit(t, s, Request{TID: "T", Txn: 3, Hash: 7}); r.Verdict != Duplicate {
+		t.Fatalf("decline lost after busy: %+v", r)
+	}
+}
+
+func TestTerminalsBound(t *testing.T) {
+	s := New(Config{Window: 4, TerminalsMax: 2})
+	admit(t, s, Request{TID: "A", Txn: 1})
+	admit(t, s, Request{TID: "B", Txn: 1})
+	if got := admit(t, s, Request{TID: "C", Txn: 1}).Verdict; got != Full {
+		t.Fatalf("third terminal: %v", got)
+	}
+}
+
+func TestSnapshotRoundTripAndRestore(t *testing.T) {
+	s := New(Config{Window: 8, TerminalsMax: 100})
+	for i, tid := range []string{"B", "A", "C"} {
+		for txn := uint64(1); txn <= 12; txn++ {
+			class := terminals.ClassApproved
+			if txn%3 == 0 {
+				class = terminals.ClassDecline
+			}
+			admit(t, s, Request{TID: tid, Txn: txn, Hash: txn * uint64(i+1)})
+			s.Complete(tid, txn, txn*uint64(i+1), class, []byte(fmt.Sprintf("%s-%d", tid, txn)))
+		}
+	}
+	admit(t, s, Request{TID: "A", Txn: 14, Hash: 1, Reversal: true, Orig: 13})
+	s.Complete("A", 14, 1, terminals.ClassApproved, []byte("rev"))
+	admit(t, s, Request{TID: "A", Txn: 15, Hash: 5}) // pending: not in the snapshot
+	snap := s.AppendSnapshot(nil)
+
+	u := New(Config{Window: 8, TerminalsMax: 100})
+	rest, err := u.RestoreSnapshot(append(snap, 0xAB))
+	if err != nil || len(rest) != 1 || rest[0] != 0xAB {
+		t.Fatalf("restore: %v rest=%x", err, rest)
+	}
+	if again := u.AppendSnapshot(nil); !bytes.Equal(again, snap) {
+		t.Fatal("snapshot of the restored store differs")
+	}
+	if r := admit(t, u, Request{TID: "C", Txn: 12, Hash: 36}); r.Verdict != Duplicate || string(r.Reply) != "C-12" {
+		t.Fatalf("restored duplicate: %+v", r)
+	}
+	if got := admit(t, u, Request{TID: "A", Txn: 13, Hash: 3}).Verdict; got != Reversed {
+		t.Fatalf("restored tombstone: %v", got)
+	}
+	if got := admit(t, u, Request{TID: "A", Txn: 15, Hash: 5}).Verdict; got != Admitted {
+		t.Fatalf("pending entry leaked into the snapshot: %v", got)
+	}
+	for cut := 0; cut < len(snap); cut += 7 {
+		if _, err := New(Config{Window: 8, TerminalsMax: 100}).RestoreSnapshot(snap[:cut]); err == nil && cut < len(snap)-1 {
+			// A prefix may happen to decode only if it ends exactly at a
+			// terminal boundary with a smaller count; the count is first,
+			// so any strict prefix must fail.
+			t.Fatalf("truncated snapshot (%d of %d bytes) restored without error", cut, len(snap))
+		}
+	}
+}
+
+func TestRestoreReplacesDeclineWithCorrection(t *testing.T) {
+	s := New(Config{Window: 8, TerminalsMax: 10})
+	if err := s.Restore("T", 2, 1, terminals.ClassDecline, []byte("d"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore("T", 2, 2, terminals.ClassApproved, []byte("a"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore("T", 4, 3, terminals.ClassApproved, []byte("rev"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if r := admit(t, s, Request{TID: "T", Txn: 2, Hash: 2}); r.Verdict != Duplicate || string(r.Reply) != "a" {
+		t.Fatalf("%+v", r)
+	}
+	if got := admit(t, s, Request{TID: "T", Txn: 3, Hash: 3}).Verdict; got != Reversed {
+		t.Fatalf("tombstone from restore: %v", got)
+	}
+}
+
+func FuzzRestoreSnapshot(f *testing.F) {
+	s := New(Config{Window: 8, TerminalsMax: 100})
+	admit(&testing.T{}, s, Request{TID: "A", Txn: 1, Hash: 1})
+	s.Complete("A", 1, 1, terminals.ClassApproved, []byte("x"))
+	f.Add(s.AppendSnapshot(nil))
+	f.Add([]byte{1, 1, 'A', 5, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u := New(Config{Window: 8, TerminalsMax: 100})
+		if _, err := u.RestoreSnapshot(b); err != nil {
+			return
+		}
+		u.AppendSnapshot(nil)
+	})
+}
