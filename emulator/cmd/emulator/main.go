@@ -1,0 +1,165 @@
+// Command emulator drives a fleet of virtual payment terminals against a
+// scenepay gateway: it waits for the gateway's /readyz, provisions terminals
+// and accounts through the operator API, runs a scenario over MQTT, prints
+// one line per outcome, a summary and an end-of-run audit of balances, and
+// exits non-zero when the audit or a scenario check fails.
+//
+// Every flag can also be set by an environment variable SCENEPAY_<FLAG>
+// (upper case, '-' as '_', e.g. SCENEPAY_MASTER_KEY_FILE); a flag given on
+// the command line wins over the environment.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"scenepay/emulator/internal/fleet"
+	"scenepay/emulator/internal/opclient"
+	"scenepay/terminals"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // audit or scenario check failed
+	exitUsage   = 2
+	exitGateway = 3 // gateway not ready, provisioning or connection failed
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
+	var (
+		broker       = fs.String("broker", "tcp://127.0.0.1:11883", "MQTT broker URL")
+		mqttUser     = fs.String("mqtt-username", "", "MQTT username (optional)")
+		mqttPass     = fs.String("mqtt-password", "", "MQTT password (optional)")
+		api          = fs.String("api", "http://127.0.0.1:18080", "gateway operator API base URL")
+		token        = fs.String("token", "", "operator bearer token")
+		masterFile   = fs.String("master-key-file", "", "file holding the gateway master key (hex, 32 bytes)")
+		topicRoot    = fs.String("topic-root", terminals.DefaultTopics.Root, "MQTT topic root")
+		seed         = fs.Uint64("seed", 1, "population and scenario seed")
+		nTerm        = fs.Int("terminals", 3, "number of terminals (bus, stall, kiosk in turn)")
+		nAcct        = fs.Int("accounts", 0, "number of accounts (0 = 4 per terminal)")
+		rate         = fs.Float64("rate", 2, "load purchases per second across the fleet (0 = scripted demo only)")
+		duration     = fs.Duration("duration", 0, "load duration (0 = until Ctrl-C)")
+		scenario     = fs.String("scenario", "demo", "scenario to run (demo)")
+		readyTimeout = fs.Duration("ready-timeout", 30*time.Second, "how long to wait for the gateway's /readyz")
+		replyTimeout = fs.Duration("reply-timeout", 3*time.Second, "per-attempt reply timeout of a terminal")
+		retries      = fs.Int("retries", 2, "resends of identical bytes after a reply timeout")
+		keyVersion   = fs.Uint("key-version", 1, "terminal key version")
+	)
+	if err := envDefaults(fs); err != nil {
+		fmt.Fprintln(os.Stderr, "emulator:", err)
+		return exitUsage
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *masterFile == "" {
+		fmt.Fprintln(os.Stderr, "emulator: -master-key-file (or SCENEPAY_MASTER_KEY_FILE) is required: the gateway's master key, hex, 32 bytes")
+		return exitUsage
+	}
+	if *keyVersion == 0 || *keyVersion > 1<<32-1 {
+		fmt.Fprintln(os.Stderr, "emulator: -key-version must be 1..4294967295")
+		return exitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	op := opclient.New(*api, *token, nil)
+	fmt.Printf("emulator: waiting up to %s for the gateway at %s/readyz\n", *readyTimeout, *api)
+	rctx, cancel := context.WithTimeout(ctx, *readyTimeout)
+	err := op.WaitReady(rctx, 200*time.Millisecond)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emulator: the gateway did not become ready within %s: %v\n"+
+			"  is it running, and is -api (SCENEPAY_API) right?\n", *readyTimeout, err)
+		return exitGateway
+	}
+	// Read after /readyz: the embedded gateway creates the key on first start.
+	master, err := readMasterKey(*masterFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "emulator:", err)
+		return exitUsage
+	}
+
+	now := time.Now()
+	rep, err := fleet.Run(ctx, fleet.Options{
+		Broker: *broker, Username: *mqttUser, Password: *mqttPass,
+		API: *api, Token: *token, Master: master, KeyVersion: uint32(*keyVersion),
+		Topics: terminals.Topics{Root: *topicRoot, Group: terminals.DefaultTopics.Group},
+		Seed:   *seed, Terminals: *nTerm, Accounts: *nAcct, Rate: *rate, Duration: *duration,
+		Scenario: *scenario,
+		// Txn ids start above anything an earlier run against the same
+		// gateway used (1000 ids per millisecond of wall clock), so a gateway
+		// that kept its replay windows sees fresh ids, not duplicates.
+		TxnBase:      uint64(now.UnixMilli()) * 1000,
+		RunID:        uint64(now.UnixNano()),
+		ReplyTimeout: *replyTimeout, Retries: *retries,
+		Out: os.Stdout,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "emulator:", err)
+		if errors.Is(err, fleet.ErrUnknownScenario) {
+			return exitUsage
+		}
+		return exitGateway
+	}
+	if !rep.OK() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// envDefaults sets each flag from SCENEPAY_<NAME> when that is set, before
+// the command line is parsed, so that the command line still wins.
+func envDefaults(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SCENEPAY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// masterKeyFileMax bounds what is read from the key file (64 hex chars and
+// some whitespace).
+const masterKeyFileMax = 256
+
+func readMasterKey(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	defer f.Close()
+	buf, err := io.ReadAll(io.LimitReader(f, masterKeyFileMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if len(buf) > masterKeyFileMax {
+		return nil, fmt.Errorf("master key file %s: larger than %d bytes", path, masterKeyFileMax)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(buf)))
+	if err != nil || len(key) != terminals.KeyLen {
+		return nil, fmt.Errorf("master key file %s: want %d bytes as hex", path, terminals.KeyLen)
+	}
+	return key, nil
+}

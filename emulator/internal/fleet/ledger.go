@@ -1,0 +1,284 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"scenepay/emulator/internal/device"
+	"scenepay/terminals"
+)
+
+// Ledger bounds.
+const (
+	// LedgerApprovalsMax bounds the approved txns remembered; past it the
+	// run stops issuing purchases (Full reports it) rather than forget one.
+	LedgerApprovalsMax = 1_000_000
+	// LedgerAnomaliesMax bounds the anomaly messages kept (all are counted).
+	LedgerAnomaliesMax = 100
+)
+
+// ErrLedger marks an arithmetic or bound failure of the ledger itself.
+var ErrLedger = errors.New("fleet: ledger")
+
+type txnKey struct {
+	tid  string
+	txn  uint64
+	hash uint64 // content hash: a second approval under one id with other content is counted too
+}
+
+type idKey struct {
+	tid string
+	txn uint64
+}
+
+type approval struct {
+	acct string
+	amt  int64
+}
+
+// Position is what the terminals were told about one account. Money in fen.
+type Position struct {
+	Account   string
+	Opening   int64 // balance when the run began (as opened, or as read back)
+	TopUps    int64
+	Purchases int64 // approved purchases
+	Reversals int64 // approved reversals of approved purchases
+	// Uncertain is the sum of purchases that got no reply and whose
+	// reversal was not acknowledged: each may or may not have been applied.
+	Uncertain int64
+}
+
+// Expected is Opening + TopUps - Purchases + Reversals.
+func (p Position) Expected() (int64, error) {
+	v, ok := add(p.Opening, p.TopUps)
+	if ok {
+		v, ok = add(v, -p.Purchases)
+	}
+	if ok {
+		v, ok = add(v, p.Reversals)
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w: %s: expected balance overflows int64", ErrLedger, p.Account)
+	}
+	return v, nil
+}
+
+// add is a+b, reporting overflow instead of wrapping.
+func add(a, b int64) (int64, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) || b == math.MinInt64 {
+		return 0, false
+	}
+	return s, true
+}
+
+// Ledger records what terminals were told. It is a device.Observer.
+type Ledger struct {
+	mu        sync.Mutex
+	pos       map[string]*Position
+	approved  map[txnKey]approval
+	byTxn     map[idKey]uint64 // (tid, txn) -> content hash of the first approval
+	reversed  map[txnKey]bool  // purchases whose approval a reversal voided
+	anomalies []string
+	nAnomaly  int
+}
+
+// NewLedger returns an empty ledger.
+func NewLedger() *Ledger {
+	return &Ledger{
+		pos:      make(map[string]*Position),
+		approved: make(map[txnKey]approval),
+		byTxn:    make(map[idKey]uint64),
+		reversed: make(map[txnKey]bool),
+	}
+}
+
+func (l *Ledger) position(acct string) *Position {
+	p := l.pos[acct]
+	if p == nil {
+		p = &Position{Account: acct}
+		l.pos[acct] = p
+	}
+	return p
+}
+
+func (l *Ledger) anomaly(format string, args ...any) {
+	l.nAnomaly++
+	if len(l.anomalies) < LedgerAnomaliesMax {
+		l.anomalies = append(l.anomalies, fmt.Sprintf(format, args...))
+	}
+}
+
+// Open records an account's balance at the start of the run.
+func (l *Ledger) Open(acct string, balance int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.position(acct).Opening = balance
+}
+
+// TopUp records an acknowledged top-up.
+func (l *Ledger) TopUp(acct string, amt int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.position(acct)
+	v, ok := add(p.TopUps, amt)
+	if !ok {
+		return fmt.Errorf("%w: %s: top-ups overflow", ErrLedger, acct)
+	}
+	p.TopUps = v
+	return nil
+}
+
+// Full reports whether the ledger reached LedgerApprovalsMax.
+func (l *Ledger) Full() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.approved) >= LedgerApprovalsMax
+}
+
+// Observe implements device.Observer.
+func (l *Ledger) Observe(o device.Outcome) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	acct := o.Inst.Key()
+	switch o.Fault {
+	case device.FaultTamper, device.FaultOversize, device.FaultMalformed:
+		if o.Code.Approved() {
+			l.anomaly("%s txn %d: %s message was approved", o.TID, o.Txn, o.Fault)
+		}
+		return
+	}
+	if o.Reply == nil {
+		if o.Type == terminals.TypePurchase && o.Unresolved {
+			p := l.position(acct)
+			if v, ok := add(p.Uncertain, o.Amt); ok {
+				p.Uncertain = v
+			} else {
+				l.anomaly("%s: uncertain amount overflows", acct)
+			}
+		}
+		// Reversed with no reply: the purchase had no effect, or it was voided.
+		return
+	}
+	if !o.Code.Approved() {
+		return
+	}
+	req := terminals.Request{Type: o.Type, Amt: o.Amt, Inst: o.Inst, Orig: o.Orig}
+	k := txnKey{o.TID, o.Txn, req.ContentHash()}
+	switch o.Type {
+	case terminals.TypePurchase:
+		if _, dup := l.approved[k]; dup {
+			return // a duplicate told the same approval again: one effect
+		}
+		if first, used := l.byTxn[idKey{o.TID, o.Txn}]; used && first != k.hash {
+			l.anomaly("%s txn %d: approved again with different content (%d fen on %s)", o.TID, o.Txn, o.Amt, acct)
+		} else {
+			l.byTxn[idKey{o.TID, o.Txn}] = k.hash
+		}
+		if len(l.approved) >= LedgerApprovalsMax {
+			l.anomaly("ledger full: approval %s txn %d not recorded", o.TID, o.Txn)
+			return
+		}
+		p := l.position(acct)
+		v, ok := add(p.Purchases, o.Amt)
+		if !ok {
+			l.anomaly("%s: approved purchases overflow", acct)
+			return
+		}
+		p.Purchases = v
+		l.approved[k] = approval{acct: acct, amt: o.Amt}
+	case terminals.TypeReversal:
+		orig := terminals.Request{Type: terminals.TypePurchase, Amt: o.Amt, Inst: o.Inst}
+		ok := txnKey{o.TID, o.Orig, orig.ContentHash()}
+		a, found := l.approved[ok]
+		if !found || l.reversed[ok] {
+			return // voided nothing the terminal was told was approved
+		}
+		l.reversed[ok] = true
+		p := l.position(a.acct)
+		if v, fine := add(p.Reversals, a.amt); fine {
+			p.Reversals = v
+		}
+	}
+}
+
+// Positions returns every account position, sorted by account.
+func (l *Ledger) Positions() []Position {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Position, 0, len(l.pos))
+	for _, p := range l.pos {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Account < out[j].Account })
+	return out
+}
+
+// Anomalies returns the kept anomaly messages and the total count.
+func (l *Ledger) Anomalies() ([]string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.anomalies...), l.nAnomaly
+}
+
+// BalanceReader reads an account's balance at the gateway (opclient does).
+type BalanceReader interface {
+	Balance(ctx context.Context, acct string) (int64, error)
+}
+
+// Mismatch is one account whose gateway balance is not what terminals were told.
+type Mismatch struct {
+	Position
+	Expected int64
+	Gateway  int64
+	Err      error // the balance could not be read
+}
+
+// AuditResult compares the ledger with the gateway.
+type AuditResult struct {
+	Accounts   int
+	Matched    int
+	Uncertain  int // accounts whose balance is within their uncertain range
+	Mismatches []Mismatch
+	Anomalies  []string
+	NAnomaly   int
+}
+
+// OK reports whether the audit passed: every balance as expected (or, for
+// an account with unresolved purchases, within their range) and no anomaly.
+func (r AuditResult) OK() bool { return len(r.Mismatches) == 0 && r.NAnomaly == 0 }
+
+// Audit reads every account the ledger knows and compares it with
+// expected = opening + top-ups - approved purchases + approved reversals.
+// An account with unresolved purchases passes if its balance lies within
+// [expected - uncertain, expected]: each of those may or may not have
+// been applied. (A range is looser than the exact subset sums; it is
+// reported separately so that a reader sees it.)
+func (l *Ledger) Audit(ctx context.Context, r BalanceReader) AuditResult {
+	var res AuditResult
+	res.Anomalies, res.NAnomaly = l.Anomalies()
+	for _, p := range l.Positions() {
+		res.Accounts++
+		want, err := p.Expected()
+		if err != nil {
+			res.Mismatches = append(res.Mismatches, Mismatch{Position: p, Err: err})
+			continue
+		}
+		got, err := r.Balance(ctx, p.Account)
+		switch {
+		case err != nil:
+			res.Mismatches = append(res.Mismatches, Mismatch{Position: p, Expected: want, Err: err})
+		case got == want && p.Uncertain == 0:
+			res.Matched++
+		case p.Uncertain > 0 && got <= want && got >= want-p.Uncertain:
+			res.Uncertain++
+		default:
+			res.Mismatches = append(res.Mismatches, Mismatch{Position: p, Expected: want, Gateway: got})
+		}
+	}
+	return res
+}
