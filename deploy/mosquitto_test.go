@@ -1,0 +1,181 @@
+package deploy
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startMosquitto runs a private Mosquitto from deploy/mosquitto/mosquitto.conf
+// on a free port, with a generated password for the gateway user.
+func startMosquitto(t *testing.T) (url, gwPassword string) {
+	t.Helper()
+	if _, err := exec.LookPath("mosquitto"); err != nil {
+		t.Fatal("mosquitto is not installed (.ci/run installs it)")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	conf, err := os.ReadFile("mosquitto/mosquitto.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwPassword = fmt.Sprintf("pw-%d", time.Now().UnixNano())
+	pwFile := filepath.Join(dir, "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-c", "-b", pwFile, "scenepay-gateway", gwPassword).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v %s", err, out)
+	}
+	acl, err := os.ReadFile("mosquitto/scenepay.acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aclFile := filepath.Join(dir, "acl")
+	if err := os.WriteFile(aclFile, acl, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := string(conf)
+	c = strings.ReplaceAll(c, "/etc/mosquitto/scenepay.passwd", pwFile)
+	c = strings.ReplaceAll(c, "/etc/mosquitto/scenepay.acl", aclFile)
+	c = strings.ReplaceAll(c, "persistence true", "persistence false")
+	c = strings.ReplaceAll(c, "persistence_location /var/lib/mosquitto/", "")
+	c = strings.ReplaceAll(c, "listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1", port))
+	if os.Geteuid() == 0 {
+		// Running as root, Mosquitto drops to user "mosquitto", which cannot
+		// read the test's private temp dir.
+		c += "\nuser root\n"
+	}
+	confFile := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(confFile, []byte(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Mosquitto refuses world-readable password files as root in newer
+	// versions; keep them private.
+	os.Chmod(pwFile, 0o600)
+	cmd := exec.Command("mosquitto", "-c", confFile)
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("mosquitto output:\n%s", log.String())
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for i := 0; ; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("private mosquitto did not listen on %s:\n%s", addr, log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "tcp://" + addr, gwPassword
+}
+
+func connect(t *testing.T, url, id, user, pass string) paho.Client {
+	t.Helper()
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pass).SetAutoReconnect(false)
+	c := paho.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	return c
+}
+
+func collect(t *testing.T, c paho.Client, filter string) chan string {
+	t.Helper()
+	ch := make(chan string, 16)
+	tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { ch <- m.Topic() + " " + string(m.Payload()) })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", filter, tok.Error())
+	}
+	return ch
+}
+
+func publish(c paho.Client, topic, payload string) {
+	c.Publish(topic, 1, false, payload).WaitTimeout(2 * time.Second)
+}
+
+func expect(t *testing.T, ch chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("did not receive %q", want)
+	}
+}
+
+func expectNone(t *testing.T, ch chan string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		t.Fatalf("ACL let through %q", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// Promise 6: the broker config confines each terminal to its own topics.
+func TestMosquittoACLConfinesTerminals(t *testing.T) {
+	url, pw := startMosquitto(t)
+	gw := connect(t, url, "scenepay-gw1-0", "scenepay-gateway", pw)
+	reqs := collect(t, gw, "$share/scp-gateway/scp/v1/t/+/req")
+
+	bus1 := connect(t, url, "BUS-1", "", "")
+	bus2 := connect(t, url, "BUS-2", "", "")
+	resp1 := collect(t, bus1, "scp/v1/t/BUS-1/resp")
+	spy := collect(t, bus1, "scp/v1/t/BUS-2/resp") // not allowed: must receive nothing
+	wild := collect(t, bus2, "scp/v1/t/+/resp")   // not allowed either
+
+	publish(bus1, "scp/v1/t/BUS-1/req", "own")
+	expect(t, reqs, "scp/v1/t/BUS-1/req own")
+	publish(bus1, "scp/v1/t/BUS-2/req", "forged")
+	expectNone(t, reqs)
+
+	publish(gw, "scp/v1/t/BUS-1/resp", "r1")
+	expect(t, resp1, "scp/v1/t/BUS-1/resp r1")
+	publish(gw, "scp/v1/t/BUS-2/resp", "r2")
+	expectNone(t, spy)
+	// BUS-2's wildcard subscription delivers only what BUS-2 may read: its
+	// own reply (r2), never BUS-1's (r1, published first).
+	expect(t, wild, "scp/v1/t/BUS-2/resp r2")
+	expectNone(t, wild)
+
+	// A terminal cannot publish replies, even to itself.
+	publish(bus1, "scp/v1/t/BUS-1/resp", "fake")
+	expectNone(t, resp1)
+
+	// The gateway user needs its password.
+	o := paho.NewClientOptions().AddBroker(url).SetClientID("intruder").SetUsername("scenepay-gateway").SetPassword("wrong")
+	c := paho.NewClient(o)
+	if tok := c.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+		c.Disconnect(0)
+		t.Fatal("gateway user connected with a wrong password")
+	}
+}
