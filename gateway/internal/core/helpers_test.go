@@ -24,7 +24,9 @@ type step struct {
 	rec   bool // a record must be journaled
 }
 
-func open(key string, amt int64) Input { return Input{Op: OpOpenAccount, Account: key, Amount: amt, Ref: "open-" + key} }
+func open(key string, amt int64) Input {
+	return Input{Op: OpOpenAccount, Account: key, Amount: amt, Ref: "open-" + key}
+}
 func openECNY(key string, class uint8, amt int64) Input {
 	return Input{Op: OpOpenAccount, Account: key, Amount: amt, Class: class, Ref: "open-" + key}
 }

@@ -220,3 +220,5 @@ func lookupRecordCode(c0, c1 byte) (terminals.Code, bool) {
 	}
 	return "", false
 }
+
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

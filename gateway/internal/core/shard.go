@@ -155,6 +155,7 @@ type Shard struct {
 	holds    pool[txnKey, holdEntry]
 	clock    bizClock
 	rec      Record // Step's scratch record, reused so that Step does not allocate
+	last     int32  // lookup's cached account index
 }
 
 // NewShard returns an empty shard. A nil cfg means DefaultConfig; zero
@@ -217,11 +218,18 @@ func (s *Shard) hashTxn(tid string, txn uint64) uint64 {
 
 func (s *Shard) hashRef(ref string) uint64 { return maphash.String(s.seed, ref) }
 
+// lookup finds an account. A one-entry cache saves the second map lookup
+// of a Step (decide, then effect, look up the same key); accounts are never
+// removed, so a cached index stays valid.
 func (s *Shard) lookup(key string) (int32, *account) {
+	if c := s.last; c < int32(len(s.accounts)) && s.accounts[c].key == key {
+		return c, &s.accounts[c]
+	}
 	i, ok := s.byKey[key]
 	if !ok {
 		return -1, nil
 	}
+	s.last = i
 	return i, &s.accounts[i]
 }
 
