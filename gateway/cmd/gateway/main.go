@@ -144,7 +144,10 @@ func run() error {
 			}
 			*mqttPassword = hex.EncodeToString(p)
 		}
-		emb, err = broker.Start(broker.Config{Addr: *mqttListen, TopicRoot: topics.Root, GatewayUser: *mqttUser, GatewayPassword: *mqttPassword, Logger: log})
+		// The embedded broker logs only errors: its connection chatter would
+		// drown the gateway's own lines.
+		blog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		emb, err = broker.Start(broker.Config{Addr: *mqttListen, TopicRoot: topics.Root, GatewayUser: *mqttUser, GatewayPassword: *mqttPassword, Logger: blog})
 		if err != nil {
 			return err
 		}
