@@ -148,7 +148,27 @@ const maxVersionValue = 1<<31 - 1
 // each at most once, no unknown keys, no null values, integers without
 // fraction or exponent, UTF-8 strings, no newline anywhere in the body and
 // nothing after the object. Then it runs Validate.
+//
+// On error r holds what was read before the error, so that a refusal can
+// echo the request's type and txn id; Type is kept only when it is a v1 or
+// reserved type name, so that an echo never carries attacker-sized text.
 func DecodeRequestInto(body []byte, r *Request) error {
+	err := decodeRequest(body, r)
+	if err != nil && r.Type != "" && !knownType(r.Type) {
+		r.Type = ""
+	}
+	return err
+}
+
+func knownType(t string) bool {
+	switch t {
+	case TypePurchase, TypeReversal, TypeBalance, TypeHeartbeat:
+		return true
+	}
+	return reservedTypes[t]
+}
+
+func decodeRequest(body []byte, r *Request) error {
 	prevTID, prevID, prevLast4 := r.TID, r.Inst.ID, r.Inst.Last4
 	*r = Request{}
 	if len(body) > MaxPayload {

@@ -250,6 +250,24 @@ func TestDecodeRequestAccepts(t *testing.T) {
 	}
 }
 
+// On error the request keeps the type and txn id it read, for the echo in
+// the refusal, but never an unknown type's text.
+func TestDecodeRequestIntoPartial(t *testing.T) {
+	var r Request
+	err := DecodeRequestInto([]byte(body(`"type":"refund"`)), &r)
+	if codeOf(err) != CodeUnsupported || r.Type != "refund" || r.Txn != 42 {
+		t.Fatalf("reserved type: %v, type %q txn %d", err, r.Type, r.Txn)
+	}
+	err = DecodeRequestInto([]byte(body(`"type":"`+strings.Repeat("x", 3000)+`"`)), &r)
+	if codeOf(err) != CodeUnsupported || r.Type != "" || r.Txn != 42 {
+		t.Fatalf("unknown type: %v, type of %d bytes, txn %d", err, len(r.Type), r.Txn)
+	}
+	err = DecodeRequestInto([]byte(`{"v":1,"type":"purchase","txn":7,"amt":1.5}`), &r)
+	if codeOf(err) != CodeMalformed || r.Type != TypePurchase || r.Txn != 7 {
+		t.Fatalf("syntax error after type and txn: %v, type %q txn %d", err, r.Type, r.Txn)
+	}
+}
+
 // A reused Request keeps no state from the previous decode.
 func TestDecodeRequestIntoResets(t *testing.T) {
 	var r Request
