@@ -57,8 +57,10 @@
 // # Rules
 //
 // available = balance - held - floor; a purchase or hold needs
-// Amount <= available. Precedence for purchase and hold: invalid amount,
-// unknown account, blocked, single limit, daily limit, annual limit, funds.
+// Amount <= available. Precedence for purchase and hold: a reused (TID, Txn)
+// (refusal, CodeIDConflict), then the decisions invalid amount, unknown
+// account, blocked, single limit, daily limit, annual limit, funds, and
+// last a full hold table (CodeBusy, holds only).
 // Limits apply to "ecny" accounts by class; day counters reset at the
 // Asia/Shanghai midnight of the step's time and year counters at the
 // calendar year. Credits that would lift an e-CNY wallet over its class
