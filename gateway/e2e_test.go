@@ -266,3 +266,79 @@ func TestEndToEndThroughMosquitto(t *testing.T) {
 		t.Fatalf("late original after restart took effect: balance %d", got)
 	}
 }
+
+// After a broker restart the gateway reconnects and resubscribes by itself.
+func TestBrokerRestart(t *testing.T) {
+	m := testkit.StartMosquitto(t, "allow_anonymous true\nset_tcp_nodelay true\npersistence false\n")
+	h := &harness{t: t, dir: t.TempDir(), master: []byte(testkit.RandHex(32)), topics: testkit.Topics()}
+	reg := prometheus.NewRegistry()
+	cfg := engine.DefaultConfig(h.dir)
+	cfg.Topics = h.topics
+	cfg.Metrics = engine.NewMetrics(reg)
+	eng, err := engine.Open(cfg, h.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ingress.Start(ingress.Config{BrokerURL: m.URL(), ClientID: "gw", Conns: 2, Topics: h.topics, Registerer: reg}, eng.HandleMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.SetPublisher(in)
+	h.eng, h.in = eng, in
+	defer h.stop()
+	h.open(t, "county:C9", 0, 1000)
+	if err := eng.RegisterTerminal(registry.Terminal{TID: "BUS-9", Kind: "bus", Merchant: "M-BUS", KeyVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tm := testkit.Connect(t, m.URL(), h.topics, "BUS-9", terminals.DeriveKey(h.master, "BUS-9", 1))
+	time.Sleep(200 * time.Millisecond)
+	_, rep := tm.Do(t, tm.Request(purchase(1, 100, county("C9"))))
+	wantCode(t, rep, terminals.CodeApproved)
+
+	m.Stop()
+	time.Sleep(300 * time.Millisecond)
+	if in.Connected() == nil {
+		t.Fatal("ingress still reports a connection with the broker down")
+	}
+	m.Start()
+	// The terminal retries the same request until the gateway is back.
+	req := tm.Request(purchase(2, 100, county("C9")))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if tm.Client.IsConnectionOpen() {
+			tm.Client.Publish(h.topics.Request("BUS-9"), 1, false, req).WaitTimeout(time.Second)
+		}
+		select {
+		case raw := <-tm.Replies:
+			wantCode(t, tm.Decode(t, raw), terminals.CodeApproved)
+			if got := h.balance(t, "county:C9"); got != 800 {
+				t.Fatalf("balance %d, want 800", got)
+			}
+			if n := testutil.ToFloat64(mustCounter(t, reg, "scenepay_gateway_mqtt_reconnects_total")); n < 1 {
+				t.Fatalf("reconnects counted %v", n)
+			}
+			return
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no approval within 20 s after the broker restart")
+		}
+	}
+}
+
+func mustCounter(t *testing.T, g prometheus.Gatherer, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) == 1 {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "copy"})
+			c.Add(mf.Metric[0].GetCounter().GetValue())
+			return c
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return nil
+}

@@ -1,8 +1,7 @@
-package deploy
+package gateway_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,28 +10,16 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"scenepay/gateway/internal/testkit"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startMosquitto runs a private Mosquitto from deploy/mosquitto/mosquitto.conf
+// startMosquitto runs a private Mosquitto from ../deploy/mosquitto/mosquitto.conf
 // on a free port, with a generated password for the gateway user.
 func startMosquitto(t *testing.T) (url, gwPassword string) {
 	t.Helper()
-	if _, err := exec.LookPath("mosquitto"); err != nil {
-		t.Fatal("mosquitto is not installed (.ci/run installs it)")
-	}
 	dir := t.TempDir()
-	port := freePort(t)
-	conf, err := os.ReadFile("mosquitto/mosquitto.conf")
+	conf, err := os.ReadFile("../deploy/mosquitto/mosquitto.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +28,7 @@ func startMosquitto(t *testing.T) (url, gwPassword string) {
 	if out, err := exec.Command("mosquitto_passwd", "-c", "-b", pwFile, "scenepay-gateway", gwPassword).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v %s", err, out)
 	}
-	acl, err := os.ReadFile("mosquitto/scenepay.acl")
+	acl, err := os.ReadFile("../deploy/mosquitto/scenepay.acl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,44 +41,8 @@ func startMosquitto(t *testing.T) (url, gwPassword string) {
 	c = strings.ReplaceAll(c, "/etc/mosquitto/scenepay.acl", aclFile)
 	c = strings.ReplaceAll(c, "persistence true", "persistence false")
 	c = strings.ReplaceAll(c, "persistence_location /var/lib/mosquitto/", "")
-	c = strings.ReplaceAll(c, "listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1", port))
-	if os.Geteuid() == 0 {
-		// Running as root, Mosquitto drops to user "mosquitto", which cannot
-		// read the test's private temp dir.
-		c += "\nuser root\n"
-	}
-	confFile := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confFile, []byte(c), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Mosquitto refuses world-readable password files as root in newer
-	// versions; keep them private.
-	os.Chmod(pwFile, 0o600)
-	cmd := exec.Command("mosquitto", "-c", confFile)
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("mosquitto output:\n%s", log.String())
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("private mosquitto did not listen on %s:\n%s", addr, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "tcp://" + addr, gwPassword
+	c = strings.ReplaceAll(c, "listener 1883 127.0.0.1", "")
+	return testkit.StartMosquitto(t, c).URL(), gwPassword
 }
 
 func connect(t *testing.T, url, id, user, pass string) paho.Client {
