@@ -102,7 +102,7 @@ func TestMosquittoACLConfinesTerminals(t *testing.T) {
 	bus2 := connect(t, url, "BUS-2", "", "")
 	resp1 := collect(t, bus1, "scp/v1/t/BUS-1/resp")
 	spy := collect(t, bus1, "scp/v1/t/BUS-2/resp") // not allowed: must receive nothing
-	wild := collect(t, bus2, "scp/v1/t/+/resp")   // not allowed either
+	wild := collect(t, bus2, "scp/v1/t/+/resp")    // not allowed either
 
 	publish(bus1, "scp/v1/t/BUS-1/req", "own")
 	expect(t, reqs, "scp/v1/t/BUS-1/req own")
