@@ -177,8 +177,14 @@ func (c *Client) Ready(ctx context.Context) error {
 func (c *Client) WaitReady(ctx context.Context, interval time.Duration) error {
 	var last error
 	for {
-		if last = c.Ready(ctx); last == nil {
+		err := c.Ready(ctx)
+		if err == nil {
 			return nil
+		}
+		// Keep the last failure that says why, not the one the deadline
+		// itself caused mid-request.
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		t := time.NewTimer(interval)
 		select {
