@@ -44,8 +44,9 @@ func run() int {
 		mqttUser     = fs.String("mqtt-username", "", "MQTT username (optional)")
 		mqttPass     = fs.String("mqtt-password", "", "MQTT password (optional)")
 		api          = fs.String("api", "http://127.0.0.1:18080", "gateway operator API base URL")
-		token        = fs.String("token", "", "operator bearer token")
-		masterFile   = fs.String("master-key-file", "", "file holding the gateway master key (hex, 32 bytes)")
+		token        = fs.String("token", "", "operator bearer token (else SCENEPAY_OPERATOR_TOKEN, else -token-file)")
+		tokenFile    = fs.String("token-file", "", "file holding the operator token (the gateway's {data-dir}/operator.token)")
+		masterFile   = fs.String("master-key-file", "", "file holding the gateway master key (hex; the gateway's {data-dir}/master.key)")
 		topicRoot    = fs.String("topic-root", terminals.DefaultTopics.Root, "MQTT topic root")
 		seed         = fs.Uint64("seed", 1, "population and scenario seed")
 		nTerm        = fs.Int("terminals", 3, "number of terminals (bus, stall, kiosk in turn)")
@@ -69,7 +70,7 @@ func run() int {
 		return exitUsage
 	}
 	if *masterFile == "" {
-		fmt.Fprintln(os.Stderr, "emulator: -master-key-file (or SCENEPAY_MASTER_KEY_FILE) is required: the gateway's master key, hex, 32 bytes")
+		fmt.Fprintln(os.Stderr, "emulator: -master-key-file (or SCENEPAY_MASTER_KEY_FILE) is required: the gateway's master key in hex (make run: var/run/master.key)")
 		return exitUsage
 	}
 	if *keyVersion == 0 || *keyVersion > 1<<32-1 {
@@ -80,7 +81,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	op := opclient.New(*api, *token, nil)
+	op := opclient.New(*api, "", nil) // /readyz needs no token
 	fmt.Printf("emulator: waiting up to %s for the gateway at %s/readyz\n", *readyTimeout, *api)
 	rctx, cancel := context.WithTimeout(ctx, *readyTimeout)
 	err := op.WaitReady(rctx, 200*time.Millisecond)
@@ -96,11 +97,16 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "emulator:", err)
 		return exitUsage
 	}
+	tok, err := operatorToken(*token, *tokenFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "emulator:", err)
+		return exitUsage
+	}
 
 	now := time.Now()
 	rep, err := fleet.Run(ctx, fleet.Options{
 		Broker: *broker, Username: *mqttUser, Password: *mqttPass,
-		API: *api, Token: *token, Master: master, KeyVersion: uint32(*keyVersion),
+		API: *api, Token: tok, Master: master, KeyVersion: uint32(*keyVersion),
 		Topics: terminals.Topics{Root: *topicRoot, Group: terminals.DefaultTopics.Group},
 		Seed:   *seed, Terminals: *nTerm, Accounts: *nAcct, Rate: *rate, Duration: *duration,
 		Scenario: *scenario,
@@ -140,9 +146,41 @@ func envDefaults(fs *flag.FlagSet) error {
 	return err
 }
 
+// operatorToken picks the token: the flag (or SCENEPAY_TOKEN), else the
+// gateway's own SCENEPAY_OPERATOR_TOKEN, else the token file the gateway
+// writes on first start (read as trimmed text: the gateway uses it as is).
+func operatorToken(flagValue, file string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if v := os.Getenv("SCENEPAY_OPERATOR_TOKEN"); v != "" {
+		return v, nil
+	}
+	if file == "" {
+		return "", errors.New("no operator token: set -token, SCENEPAY_OPERATOR_TOKEN or -token-file")
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("operator token: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, masterKeyFileMax+1))
+	if err != nil {
+		return "", fmt.Errorf("operator token: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(b) > masterKeyFileMax || t == "" {
+		return "", fmt.Errorf("operator token file %s: want one line of at most %d bytes", file, masterKeyFileMax)
+	}
+	return t, nil
+}
+
 // masterKeyFileMax bounds what is read from the key file (64 hex chars and
 // some whitespace).
 const masterKeyFileMax = 256
+
+// masterKeyMinBytes is the shortest master key the gateway accepts.
+const masterKeyMinBytes = 16
 
 func readMasterKey(path string) ([]byte, error) {
 	f, err := os.Open(path)
@@ -157,9 +195,11 @@ func readMasterKey(path string) ([]byte, error) {
 	if len(buf) > masterKeyFileMax {
 		return nil, fmt.Errorf("master key file %s: larger than %d bytes", path, masterKeyFileMax)
 	}
+	// The gateway accepts an existing key of 16 bytes or more; so do we,
+	// or the two would disagree about a key file the operator supplied.
 	key, err := hex.DecodeString(strings.TrimSpace(string(buf)))
-	if err != nil || len(key) != terminals.KeyLen {
-		return nil, fmt.Errorf("master key file %s: want %d bytes as hex", path, terminals.KeyLen)
+	if err != nil || len(key) < masterKeyMinBytes {
+		return nil, fmt.Errorf("master key file %s: want at least %d bytes as hex (%d for a new key)", path, masterKeyMinBytes, terminals.KeyLen)
 	}
 	return key, nil
 }

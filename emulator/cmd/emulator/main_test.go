@@ -46,13 +46,36 @@ func TestReadMasterKey(t *testing.T) {
 		t.Fatalf("key %x err %v", k, err)
 	}
 	for _, p := range []string{
-		write("short", "abcd"),
+		write("short", strings.Repeat("ab", 15)),
 		write("nothex", strings.Repeat("zz", 32)),
 		write("huge", strings.Repeat("a", 1000)),
 		filepath.Join(dir, "missing"),
 	} {
 		if _, err := readMasterKey(p); err == nil {
 			t.Errorf("%s accepted", filepath.Base(p))
+		}
+	}
+}
+
+func TestOperatorToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "operator.token")
+	os.WriteFile(file, []byte("00ff\n"), 0o600)
+	t.Setenv("SCENEPAY_OPERATOR_TOKEN", "")
+	for _, c := range []struct {
+		flag, env, file, want string
+		fail                  bool
+	}{
+		{flag: "f", env: "e", file: file, want: "f"},
+		{env: "e", file: file, want: "e"},
+		{file: file, want: "00ff"},
+		{fail: true},
+		{file: filepath.Join(dir, "missing"), fail: true},
+	} {
+		t.Setenv("SCENEPAY_OPERATOR_TOKEN", c.env)
+		got, err := operatorToken(c.flag, c.file)
+		if (err != nil) != c.fail || got != c.want {
+			t.Errorf("%+v: got %q, %v", c, got, err)
 		}
 	}
 }

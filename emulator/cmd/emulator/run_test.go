@@ -25,13 +25,16 @@ func TestRunEndToEndStopsOnInterrupt(t *testing.T) {
 	defer stub.Close()
 	keyFile := filepath.Join(t.TempDir(), "master.key")
 	os.WriteFile(keyFile, []byte(hex.EncodeToString(master)+"\n"), 0o600)
+	tokFile := filepath.Join(t.TempDir(), "operator.token")
+	os.WriteFile(tokFile, []byte("op\n"), 0o600)
+	t.Setenv("SCENEPAY_OPERATOR_TOKEN", "")
 
 	old, oldOut := os.Args, os.Stdout
 	defer func() { os.Args, os.Stdout = old, oldOut }()
 	devnull, _ := os.Open(os.DevNull)
 	defer devnull.Close()
 	os.Stdout = devnull
-	os.Args = []string{"emulator", "-broker", stub.BrokerURL(), "-api", stub.APIURL(), "-token", "op",
+	os.Args = []string{"emulator", "-broker", stub.BrokerURL(), "-api", stub.APIURL(), "-token-file", tokFile,
 		"-master-key-file", keyFile, "-topic-root", topics.Root, "-terminals", "4", "-rate", "20",
 		"-duration", "0", "-reply-timeout", "1s"}
 
