@@ -107,3 +107,32 @@ func TestProtocolDocExample(t *testing.T) {
 		t.Errorf("payload block does not open: %v", err)
 	}
 }
+
+// Every example request body shown in docs/protocol.md (indented lines that
+// start with {"v":1,"type":...) decodes, and is in canonical form.
+func TestProtocolDocExampleBodies(t *testing.T) {
+	raw, err := os.ReadFile(protocolDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^    (\{"v":1,"type":"(?:purchase|reversal|balance|heartbeat)".*\})$`)
+	found := re.FindAllStringSubmatch(string(raw), -1)
+	if len(found) < 4 {
+		t.Fatalf("found %d example bodies, want at least one per type", len(found))
+	}
+	types := map[string]bool{}
+	for _, m := range found {
+		r, err := DecodeRequest([]byte(m[1]))
+		if err != nil {
+			t.Errorf("example %s: %v", m[1], err)
+			continue
+		}
+		types[r.Type] = true
+		if got := string(r.AppendJSON(nil)); got != m[1] {
+			t.Errorf("example %s is not canonical; canonical form is %s", m[1], got)
+		}
+	}
+	if len(types) != 4 {
+		t.Errorf("examples cover types %v, want all four", types)
+	}
+}

@@ -458,19 +458,20 @@ func TestContentHash(t *testing.T) {
 
 func TestLooksLikePAN(t *testing.T) {
 	yes := []string{
-		"4111111111111111",      // Visa test
-		"5555555555554444",      // Mastercard test
-		"378282246310005",       // Amex test, 15 digits
-		"6011111111111117",      // Discover test
-		"6200000000000005",      // UnionPay test
-		"4222222222222",         // 13-digit Visa test
-		"tok_4111111111111111",  // a PAN inside a token
-		"x4111111111111111y",    // inside other text
-		"99 4111111111111111",   // after another run
-		"4111 1111 1111 1111",   // printed with spaces
-		"4111-1111-1111-1111",   // typed with hyphens
-		strings.Repeat("7", 80), // longer than the gathered run
-		"20264111111111111111",  // a PAN glued to other digits (20-digit run)
+		"4111111111111111",             // Visa test
+		"5555555555554444",             // Mastercard test
+		"378282246310005",              // Amex test, 15 digits
+		"6011111111111117",             // Discover test
+		"6200000000000005",             // UnionPay test
+		"4222222222222",                // 13-digit Visa test
+		"tok_4111111111111111",         // a PAN inside a token
+		"x4111111111111111y",           // inside other text
+		"99 4111111111111111",          // after another run
+		"4111 1111 1111 1111",          // printed with spaces
+		"4111-1111-1111-1111",          // typed with hyphens
+		strings.Repeat("7", 80),        // longer than the gathered run
+		strings.Repeat("1 ", 63) + "1", // 64 one-digit groups: the run bound
+		"20264111111111111111",         // a PAN glued to other digits (20-digit run)
 	}
 	for _, s := range yes {
 		if !LooksLikePAN(s) {
@@ -483,14 +484,15 @@ func TestLooksLikePAN(t *testing.T) {
 		"C-00012345",
 		"w-0001",
 		"BUS-0001",
-		"4111111111111112",      // Luhn fails
-		"4111111111112",         // Luhn fails, 13 digits
-		"411111111111",          // 12 digits: too short
-		"6212345678901234567",   // 19 digits, Luhn fails
-		"C-0000000000000000001", // a long county card number failing Luhn
-		"4111 1111  1111 1111",  // a double space ends the run
-		"4111111-",              // short run
-		"1234567890123",         // 13 digits, Luhn fails
+		"4111111111111112",             // Luhn fails
+		"4111111111112",                // Luhn fails, 13 digits
+		"411111111111",                 // 12 digits: too short
+		"6212345678901234567",          // 19 digits, Luhn fails
+		"C-0000000000000000001",        // a long county card number failing Luhn
+		"4111 1111  1111 1111",         // a double space ends the run
+		"4111111-",                     // short run
+		"1234567890123",                // 13 digits, Luhn fails
+		strings.Repeat("1 ", 62) + "1", // 63 one-digit groups, every 13..19 span fails Luhn
 	}
 	for _, s := range no {
 		if LooksLikePAN(s) {
@@ -509,5 +511,11 @@ func TestValidID(t *testing.T) {
 		if ValidID(s, 32) {
 			t.Errorf("ValidID(%q) = true", s)
 		}
+	}
+}
+
+func TestInstrumentKey(t *testing.T) {
+	if got := (Instrument{Kind: InstECNY, ID: "w-1"}).Key(); got != "ecny:w-1" {
+		t.Fatalf("Key = %q, want ecny:w-1", got)
 	}
 }
