@@ -11,12 +11,21 @@ package core
 // key's hash to its slot. The index is at least twice the capacity, so the
 // load factor stays at or below one half.
 
-// table indexes keys stored in numbered slots.
+// table indexes keys stored in numbered slots. Each index position holds
+// the slot and the low 32 bits of the key's hash: probes compare the tag
+// before touching the key, and backward shifts find an entry's home
+// position from the tag alone, so most probes touch one cache line.
 type table[K comparable] struct {
 	keys   []K
-	hashes []uint64
-	idx    []int32 // slot+1; 0 marks an empty position
+	hashes []uint64 // by slot: lets remove find the slot's probe run
+	idx    []ipos
 	mask   uint64
+}
+
+// ipos is one index position: slot+1 (0 = empty) and the hash tag.
+type ipos struct {
+	slot int32
+	tag  uint32
 }
 
 func newTable[K comparable](capacity int) table[K] {
@@ -27,21 +36,21 @@ func newTable[K comparable](capacity int) table[K] {
 	return table[K]{
 		keys:   make([]K, capacity),
 		hashes: make([]uint64, capacity),
-		idx:    make([]int32, n),
-		mask:   uint64(n - 1),
+		idx:    make([]ipos, n),
+		mask:   uint64(n - 1), // < 2^32: the tag holds every home position bit
 	}
 }
 
 // find returns the slot holding k, or -1.
 func (t *table[K]) find(k K, h uint64) int32 {
+	tag := uint32(h)
 	for p := h & t.mask; ; p = (p + 1) & t.mask {
-		s := t.idx[p]
-		if s == 0 {
+		e := t.idx[p]
+		if e.slot == 0 {
 			return -1
 		}
-		s--
-		if t.hashes[s] == h && t.keys[s] == k {
-			return s
+		if e.tag == tag && t.keys[e.slot-1] == k {
+			return e.slot - 1
 		}
 	}
 }
@@ -51,28 +60,28 @@ func (t *table[K]) insert(slot int32, k K, h uint64) {
 	t.keys[slot] = k
 	t.hashes[slot] = h
 	p := h & t.mask
-	for t.idx[p] != 0 {
+	for t.idx[p].slot != 0 {
 		p = (p + 1) & t.mask
 	}
-	t.idx[p] = slot + 1
+	t.idx[p] = ipos{slot: slot + 1, tag: uint32(h)}
 }
 
 // remove unindexes slot and clears its key (so the table does not pin
 // strings of evicted entries).
 func (t *table[K]) remove(slot int32) {
 	p := t.hashes[slot] & t.mask
-	for t.idx[p] != slot+1 {
+	for t.idx[p].slot != slot+1 {
 		p = (p + 1) & t.mask
 	}
-	t.idx[p] = 0
+	t.idx[p] = ipos{}
 	// Backward shift: pull later entries of the probe run into the hole
 	// when the hole lies between their home position and where they sit.
 	hole := p
-	for j := (p + 1) & t.mask; t.idx[j] != 0; j = (j + 1) & t.mask {
-		home := t.hashes[t.idx[j]-1] & t.mask
+	for j := (p + 1) & t.mask; t.idx[j].slot != 0; j = (j + 1) & t.mask {
+		home := uint64(t.idx[j].tag) & t.mask
 		if (j-home)&t.mask >= (j-hole)&t.mask {
 			t.idx[hole] = t.idx[j]
-			t.idx[j] = 0
+			t.idx[j] = ipos{}
 			hole = j
 		}
 	}
