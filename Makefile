@@ -17,17 +17,17 @@ build:
 	$(GO) build -o $(BIN)/emulator ./emulator/cmd/emulator
 
 # make run: gateway (embedded MQTT broker, data in $(RUN_DIR)) and the demo
-# fleet; Ctrl-C stops both. Ports: MQTT 127.0.0.1:11883, HTTP 127.0.0.1:18080
-# (override with SCENEPAY_MQTT_LISTEN / SCENEPAY_HTTP_LISTEN).
+# fleet. Ctrl-C reaches the emulator (the gateway runs in its own session),
+# which prints its summary and audit; then the gateway is stopped cleanly.
+# Ports: MQTT 127.0.0.1:11883, HTTP 127.0.0.1:18080 (override with
+# SCENEPAY_MQTT_LISTEN / SCENEPAY_HTTP_LISTEN).
 run: build
 	@mkdir -p $(RUN_DIR)
-	@set -m; \
-	./$(BIN)/gateway -data-dir $(RUN_DIR) & gw=$$!; \
-	trap 'kill -INT $$gw 2>/dev/null; wait $$gw 2>/dev/null; exit 0' INT TERM; \
+	@trap ':' INT TERM; \
+	setsid ./$(BIN)/gateway -data-dir $(RUN_DIR) & gw=$$!; \
 	./$(BIN)/emulator -scenario demo -master-key-file $(RUN_DIR)/master.key -token-file $(RUN_DIR)/operator.token \
-	  -broker tcp://$${SCENEPAY_MQTT_LISTEN:-127.0.0.1:11883} -api http://$${SCENEPAY_HTTP_LISTEN:-127.0.0.1:18080} & em=$$!; \
-	trap 'kill -INT $$em $$gw 2>/dev/null; wait $$em 2>/dev/null; wait $$gw 2>/dev/null; exit 0' INT TERM; \
-	wait $$em; rc=$$?; kill -INT $$gw 2>/dev/null; wait $$gw 2>/dev/null; exit $$rc
+	  -broker tcp://$${SCENEPAY_MQTT_LISTEN:-127.0.0.1:11883} -api http://$${SCENEPAY_HTTP_LISTEN:-127.0.0.1:18080}; rc=$$?; \
+	kill -INT $$gw 2>/dev/null; wait $$gw; exit $$rc
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
