@@ -201,11 +201,18 @@ func TestEndToEndThroughMosquitto(t *testing.T) {
 	_, rep = tm.Do(t, tm.Seal(other.AppendJSON(nil)))
 	wantCode(t, rep, terminals.CodeIDMismatch)
 
-	// Clock skew.
+	// Clock skew: a new request is refused; a stale copy of a stored
+	// request still gets its stored reply.
 	sk := purchase(7, 100, c1)
 	sk.TS = time.Now().Add(-time.Hour).UnixMilli()
 	_, rep = tm.Do(t, tm.Request(sk))
 	wantCode(t, rep, terminals.CodeClockSkew)
+	old := purchase(1, 200, c1)
+	old.TS = time.Now().Add(-time.Hour).UnixMilli()
+	raw, _ = tm.Do(t, tm.Request(old))
+	if !bytes.Equal(raw, raw1) {
+		t.Fatalf("stale duplicate was not answered with the stored reply")
+	}
 
 	// Reversal voids once; reversal before original refuses the late original.
 	_, rep = tm.Do(t, tm.Request(purchase(8, 50, c1)))

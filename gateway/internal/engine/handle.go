@@ -55,7 +55,9 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 		return
 	}
 	now := e.cfg.Clock()
-	if d := now.Sub(msTime(r.TS)); d > e.cfg.SkewMax || d < -e.cfg.SkewMax {
+	d := now.Sub(msTime(r.TS))
+	stale := d > e.cfg.SkewMax || d < -e.cfg.SkewMax
+	if stale && r.Type != terminals.TypePurchase && r.Type != terminals.TypeReversal {
 		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeClockSkew, recv)
 		e.pool.Put(w)
 		return
@@ -106,7 +108,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	s := e.shardFor(r)
 	res := e.idem.Begin(idem.Request{
 		TID: tid, Txn: r.Txn, Hash: w.hash,
-		Reversal: r.Type == terminals.TypeReversal, Orig: r.Orig,
+		Reversal: r.Type == terminals.TypeReversal, Orig: r.Orig, Stale: stale,
 	}, func(tomb bool) bool {
 		w.tomb = tomb
 		return s.offer(w)
@@ -130,6 +132,8 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 		e.refuse(term, tid, typ, txn, terminals.CodeReplay, recv)
 	case idem.Reversed:
 		e.refuse(term, tid, typ, txn, terminals.CodeAlreadyReversed, recv)
+	case idem.Stale:
+		e.refuse(term, tid, typ, txn, terminals.CodeClockSkew, recv)
 	default: // Busy, Full
 		e.m.Busy.Inc()
 		e.refuse(term, tid, typ, txn, terminals.CodeBusy, recv)

@@ -54,6 +54,8 @@ const (
 	Busy
 	// Full: too many terminals tracked.
 	Full
+	// Stale: not a duplicate, and its timestamp is outside the allowed skew.
+	Stale
 )
 
 type state uint8
@@ -171,6 +173,10 @@ type Request struct {
 	// original is refused; Begin reports that in Result.Tombstoned.
 	Reversal bool
 	Orig     uint64
+	// Stale marks a request whose timestamp is outside the allowed skew. A
+	// stale duplicate still gets its stored reply (a terminal that re-sends
+	// the exact bytes much later is answered); a stale new request is refused.
+	Stale bool
 }
 
 // Result is what Begin decided.
@@ -216,6 +222,9 @@ func (s *Store) Begin(r Request, dispatch func(tombstoned bool) bool) Result {
 			}
 			prev = e // a corrected retry of a declined request
 		}
+	}
+	if r.Stale {
+		return Result{Verdict: Stale}
 	}
 	tomb := false
 	if r.Reversal && r.Orig < r.Txn && !s.tooOld(t, r.Orig) && t.entries[r.Orig] == nil {

@@ -197,3 +197,18 @@ func FuzzRestoreSnapshot(f *testing.F) {
 		u.AppendSnapshot(nil)
 	})
 }
+
+func TestStaleDuplicateStillAnswered(t *testing.T) {
+	s := New(Config{Window: 8, TerminalsMax: 10})
+	admit(t, s, Request{TID: "T", Txn: 1, Hash: 1})
+	s.Complete("T", 1, 1, terminals.ClassApproved, []byte("ok"))
+	if r := admit(t, s, Request{TID: "T", Txn: 1, Hash: 1, Stale: true}); r.Verdict != Duplicate {
+		t.Fatalf("stale duplicate: %+v", r)
+	}
+	if r := admit(t, s, Request{TID: "T", Txn: 2, Hash: 2, Stale: true}); r.Verdict != Stale {
+		t.Fatalf("stale new request: %+v", r)
+	}
+	if r := admit(t, s, Request{TID: "T", Txn: 2, Hash: 2}); r.Verdict != Admitted {
+		t.Fatalf("fresh retry after stale: %+v", r)
+	}
+}
