@@ -50,9 +50,9 @@ bench-journal:
 
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./terminals ./gateway/internal/core ./gateway/internal/journal ./gateway/internal/engine; do \
+	@for pkg in ./terminals ./gateway/internal/core ./gateway/internal/journal ./gateway/internal/engine ./gateway/internal/idem; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$pkg || exit 1; \
 	  done; \
 	done
 
