@@ -377,7 +377,7 @@ func (j *Journal) commitLoop() {
 		}
 
 		j.mu.Lock()
-		if len(j.free) < batchPoolMax && cap(b.buf) <= j.opts.GroupBytesMax {
+		if len(j.free) < batchPoolMax {
 			b.reset()
 			j.free = append(j.free, b)
 		}

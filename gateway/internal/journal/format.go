@@ -89,6 +89,8 @@ func checkSegmentHeader(h []byte, first uint64) string {
 		return "segment header checksum mismatch"
 	case binary.LittleEndian.Uint16(h[4:6]) != segmentVersion:
 		return fmt.Sprintf("unsupported segment version %d", binary.LittleEndian.Uint16(h[4:6]))
+	case binary.LittleEndian.Uint16(h[6:8]) != 0 || binary.LittleEndian.Uint32(h[20:24]) != 0:
+		return "reserved segment header bytes are not zero"
 	case binary.LittleEndian.Uint64(h[8:16]) != first:
 		return fmt.Sprintf("segment header first LSN %d differs from its name", binary.LittleEndian.Uint64(h[8:16]))
 	}
@@ -101,14 +103,18 @@ func recordCRC(hdr []byte, payload []byte) uint32 {
 	return crc32.Update(c, castagnoli, payload)
 }
 
-// appendRecord appends the encoding of one record to dst.
+// appendRecord appends the encoding of one record to dst. The header is
+// built in place in dst (a local array would escape through the CRC call
+// and cost an allocation per record).
 func appendRecord(dst []byte, lsn uint64, payload []byte) []byte {
-	var h [recordHeaderLen]byte
-	binary.LittleEndian.PutUint32(h[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint64(h[8:16], lsn)
-	binary.LittleEndian.PutUint32(h[4:8], recordCRC(h[:], payload))
-	dst = append(dst, h[:]...)
-	return append(dst, payload...)
+	start := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = binary.LittleEndian.AppendUint32(dst, 0)
+	dst = binary.LittleEndian.AppendUint64(dst, lsn)
+	dst = append(dst, payload...)
+	rec := dst[start:]
+	binary.LittleEndian.PutUint32(rec[4:8], recordCRC(rec, rec[recordHeaderLen:]))
+	return dst
 }
 
 // decodeRecord checks the record at the start of b. It returns the LSN, the

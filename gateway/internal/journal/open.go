@@ -128,7 +128,9 @@ func (s *scanner) validRecordAfter(off int64, minLSN uint64) (int64, bool, error
 	return 0, false, nil
 }
 
-func leU32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+func leU32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
 func leU64(b []byte) uint64 { return uint64(leU32(b[0:4])) | uint64(leU32(b[4:8]))<<32 }
 
 // listSegments returns the segments in dir, oldest first.
