@@ -100,6 +100,12 @@ type Engine struct {
 	stop     chan struct{}
 	pool     sync.Pool
 	lastSnp  atomic.Uint64
+	// journaling counts records appended by the shard writers whose journal
+	// completion has not finished yet. Snapshot waits for it with every
+	// writer parked (so no Add can race its Wait): journal.Sync returns as
+	// soon as the records are durable, but their completions, which store
+	// the replies in the idempotency store, run after that.
+	journaling sync.WaitGroup
 }
 
 type pubHolder struct{ p Publisher }

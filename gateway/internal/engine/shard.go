@@ -156,6 +156,7 @@ func (s *shard) request(w *work) {
 		tid: w.req.TID, txn: w.req.Txn, hash: w.hash, code: code, tomb: w.tomb, orig: w.req.Orig,
 		record: w.out.Record, reply: w.reply,
 	})
+	s.e.journaling.Add(1) // Done in Durable
 	if _, err := s.e.j.Append(w.entry, w); err != nil {
 		s.e.fail(err)
 		// Durable will not be called for a refused append: answer here. The
@@ -169,6 +170,7 @@ func (s *shard) request(w *work) {
 // that covers the entry (or with err when the journal failed).
 func (w *work) Durable(lsn uint64, err error) {
 	e := w.s.e
+	defer e.journaling.Done()
 	if w.kind == workOperator {
 		if err != nil {
 			e.fail(err)
@@ -222,7 +224,9 @@ func (s *shard) operator(w *work) {
 		return
 	}
 	entry := append([]byte{entryOperator}, w.out.Record...)
+	s.e.journaling.Add(1) // Done in Durable
 	if _, err := s.e.j.Append(entry, w); err != nil {
+		s.e.journaling.Done() // a refused append gets no completion
 		s.e.fail(err)
 		w.errc <- fmt.Errorf("engine: journal: %w", err)
 	}

@@ -22,9 +22,10 @@ import (
 var snapMagic = []byte("SPSNAP1\n")
 
 // Snapshot parks every shard writer, waits until everything appended is
-// durable (so that every completion has updated the idempotency store),
-// copies the state, resumes the writers and writes the copy. The copy is the
-// state after exactly the records up to the snapshot LSN.
+// durable and every completion has run (so that each request's reply is in
+// the idempotency store), copies the state, resumes the writers and writes
+// the copy. The copy is the state after exactly the records up to the
+// snapshot LSN.
 func (e *Engine) Snapshot() error {
 	start := time.Now()
 	e.snapMu.Lock()
@@ -48,6 +49,14 @@ func (e *Engine) Snapshot() error {
 	parked.Wait()
 	lsn := e.j.LastLSN()
 	err := e.j.Sync(lsn)
+	// Sync returns when the records are durable, before the journal has
+	// called their completions. Without this wait the copy could hold a
+	// request's ledger effect but not its stored reply (a pending idem entry
+	// is not written), and after a restart from this snapshot a resend of an
+	// approved purchase would get ID_CONFLICT instead of its approval, and a
+	// resent decline would be decided again. Completions run (also on a
+	// journal failure) without any shard, so this cannot wait on itself.
+	e.journaling.Wait()
 	var data []byte
 	if err == nil {
 		data = e.appendState(nil)
