@@ -321,3 +321,31 @@ func FuzzDecodeTxnEntry(f *testing.F) {
 		}
 	})
 }
+
+// A corrupt snapshot is not fatal: an older one, or the whole journal, rebuilds the same state.
+func TestCorruptSnapshotFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	e, p := openEngine(t, dir, vfs.Default)
+	setup(t, e, 100000)
+	for txn := uint64(1); txn <= 5; txn++ {
+		e.HandleMessage(topic, buy(txn, 100))
+		p.next(t, 5*time.Second)
+	}
+	if err := e.Close(); err != nil { // writes a snapshot
+		t.Fatal(err)
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*"))
+	if len(snaps) == 0 {
+		t.Fatal("no snapshot written")
+	}
+	for _, f := range snaps {
+		b, _ := os.ReadFile(f)
+		b[len(b)/2] ^= 0xff
+		os.WriteFile(f, b, 0o600)
+	}
+	e2, _ := openEngine(t, dir, vfs.Default)
+	defer e2.Close()
+	if got := balance(t, e2); got != 100000-500 {
+		t.Fatalf("balance after fallback %d, want %d", got, 100000-500)
+	}
+}

@@ -11,21 +11,22 @@ import (
 // Metrics of the request path. Labels are bounded: message type (a fixed
 // set), result code (the catalogue) and stage; never a terminal or card.
 type Metrics struct {
-	Requests         *prometheus.CounterVec   // type, code
-	Latency          *prometheus.HistogramVec // type
-	InFlight         prometheus.Gauge
-	Busy             prometheus.Counter
-	UnknownTerminal  prometheus.Counter
-	BadTopic         prometheus.Counter
-	DuplicateReplays prometheus.Counter
-	Snapshots        prometheus.Counter
-	SnapshotSeconds  prometheus.Histogram
-	SnapshotPause    prometheus.Histogram
-	JournalFailed    prometheus.Gauge
-	ReplayedEntries  prometheus.Counter
-	FsyncSeconds     prometheus.Histogram
-	GroupRecords     prometheus.Histogram
-	JournalBytes     prometheus.Counter
+	Requests          *prometheus.CounterVec   // type, code
+	Latency           *prometheus.HistogramVec // type
+	InFlight          prometheus.Gauge
+	Busy              prometheus.Counter
+	UnknownTerminal   prometheus.Counter
+	BadTopic          prometheus.Counter
+	DuplicateReplays  prometheus.Counter
+	Snapshots         prometheus.Counter
+	SnapshotSeconds   prometheus.Histogram
+	SnapshotPause     prometheus.Histogram
+	JournalFailed     prometheus.Gauge
+	ReplayedEntries   prometheus.Counter
+	SnapshotFallbacks prometheus.Counter
+	FsyncSeconds      prometheus.Histogram
+	GroupRecords      prometheus.Histogram
+	JournalBytes      prometheus.Counter
 }
 
 // OnJournalSync is the journal's per-group hook.
@@ -85,6 +86,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "scenepay_gateway_journal_failed",
 			Help: "1 once the journal has failed (write or fsync error); the gateway stops authorizing.",
 		}),
+		SnapshotFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scenepay_gateway_snapshot_fallbacks_total",
+			Help: "Startups that found the newest snapshot corrupt and used an older one or the whole journal.",
+		}),
 		ReplayedEntries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scenepay_gateway_recovery_replayed_entries_total",
 			Help: "Journal entries replayed at startup after the snapshot.",
@@ -107,7 +112,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.FsyncSeconds, m.GroupRecords, m.JournalBytes)
 		reg.MustRegister(m.Requests, m.Latency, m.InFlight, m.Busy, m.UnknownTerminal, m.BadTopic,
-			m.DuplicateReplays, m.Snapshots, m.SnapshotSeconds, m.SnapshotPause, m.JournalFailed, m.ReplayedEntries)
+			m.DuplicateReplays, m.Snapshots, m.SnapshotSeconds, m.SnapshotPause, m.JournalFailed, m.ReplayedEntries, m.SnapshotFallbacks)
 	}
 	// Pre-create the series of every code so that rates exist before the first event.
 	for _, t := range []string{terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat} {

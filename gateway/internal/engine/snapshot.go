@@ -108,8 +108,20 @@ func (e *Engine) appendState(dst []byte) []byte {
 
 func (e *Engine) loadSnapshot() (uint64, error) {
 	lsn, data, err := journal.LoadSnapshot(e.fs, e.snapshotDir())
-	if err != nil {
-		return 0, fmt.Errorf("engine: load snapshot: %w", err)
+	var fb *journal.SnapshotFallback
+	switch {
+	case err == nil:
+	case errors.As(err, &fb):
+		// An older snapshot verified: use it and replay more of the journal.
+		e.log.Warn("newest snapshot is corrupt; using an older one", "err", err)
+		e.m.SnapshotFallbacks.Inc()
+	default:
+		// No snapshot verifies. The journal is kept whole, so replaying it
+		// from the start rebuilds the same state; if segments were ever
+		// removed, Replay says so and startup stops.
+		e.log.Error("no snapshot verifies; replaying the whole journal", "err", err)
+		e.m.SnapshotFallbacks.Inc()
+		return 0, nil
 	}
 	if data == nil {
 		return 0, nil
