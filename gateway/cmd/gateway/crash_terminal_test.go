@@ -69,14 +69,16 @@ type crashTerm struct {
 
 	// seen is the first approved or declined reply received for each txn
 	// id, by anyone: the load, a late duplicate, or the final resend.
-	seen map[uint64][]byte
+	seen     map[uint64][]byte
+	reported map[uint64]bool // txn ids with a violation reported already
 
 	violations []string // promise 2 broken: one txn id, two answers
 	errs       []string // anything else a correct gateway never does
 
 	resends   int // resends after a timeout
 	faults    map[terminals.Code]int
-	staleSeen int // replies for a txn the terminal had moved past
+	staleSeen int  // replies for another txn than the one in progress
+	resending bool // in resendAll: replies for any txn id may arrive late
 
 	replayDiffs   int // final resends whose reply differed from the first
 	approvalDiffs int // of those, the ones where an approval was involved
@@ -85,8 +87,9 @@ type crashTerm struct {
 func newCrashTerm(tid string, tm *testkit.Terminal, seed uint64, stream uint64) *crashTerm {
 	return &crashTerm{
 		tid: tid, tm: tm, rng: rand.New(rand.NewPCG(seed, stream)),
-		seen:   make(map[uint64][]byte, crashTxnsPerTerminalMax),
-		faults: map[terminals.Code]int{},
+		seen:     make(map[uint64][]byte, crashTxnsPerTerminalMax),
+		reported: map[uint64]bool{},
+		faults:   map[terminals.Code]int{},
 	}
 }
 
@@ -135,7 +138,8 @@ func (c *crashTerm) note(raw []byte) *terminals.Reply {
 		}
 		return rep
 	}
-	if !bytes.Equal(first, raw) {
+	if !bytes.Equal(first, raw) && !c.reported[rep.Txn] {
+		c.reported[rep.Txn] = true
 		prev, _ := crashDecode(c.tm.Key, first)
 		if prev != nil && prev.Code != rep.Code {
 			c.violation("txn %d answered %s %s, later %s %s", rep.Txn, prev.Code, prev.Code.Name(), rep.Code, rep.Code.Name())
@@ -174,10 +178,10 @@ func (c *crashTerm) exchange(t *crashTxn, restamp bool, wait time.Duration, abor
 			switch {
 			case rep == nil:
 				continue
-			case rep.Txn > txn:
+			case rep.Txn > txn && !c.resending:
 				c.errorf("reply for txn %d, not sent yet (current %d)", rep.Txn, txn)
 				continue
-			case rep.Txn < txn:
+			case rep.Txn != txn:
 				c.staleSeen++
 				continue
 			}
@@ -249,6 +253,7 @@ func (c *crashTerm) run(accounts []string, stop *atomic.Bool, abort <-chan struc
 // declined: both are stored replies) and checks that the reply is the one
 // received first, byte for byte.
 func (c *crashTerm) resendAll(abort <-chan struct{}) (checked int) {
+	c.resending = true
 	for i := range c.txns {
 		t := &c.txns[i]
 		raw, rep, err := c.exchange(t, false, 3*time.Second, abort)

@@ -335,7 +335,7 @@ func TestCrashKill9UnderLoad(t *testing.T) {
 			continue
 		}
 		if bal != balances[i] {
-			t.Errorf("%s: the resends changed the balance from %d to %d fen (%+d): a txn was applied twice",
+			t.Errorf("%s: the resends changed the balance from %d to %d fen (%+d): a resent txn took effect again (applied twice, or its first effect was lost)",
 				key, balances[i], bal, bal-balances[i])
 		}
 	}
