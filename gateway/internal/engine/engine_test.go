@@ -349,3 +349,85 @@ func TestCorruptSnapshotFallsBack(t *testing.T) {
 		t.Fatalf("balance after fallback %d, want %d", got, 100000-500)
 	}
 }
+
+// Overload answers BUSY at the named bound instead of queueing: with one
+// in-flight slot held by a request whose fsync is blocked, the next request
+// is refused 91 at once, and succeeds when retried after the first completes.
+func TestOverloadAnswersBusy(t *testing.T) {
+	g := &gateFS{FS: vfs.Default}
+	cfg := DefaultConfig(t.TempDir())
+	cfg.FS = g
+	cfg.Shards = 2
+	cfg.InFlightMax = 1
+	e, err := Open(cfg, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := newFakePub()
+	e.SetPublisher(p)
+	setup(t, e, 1000)
+
+	gate := make(chan struct{})
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+	e.HandleMessage(topic, buy(1, 100))
+	time.Sleep(100 * time.Millisecond)
+	e.HandleMessage(topic, buy(2, 100))
+	if rep := decode(t, p.next(t, 5*time.Second)); rep.Code != terminals.CodeBusy || rep.Txn != 2 {
+		t.Fatalf("second request: %s txn %d, want 91 BUSY for txn 2", rep.Code, rep.Txn)
+	}
+	g.mu.Lock()
+	g.gate = nil
+	g.mu.Unlock()
+	close(gate)
+	if rep := decode(t, p.next(t, 5*time.Second)); rep.Code != terminals.CodeApproved || rep.Txn != 1 {
+		t.Fatalf("first request: %s txn %d", rep.Code, rep.Txn)
+	}
+	e.HandleMessage(topic, buy(2, 100))
+	if rep := decode(t, p.next(t, 5*time.Second)); rep.Code != terminals.CodeApproved || rep.Txn != 2 {
+		t.Fatalf("retry after busy: %s txn %d", rep.Code, rep.Txn)
+	}
+	if got := testutilCount(e.m.Busy); got != 1 {
+		t.Fatalf("busy counted %v times", got)
+	}
+}
+
+// A retried top-up (same ref) is not acknowledged before the first one is
+// durable: otherwise a crash could lose a top-up the operator was told of.
+func TestRepeatedTopUpWaitsForDurability(t *testing.T) {
+	g := &gateFS{FS: vfs.Default}
+	e, _ := openEngine(t, t.TempDir(), g)
+	defer e.Close()
+	setup(t, e, 1000)
+	gate := make(chan struct{})
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+	done := make(chan OperatorResult, 2)
+	topUp := func() {
+		r, err := e.Operate(context.Background(), core.Input{Op: core.OpTopUp, Account: "county:C1", Amount: 500, Ref: "R1"})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}
+	go topUp()
+	time.Sleep(100 * time.Millisecond)
+	go topUp()
+	select {
+	case r := <-done:
+		t.Fatalf("a top-up was acknowledged (%s) while its record's fsync was held", r.Code)
+	case <-time.After(300 * time.Millisecond):
+	}
+	g.mu.Lock()
+	g.gate = nil
+	g.mu.Unlock()
+	close(gate)
+	for i := 0; i < 2; i++ {
+		if r := <-done; r.Code != terminals.CodeApproved || r.Account.Balance != 1500 {
+			t.Fatalf("top-up %d: %s balance %d", i, r.Code, r.Account.Balance)
+		}
+	}
+}

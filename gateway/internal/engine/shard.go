@@ -213,14 +213,17 @@ func (s *shard) operator(w *work) {
 	w.s = s
 	if w.in.Op == 0 { // read
 		v, ok := s.c.Account(w.in.Account)
-		w.res <- OperatorResult{Code: codeFound(ok), Account: v, Found: ok}
+		s.answerAfterDurable(w, OperatorResult{Code: codeFound(ok), Account: v, Found: ok})
 		return
 	}
 	s.c.Step(now, &w.in, &w.out)
 	v, ok := s.c.Account(w.in.Account)
 	w.view = OperatorResult{Code: w.out.Code, Account: v, Found: ok}
 	if len(w.out.Record) == 0 {
-		w.res <- w.view
+		// No record (a repeated top-up ref, a no-op): the state it reports
+		// may rest on records not yet durable, e.g. the first call with the
+		// same ref. Answer only once everything appended so far is durable.
+		s.answerAfterDurable(w, w.view)
 		return
 	}
 	entry := append([]byte{entryOperator}, w.out.Record...)
@@ -237,4 +240,21 @@ func codeFound(ok bool) terminals.Code {
 		return terminals.CodeApproved
 	}
 	return terminals.CodeUnknownInstrument
+}
+
+// answerAfterDurable answers an operator call once every record appended
+// before it is durable, without holding up the shard writer.
+func (s *shard) answerAfterDurable(w *work, r OperatorResult) {
+	lsn := s.e.j.LastLSN()
+	if s.e.j.DurableLSN() >= lsn {
+		w.res <- r
+		return
+	}
+	go func() {
+		if err := s.e.j.Sync(lsn); err != nil {
+			w.errc <- fmt.Errorf("engine: journal: %w", err)
+			return
+		}
+		w.res <- r
+	}()
 }

@@ -63,9 +63,12 @@ func TestWindowRefusesOldIDs(t *testing.T) {
 		admit(t, s, Request{TID: "T", Txn: txn, Hash: txn})
 		s.Complete("T", txn, txn, terminals.ClassApproved, []byte(fmt.Sprint(txn)))
 	}
-	for txn, want := range map[uint64]Verdict{6: TooOld, 7: Duplicate, 10: Duplicate, 1: TooOld, 11: Admitted} {
-		if got := admit(t, s, Request{TID: "T", Txn: txn, Hash: txn}).Verdict; got != want {
-			t.Errorf("txn %d: %v, want %v", txn, got, want)
+	for _, c := range []struct {
+		txn  uint64
+		want Verdict
+	}{{6, TooOld}, {7, Duplicate}, {10, Duplicate}, {1, TooOld}, {11, Admitted}, {7, TooOld}} {
+		if got := admit(t, s, Request{TID: "T", Txn: c.txn, Hash: c.txn}).Verdict; got != c.want {
+			t.Errorf("txn %d: %v, want %v", c.txn, got, c.want)
 		}
 	}
 	// A jump far ahead evicts everything below the new window.
