@@ -1,0 +1,519 @@
+package market
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"scenepay/terminals"
+)
+
+// The scenario runner reads testdata/*.txt, one command per line:
+//
+//	config key=value ...                 fee_ratio, limit_a..limit_d (CNY), code_lifetime, skew,
+//	                                     dynamic_lifetime (seconds), used_codes_max, payments_max, refunds_max
+//	key ID SECRET                        an issuer key of the wallet app
+//	stall ID merchant=M [business]       onboard a stall
+//	stallcode ID stall=S static|dynamic personal|business [-> ok | -> error]
+//	customer ID [agreed_a=CNY]           open the customer's PBoC counters
+//	at TIME issue ACCOUNT class=B as=NAME [key=1] [nonce=N] [issued=TIME]
+//	at TIME tamper NAME as=NAME2         flip one character of the MAC part
+//	at TIME scan NAME stall=S amount=CNY id=PAYID        -> approve class=B stall=.. operator=.. | decline NAME
+//	at TIME pay ACCOUNT code=Q verified=B amount=CNY id=PAYID [remote] [shown=TIME] -> ...
+//	at TIME refund PAYID id=RID amount=CNY              -> refund CNY stall=.. operator=.. [duplicate] | decline NAME
+//	restart                              encode every state, decode into fresh values, continue
+//	expect ACCOUNT A=CNY B=CNY C=CNY D=CNY   (today's spent by class, as of the last "at")
+//	expect payment PAYID refunded=CNY
+//	expect used=N payments=N
+//
+// "-> outcome" is compared exactly (spaces normalised); "#" starts a comment.
+
+func TestScenarios(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) { runScenario(t, f) })
+	}
+}
+
+type scenario struct {
+	t         *testing.T
+	file      string
+	line      int
+	cfg       Config
+	rules     *Rules
+	keys      map[uint8][]byte
+	verifier  *Verifier
+	used      *UsedCodes
+	ledger    *Ledger
+	reg       *Registry
+	customers map[string]*Customer
+	codes     map[string]string
+	now       time.Time
+	started   bool
+}
+
+func (s *scenario) fatalf(format string, a ...any) {
+	s.t.Fatalf("%s:%d: %s", s.file, s.line, fmt.Sprintf(format, a...))
+}
+
+func runScenario(t *testing.T, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := &scenario{t: t, file: path, cfg: DefaultConfig(), keys: map[uint8][]byte{},
+		customers: map[string]*Customer{}, codes: map[string]string{}}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		s.line++
+		line := sc.Text()
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = line[:i]
+		}
+		want, hasWant := "", false
+		if i := strings.Index(line, "->"); i >= 0 {
+			want, hasWant = strings.Join(strings.Fields(line[i+2:]), " "), true
+			line = line[:i]
+		}
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		got := s.exec(fields)
+		if hasWant && got != want {
+			t.Errorf("%s:%d: %s\n\tgot:  %s\n\twant: %s", path, s.line, strings.Join(fields, " "), got, want)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *scenario) start() {
+	if s.started {
+		return
+	}
+	r, err := NewRules(s.cfg)
+	if err != nil {
+		s.fatalf("config: %v", err)
+	}
+	s.rules, s.started = r, true
+	s.verifier = NewVerifier(s.keys)
+	s.used = NewUsedCodes(s.cfg.UsedCodesMax)
+	s.ledger = NewLedger(r)
+	s.reg = NewRegistry(r)
+}
+
+func parseCNY(s string) (int64, error) {
+	d, err := decimal.NewFromString(s)
+	if err != nil || d.Exponent() < -2 {
+		return 0, fmt.Errorf("bad amount %q (CNY with at most 2 decimals)", s)
+	}
+	return d.Shift(2).IntPart(), nil
+}
+
+func fmtCNY(f int64) string {
+	sign := ""
+	if f < 0 {
+		sign, f = "-", -f
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, f/100, f%100)
+}
+
+func parseTime(s string) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02T15:04Z07:00", time.RFC3339} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("bad time %q", s)
+}
+
+// args splits key=value fields and bare flags.
+func (s *scenario) args(fields []string) (map[string]string, map[string]bool) {
+	kv, flags := map[string]string{}, map[string]bool{}
+	for _, f := range fields {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			kv[k] = v
+		} else {
+			flags[f] = true
+		}
+	}
+	return kv, flags
+}
+
+func (s *scenario) cny(kv map[string]string, k string) int64 {
+	v, ok := kv[k]
+	if !ok {
+		s.fatalf("missing %s=", k)
+	}
+	f, err := parseCNY(v)
+	if err != nil {
+		s.fatalf("%v", err)
+	}
+	return f
+}
+
+func (s *scenario) num(v string) int64 {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		s.fatalf("bad number %q", v)
+	}
+	return n
+}
+
+// codeName names a code for the scripts, including this package's local codes.
+func codeName(c terminals.Code) string {
+	switch c {
+	case CodePayCodeInvalid:
+		return "PAYCODE_INVALID"
+	case CodePayCodeExpired:
+		return "PAYCODE_EXPIRED"
+	case CodePayCodeReused:
+		return "PAYCODE_REUSED"
+	case CodeRemoteStatic:
+		return "QR_REMOTE_REFUSED"
+	case CodeRefundExceeds:
+		return "REFUND_EXCEEDS"
+	}
+	return c.Name()
+}
+
+func decline(err error) string { return "decline " + codeName(CodeOf(err)) }
+
+func (s *scenario) exec(f []string) string {
+	switch f[0] {
+	case "config":
+		if s.started {
+			s.fatalf("config after the first event")
+		}
+		kv, _ := s.args(f[1:])
+		for k, v := range kv {
+			switch k {
+			case "fee_ratio":
+				d, err := decimal.NewFromString(v)
+				if err != nil {
+					s.fatalf("fee_ratio: %v", err)
+				}
+				s.cfg.FeeRatio = d
+			case "limit_a", "limit_b", "limit_c", "limit_d":
+				fen := s.cny(kv, k)
+				*map[string]*int64{"limit_a": &s.cfg.LimitAFen, "limit_b": &s.cfg.LimitBFen,
+					"limit_c": &s.cfg.LimitCFen, "limit_d": &s.cfg.LimitDFen}[k] = fen
+			case "code_lifetime":
+				s.cfg.CodeLifetimeSeconds = s.num(v)
+			case "skew":
+				s.cfg.CodeSkewSeconds = s.num(v)
+			case "dynamic_lifetime":
+				s.cfg.DynamicCodeLifetimeSeconds = s.num(v)
+			case "used_codes_max":
+				s.cfg.UsedCodesMax = int(s.num(v))
+			case "payments_max":
+				s.cfg.PaymentsMax = int(s.num(v))
+			case "refunds_max":
+				s.cfg.RefundsPerPaymentMax = int(s.num(v))
+			default:
+				s.fatalf("unknown config key %q", k)
+			}
+		}
+		return "ok"
+	case "key":
+		if s.started || len(f) != 3 {
+			s.fatalf("key ID SECRET, before the first event")
+		}
+		s.keys[uint8(s.num(f[1]))] = []byte(f[2])
+		return "ok"
+	}
+	s.start()
+	switch f[0] {
+	case "stall":
+		kv, flags := s.args(f[2:])
+		if err := s.reg.AddStall(Stall{ID: f[1], Merchant: kv["merchant"], Business: flags["business"]}); err != nil {
+			return "error " + err.Error()
+		}
+		return "ok"
+	case "stallcode":
+		kv, flags := s.args(f[2:])
+		err := s.reg.AddCode(StallCode{ID: f[1], Stall: kv["stall"], Dynamic: flags["dynamic"], Business: flags["business"]})
+		if err != nil {
+			return "error " + codeName(CodeOf(err))
+		}
+		return "ok"
+	case "customer":
+		kv, _ := s.args(f[2:])
+		c := &Customer{}
+		if _, ok := kv["agreed_a"]; ok {
+			c.AgreedA = s.cny(kv, "agreed_a")
+		}
+		s.customers[f[1]] = c
+		return "ok"
+	case "restart":
+		return s.restart()
+	case "expect":
+		return s.expect(f[1:])
+	case "at":
+		if len(f) < 3 {
+			s.fatalf("at TIME COMMAND ...")
+		}
+		now, err := parseTime(f[1])
+		if err != nil {
+			s.fatalf("%v", err)
+		}
+		s.now = now
+		return s.event(f[2], f[3:])
+	}
+	s.fatalf("unknown command %q", f[0])
+	return ""
+}
+
+func (s *scenario) event(cmd string, f []string) string {
+	kv, flags := s.args(f)
+	switch cmd {
+	case "issue":
+		class, ok := ParseClass(kv["class"])
+		if !ok || len(f) < 1 {
+			s.fatalf("issue ACCOUNT class=A|B|C as=NAME")
+		}
+		key := uint8(1)
+		if v, ok := kv["key"]; ok {
+			key = uint8(s.num(v))
+		}
+		issued := s.now
+		if v, ok := kv["issued"]; ok {
+			var err error
+			if issued, err = parseTime(v); err != nil {
+				s.fatalf("%v", err)
+			}
+		}
+		nonce := uint64(s.line)
+		if v, ok := kv["nonce"]; ok {
+			nonce = uint64(s.num(v))
+		}
+		secret := s.keys[key]
+		if secret == nil {
+			secret = []byte("not-the-issuer")
+		}
+		code, err := Issue(secret, key, f[0], class, issued, nonce)
+		if err != nil {
+			return "error " + codeName(CodeOf(err))
+		}
+		s.codes[kv["as"]] = code
+		return "ok"
+	case "tamper":
+		code := s.codes[f[0]]
+		b := []byte(code)
+		i := len(b) - 3
+		b[i] = b32[(b32dec[b[i]]+1)%32]
+		s.codes[kv["as"]] = string(b)
+		return "ok"
+	case "scan":
+		code, ok := s.codes[f[0]]
+		if !ok {
+			code = f[0] // a literal code
+		}
+		return s.scan(code, kv)
+	case "pay":
+		return s.payMerchantCode(f[0], kv, flags)
+	case "refund":
+		return s.refund(f[0], kv)
+	}
+	s.fatalf("unknown event %q", cmd)
+	return ""
+}
+
+func (s *scenario) stall(kv map[string]string) Stall {
+	st, ok := s.reg.Stall(kv["stall"])
+	if !ok {
+		s.fatalf("unknown stall %q", kv["stall"])
+	}
+	return st
+}
+
+// scan is a stall terminal scanning the customer's dynamic payment code.
+func (s *scenario) scan(code string, kv map[string]string) string {
+	amount, st := s.cny(kv, "amount"), s.stall(kv)
+	pc, err := s.verifier.Verify(s.rules, s.used, code, s.now)
+	if err != nil {
+		return decline(err)
+	}
+	acct := pc.Account()
+	c, ok := s.customers[acct]
+	if !ok {
+		return "decline " + codeName(terminals.CodeUnknownInstrument)
+	}
+	if err := s.rules.Check(c, pc.Class, amount, s.now); err != nil {
+		return decline(err)
+	}
+	split, err := s.rules.SplitPayment(kv["id"], st.Merchant, amount)
+	if err != nil {
+		return decline(err)
+	}
+	// The core debit would run here; every effect below follows its approval.
+	if err := s.used.Add(s.rules, &pc, s.now.Unix()); err != nil {
+		s.fatalf("Add after Verify: %v", err)
+	}
+	return s.commit(acct, c, pc.Class, amount, split)
+}
+
+func (s *scenario) commit(acct string, c *Customer, class Class, amount int64, split Split) string {
+	if err := s.rules.Apply(c, class, amount, s.now); err != nil {
+		s.fatalf("Apply after Check: %v", err)
+	}
+	if err := s.ledger.Record(Payment{ID: split.Link, Account: acct, StallMerchant: split.Stall.Merchant,
+		Class: class, Amount: amount, Operator: split.Operator.Amount, PaidAt: s.now}); err != nil {
+		return "error " + err.Error()
+	}
+	if split.Stall.Amount+split.Operator.Amount != amount {
+		s.fatalf("legs %d + %d != %d", split.Stall.Amount, split.Operator.Amount, amount)
+	}
+	return fmt.Sprintf("approve class=%s stall=%s operator=%s", class, fmtCNY(split.Stall.Amount), fmtCNY(split.Operator.Amount))
+}
+
+// payMerchantCode is the customer scanning a stall's code with the bank app.
+func (s *scenario) payMerchantCode(acct string, kv map[string]string, flags map[string]bool) string {
+	amount := s.cny(kv, "amount")
+	sc, ok := s.reg.Code(kv["code"])
+	if !ok {
+		return "decline " + codeName(ErrUnknownStallCode.Code)
+	}
+	st, _ := s.reg.Stall(sc.Stall)
+	verified, _ := ParseClass(kv["verified"])
+	scan := Scan{Verified: verified, Remote: flags["remote"], ShownAt: s.now}
+	if v, ok := kv["shown"]; ok {
+		var err error
+		if scan.ShownAt, err = parseTime(v); err != nil {
+			s.fatalf("%v", err)
+		}
+	}
+	class, err := s.rules.ClassFor(&sc, scan, s.now)
+	if err != nil {
+		return decline(err)
+	}
+	c, ok := s.customers[acct]
+	if !ok {
+		return "decline " + codeName(terminals.CodeUnknownInstrument)
+	}
+	if err := s.rules.Check(c, class, amount, s.now); err != nil {
+		return decline(err)
+	}
+	split, err := s.rules.SplitPayment(kv["id"], st.Merchant, amount)
+	if err != nil {
+		return decline(err)
+	}
+	return s.commit(acct, c, class, amount, split)
+}
+
+func (s *scenario) refund(payID string, kv map[string]string) string {
+	amount := s.cny(kv, "amount")
+	f, err := s.ledger.CheckRefund(s.rules, payID, kv["id"], amount)
+	if err != nil {
+		return decline(err)
+	}
+	if err := s.ledger.ApplyRefund(&f); err != nil {
+		s.fatalf("ApplyRefund after CheckRefund: %v", err)
+	}
+	out := fmt.Sprintf("refund %s stall=%s operator=%s", fmtCNY(f.Amount), fmtCNY(f.Stall.Amount), fmtCNY(f.Operator.Amount))
+	if f.Duplicate {
+		return out + " duplicate"
+	}
+	if c, ok := s.customers[f.Account]; ok {
+		s.rules.Reverse(c, f.Class, f.Amount, f.PaidAt, s.now)
+	}
+	return out
+}
+
+// restart encodes every piece of state, decodes it into fresh values and
+// re-encodes, proving the round trip is exact and counters survive.
+func (s *scenario) restart() string {
+	s.start()
+	ids := make([]string, 0, len(s.customers))
+	for id := range s.customers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	fresh := map[string]*Customer{}
+	for _, id := range ids {
+		b := s.customers[id].AppendBinary(nil)
+		c := &Customer{}
+		if err := c.DecodeBinary(b); err != nil {
+			s.fatalf("customer %s: %v", id, err)
+		}
+		if *c != *s.customers[id] {
+			s.fatalf("customer %s changed over restart", id)
+		}
+		fresh[id] = c
+	}
+	ub := s.used.AppendBinary(nil)
+	u := &UsedCodes{}
+	if err := u.DecodeBinary(ub); err != nil {
+		s.fatalf("used codes: %v", err)
+	}
+	lb := s.ledger.AppendBinary(nil)
+	l := &Ledger{}
+	if err := l.DecodeBinary(lb); err != nil {
+		s.fatalf("ledger: %v", err)
+	}
+	if string(u.AppendBinary(nil)) != string(ub) || string(l.AppendBinary(nil)) != string(lb) {
+		s.fatalf("state encoding is not stable over restart")
+	}
+	s.customers, s.used, s.ledger = fresh, u, l
+	s.verifier = NewVerifier(s.keys) // keys come from configuration
+	return "ok"
+}
+
+func (s *scenario) expect(f []string) string {
+	if len(f) == 0 {
+		s.fatalf("expect what?")
+	}
+	kv, _ := s.args(f)
+	switch {
+	case f[0] == "payment":
+		_, refunded, ok := s.ledger.Lookup(f[1])
+		if !ok {
+			s.t.Errorf("%s:%d: payment %s not in ledger", s.file, s.line, f[1])
+			return ""
+		}
+		if want := s.cny(kv, "refunded"); refunded != want {
+			s.t.Errorf("%s:%d: payment %s refunded %s, want %s", s.file, s.line, f[1], fmtCNY(refunded), fmtCNY(want))
+		}
+	case strings.Contains(f[0], "="):
+		for k, v := range kv {
+			got := map[string]int{"used": s.used.Len(), "payments": s.ledger.Len()}[k]
+			if strconv.Itoa(got) != v {
+				s.t.Errorf("%s:%d: %s=%d, want %s", s.file, s.line, k, got, v)
+			}
+		}
+	default:
+		c, ok := s.customers[f[0]]
+		if !ok {
+			s.fatalf("unknown customer %q", f[0])
+		}
+		day := DayOf(s.now)
+		for k, v := range kv {
+			class, ok := ParseClass(k)
+			if !ok {
+				s.fatalf("expect %s: class A..D", k)
+			}
+			want, err := parseCNY(v)
+			if err != nil {
+				s.fatalf("%v", err)
+			}
+			if got := c.spent(class, day); got != want {
+				s.t.Errorf("%s:%d: %s spent class %s %s, want %s", s.file, s.line, f[0], k, fmtCNY(got), fmtCNY(want))
+			}
+		}
+	}
+	return ""
+}
