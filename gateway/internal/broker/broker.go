@@ -116,7 +116,12 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if h.isGateway(cl) {
 		return true
 	}
-	own := h.cfg.TopicRoot + "/t/" + cl.ID + "/"
+	return h.check(cl.ID, topic, write)
+}
+
+// check is the terminal rule: its own subtree, and group config read-only.
+func (h *aclHook) check(id, topic string, write bool) bool {
+	own := h.cfg.TopicRoot + "/t/" + id + "/"
 	if !strings.HasPrefix(topic, own) {
 		return !write && strings.HasPrefix(topic, h.cfg.TopicRoot+"/g/") && strings.HasSuffix(topic, "/cfg")
 	}
