@@ -312,7 +312,7 @@ func (e *Engine) ProcessUpload(c *Card, taps []Tap, available int64, now time.Ti
 				if c.OfflineTaps < math.MaxUint16 {
 					c.OfflineTaps++
 				}
-				amt := d.Charge + d.Hold
+				amt := d.Charge + d.Hold + max(d.Debt, 0)
 				if int(c.OfflineTaps) > e.cfg.Offline.TapsMax || amt > e.cfg.Offline.AmountMax {
 					d.Flags |= FlagOverFloor
 				}
