@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"scenepay/gateway/internal/bincur"
 	"scenepay/terminals"
 )
 
@@ -60,55 +61,24 @@ func appendTxnEntry(dst []byte, e *txnEntry) []byte {
 // CRC did not catch, or a software bug. Startup stops on it.
 var errEntry = errors.New("engine: bad journal entry")
 
-type cursor struct {
-	b   []byte
-	err error
-}
-
-func (c *cursor) uvarint() uint64 {
-	if c.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(c.b)
-	if n <= 0 {
-		c.err = errEntry
-		return 0
-	}
-	c.b = c.b[n:]
-	return v
-}
-
-func (c *cursor) take(n uint64) []byte {
-	if c.err != nil {
-		return nil
-	}
-	if n > uint64(len(c.b)) {
-		c.err = errEntry
-		return nil
-	}
-	v := c.b[:n:n]
-	c.b = c.b[n:]
-	return v
-}
-
 func decodeTxnEntry(b []byte, e *txnEntry) error {
 	if len(b) == 0 || b[0] != entryRequest {
 		return fmt.Errorf("%w: not a request entry", errEntry)
 	}
-	c := &cursor{b: b[1:]}
-	e.tid = string(c.take(c.uvarint()))
-	e.txn = c.uvarint()
-	h := c.take(8)
-	code := c.take(2)
-	fl := c.take(1)
-	e.orig = c.uvarint()
-	e.record = c.take(c.uvarint())
-	e.reply = c.take(c.uvarint())
-	if c.err != nil {
-		return c.err
+	c := bincur.New(b[1:], errEntry)
+	e.tid = string(c.Bytes())
+	e.txn = c.Uvarint()
+	h := c.Take(8)
+	code := c.Take(2)
+	fl := c.Take(1)
+	e.orig = c.Uvarint()
+	e.record = c.Bytes()
+	e.reply = c.Bytes()
+	if c.Err != nil {
+		return c.Err
 	}
-	if len(c.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", errEntry, len(c.b))
+	if len(c.B) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", errEntry, len(c.B))
 	}
 	e.hash = binary.LittleEndian.Uint64(h)
 	e.code = terminals.Code(code)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"scenepay/gateway/internal/bincur"
 	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/registry"
 )
@@ -129,14 +130,14 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 	if !bytes.HasPrefix(data, snapMagic) {
 		return 0, errors.New("engine: snapshot: bad magic")
 	}
-	c := &cursor{b: data[len(snapMagic):]}
-	if n := c.uvarint(); c.err == nil && int(n) != len(e.shards) {
+	c := bincur.New(data[len(snapMagic):], errEntry)
+	if n := c.Uvarint(); c.Err == nil && int(n) != len(e.shards) {
 		return 0, fmt.Errorf("engine: snapshot has %d shards, configured %d (the shard count is fixed for the life of the data)", n, len(e.shards))
 	}
-	nt := c.uvarint()
-	for i := uint64(0); i < nt && c.err == nil; i++ {
-		b := c.take(c.uvarint())
-		if c.err != nil {
+	nt := c.Uvarint()
+	for i := uint64(0); i < nt && c.Err == nil; i++ {
+		b := c.Bytes()
+		if c.Err != nil {
 			break
 		}
 		t, err := registry.Decode(b)
@@ -147,25 +148,25 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 			return 0, fmt.Errorf("engine: snapshot: %w", err)
 		}
 	}
-	if c.err != nil {
-		return 0, fmt.Errorf("engine: snapshot: %w", c.err)
+	if c.Err != nil {
+		return 0, fmt.Errorf("engine: snapshot: %w", c.Err)
 	}
-	rest, err := e.idem.RestoreSnapshot(c.b)
+	rest, err := e.idem.RestoreSnapshot(c.B)
 	if err != nil {
 		return 0, fmt.Errorf("engine: snapshot: %w", err)
 	}
-	c.b = rest
+	c.B = rest
 	for _, s := range e.shards {
-		b := c.take(c.uvarint())
-		if c.err != nil {
-			return 0, fmt.Errorf("engine: snapshot: shard %d: %w", s.id, c.err)
+		b := c.Bytes()
+		if c.Err != nil {
+			return 0, fmt.Errorf("engine: snapshot: shard %d: %w", s.id, c.Err)
 		}
 		if err := s.c.Restore(bytes.NewReader(b)); err != nil {
 			return 0, fmt.Errorf("engine: snapshot: shard %d: %w", s.id, err)
 		}
 	}
-	if len(c.b) != 0 {
-		return 0, fmt.Errorf("engine: snapshot: %d trailing bytes", len(c.b))
+	if len(c.B) != 0 {
+		return 0, fmt.Errorf("engine: snapshot: %d trailing bytes", len(c.B))
 	}
 	return lsn, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"scenepay/gateway/internal/bincur"
 )
 
 // Snapshot format (inside the gateway snapshot, which carries the CRC):
@@ -70,52 +72,21 @@ func (s *Store) AppendSnapshot(dst []byte) []byte {
 // ErrSnapshot is returned for a snapshot that does not decode.
 var ErrSnapshot = errors.New("idem: bad snapshot")
 
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = ErrSnapshot
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) bytes(n uint64) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(len(r.b)) {
-		r.err = ErrSnapshot
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
 // RestoreSnapshot loads a snapshot into an empty store and returns the bytes
 // that follow it.
 func (s *Store) RestoreSnapshot(b []byte) (rest []byte, err error) {
-	r := &reader{b: b}
-	n := r.uvarint()
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		tid := string(r.bytes(r.uvarint()))
-		t := &terminal{hwm: r.uvarint(), low: r.uvarint(), entries: map[uint64]*entry{}}
-		ne := r.uvarint()
-		for k := uint64(0); k < ne && r.err == nil; k++ {
-			id := r.uvarint()
-			h := r.bytes(8)
-			meta := r.bytes(2)
-			reply := r.bytes(r.uvarint())
-			if r.err != nil {
+	r := bincur.New(b, ErrSnapshot)
+	n := r.Uvarint()
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		tid := string(r.Bytes())
+		t := &terminal{hwm: r.Uvarint(), low: r.Uvarint(), entries: map[uint64]*entry{}}
+		ne := r.Uvarint()
+		for k := uint64(0); k < ne && r.Err == nil; k++ {
+			id := r.Uvarint()
+			h := r.Take(8)
+			meta := r.Take(2)
+			reply := r.Bytes()
+			if r.Err != nil {
 				break
 			}
 			e := &entry{hash: binary.LittleEndian.Uint64(h), st: state(meta[0]), decline: meta[1] == 1}
@@ -127,7 +98,7 @@ func (s *Store) RestoreSnapshot(b []byte) (rest []byte, err error) {
 			}
 			t.entries[id] = e
 		}
-		if r.err != nil {
+		if r.Err != nil {
 			break
 		}
 		st := s.stripe(tid)
@@ -142,8 +113,8 @@ func (s *Store) RestoreSnapshot(b []byte) (rest []byte, err error) {
 		s.count++
 		s.mu.Unlock()
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err != nil {
+		return nil, r.Err
 	}
-	return r.b, nil
+	return r.B, nil
 }
