@@ -163,6 +163,7 @@ func Issue(key []byte, keyID uint8, account string, class Class, issuedAt time.T
 type Verifier struct {
 	macs [256]hash.Hash
 	sum  [sha256.Size]byte
+	buf  [maxPayload]byte // decoded payload; here, not on the stack, because the MAC interface makes it escape
 }
 
 // NewVerifier builds a Verifier from issuer keys by key id.
@@ -186,7 +187,7 @@ func (v *Verifier) Verify(r *Rules, used *UsedCodes, code string, now time.Time)
 	if len(code) <= len(CodePrefix) || code[:len(CodePrefix)] != CodePrefix {
 		return pc, ErrCodeMalformed
 	}
-	var buf [maxPayload]byte
+	buf := &v.buf
 	n := decodeB32(buf[:], code[len(CodePrefix):])
 	if n < payloadHead+1+tagLen {
 		return pc, ErrCodeMalformed
