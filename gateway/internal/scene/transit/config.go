@@ -91,6 +91,11 @@ func PercentOf(s string) (Percent, error) {
 }
 
 func percentFromDecimal(d decimal.Decimal) (Percent, error) {
+	// Bound the exponent and coefficient before any arithmetic: "1e-2000000000"
+	// would otherwise make the comparisons below build enormous integers.
+	if e := d.Exponent(); e < -18 || e > 3 || d.Coefficient().BitLen() > 64 {
+		return Percent{}, &ConfigError{Field: "percent", Msg: "must be 0..100 with at most 4 decimal places"}
+	}
 	if d.Sign() < 0 || d.GreaterThan(decimal.NewFromInt(100)) {
 		return Percent{}, &ConfigError{Field: "percent", Msg: "must be 0..100: " + d.String()}
 	}

@@ -62,7 +62,7 @@ func TestPercentMatchesDecimal(t *testing.T) {
 			t.Fatalf("%s%% of %d: got %d, decimal says %d", d, fare, got, want)
 		}
 	}
-	for _, bad := range []string{"-1", "100.01", "12.34567", "x", ""} {
+	for _, bad := range []string{"-1", "100.01", "12.34567", "x", "", "1e-2000000000", "1e2000000000"} {
 		if _, err := PercentOf(bad); err == nil {
 			t.Errorf("PercentOf(%q) accepted", bad)
 		}
@@ -257,5 +257,33 @@ func TestTapAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("a journey allocates %v times, want 0", allocs)
+	}
+}
+
+func TestExpiresAt(t *testing.T) {
+	e, err := New(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Card
+	if _, ok := e.ExpiresAt(&c); ok {
+		t.Fatal("no journey, yet an expiry")
+	}
+	board := time.Date(2026, 3, 2, 8, 0, 0, 0, shanghai)
+	if d := e.Tap(&c, &Tap{Kind: TapIn, Route: "D1", Stop: "S1", At: board}, 10000); d.Hold != 600 {
+		t.Fatalf("tap-in: %v", d)
+	}
+	at, ok := e.ExpiresAt(&c)
+	if want := board.Add(90 * time.Minute); !ok || !at.Equal(want) {
+		t.Fatalf("expiry: got %v %v, want %v", at, ok, want)
+	}
+	if d := e.Expire(&c, at.Add(-time.Nanosecond)); d.Capture != 0 || !c.Open {
+		t.Fatalf("expired early: %v", d)
+	}
+	if d := e.Expire(&c, at); d.Capture != 600 || d.Reason != ReasonIncomplete || c.Open {
+		t.Fatalf("expire: got %v open=%v", d, c.Open)
+	}
+	if c.DaySpent != 600 {
+		t.Fatalf("day spent %d, want 600", c.DaySpent)
 	}
 }
