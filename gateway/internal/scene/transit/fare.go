@@ -167,13 +167,10 @@ func (d Decision) String() string {
 			add(a.n + " " + strconv.FormatInt(a.v, 10))
 		}
 	}
-	if d.Debt != 0 {
+	if d.Debt > 0 {
+		add("debt +" + strconv.FormatInt(d.Debt, 10))
+	} else if d.Debt < 0 {
 		add("debt " + strconv.FormatInt(d.Debt, 10))
-		if d.Debt > 0 {
-			s := b.String()
-			b.Reset()
-			b.WriteString(s[:len(s)-len(strconv.FormatInt(d.Debt, 10))] + "+" + strconv.FormatInt(d.Debt, 10))
-		}
 	}
 	if d.Reason != ReasonFare {
 		add(d.Reason.String())
