@@ -1,7 +1,9 @@
 // Package registry owns the gateway's table of terminals: id, kind, merchant,
-// key version and blocked flag, and the MAC signers derived from the bank's
-// master key. Changes are journaled by the gateway (Encode/Decode give the
-// record) and rebuilt on restart; the master key itself never leaves memory.
+// key version (with the previous version during a rotation overlap), blocked
+// flag, the MAC signers derived from the bank's master key, and the runtime
+// status (last seen, online/offline) that is not journaled. Changes are
+// journaled by the gateway (Encode/Decode give the record) and rebuilt on
+// restart; the master key itself never leaves memory.
 package registry
 
 import (
@@ -10,6 +12,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"scenepay/terminals"
 )
@@ -28,6 +32,13 @@ type Terminal struct {
 	Merchant   string `json:"merchant"`
 	KeyVersion uint32 `json:"key_version"`
 	Blocked    bool   `json:"blocked"`
+	// PrevKeyVersion and OverlapUntilMS describe a key rotation in overlap:
+	// until OverlapUntilMS (Unix milliseconds, UTC) a request MACed under
+	// PrevKeyVersion is still accepted, so a fleet can take the new key over
+	// minutes instead of all at the same instant. Zero means no overlap;
+	// records journaled before rotation existed decode with zeros.
+	PrevKeyVersion uint32 `json:"prev_key_version,omitempty"`
+	OverlapUntilMS int64  `json:"overlap_until_ms,omitempty"`
 }
 
 // Validate checks a terminal record.
@@ -46,22 +57,125 @@ func (t *Terminal) Validate() error {
 	if t.KeyVersion == 0 {
 		return errors.New("key_version must be >= 1")
 	}
+	if t.PrevKeyVersion != 0 && (t.PrevKeyVersion == t.KeyVersion || t.OverlapUntilMS <= 0) {
+		return errors.New("prev_key_version needs overlap_until_ms and must differ from key_version")
+	}
+	if t.PrevKeyVersion == 0 && t.OverlapUntilMS != 0 {
+		return errors.New("overlap_until_ms without prev_key_version")
+	}
 	return nil
+}
+
+// OverlapMax bounds a rotation overlap: an old key that stays valid for
+// longer than a week is not a rotation.
+const OverlapMax = 7 * 24 * time.Hour
+
+// Rotated returns t with its key version bumped. With overlap > 0 the old
+// version stays accepted until now+overlap; with 0 it stops at once.
+func Rotated(t Terminal, now time.Time, overlap time.Duration) (Terminal, error) {
+	if overlap < 0 || overlap > OverlapMax {
+		return t, fmt.Errorf("overlap must be 0..%s", OverlapMax)
+	}
+	if t.KeyVersion == ^uint32(0) {
+		return t, errors.New("key_version exhausted")
+	}
+	n := t
+	n.KeyVersion = t.KeyVersion + 1
+	n.PrevKeyVersion, n.OverlapUntilMS = 0, 0
+	if overlap > 0 {
+		n.PrevKeyVersion = t.KeyVersion
+		n.OverlapUntilMS = now.Add(overlap).UnixMilli()
+	}
+	return n, nil
 }
 
 // Entry is a registered terminal with its signer. Seal and Open serialize on
 // the entry, since an HMAC state is not safe for concurrent use.
+//
+// During a rotation overlap the entry has a sibling entry (prev) holding the
+// previous key's signer. OpenAt returns the entry whose key verified the
+// request, so that everything sealed for that request afterwards (refusals,
+// the stored reply) uses the key the terminal used: a terminal that has not
+// taken the new key yet can still read its answers. A sibling reads its
+// record from its parent and never opens.
 type Entry struct {
 	mu     sync.Mutex
 	t      Terminal
 	signer *terminals.Signer
+	prev   *Entry // previous key's sibling during an overlap, else nil
+	parent *Entry // set on a sibling only
+
+	lastSeenMS atomic.Int64 // last authenticated message, Unix ms (runtime only)
+	status     atomic.Int32 // StatusUnknown, StatusOnline, StatusOffline
+	statusMS   atomic.Int64 // when the status last changed, Unix ms
 }
+
+// Terminal status as reported on {root}/t/{tid}/status.
+const (
+	StatusUnknown int32 = iota
+	StatusOnline
+	StatusOffline
+)
 
 // Terminal returns a copy of the record.
 func (e *Entry) Terminal() Terminal {
+	if e.parent != nil {
+		return e.parent.Terminal()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.t
+}
+
+// OpenAt verifies a payload's MAC under the terminal's current key and,
+// until the overlap ends at now, under the previous key. It returns the
+// authenticated body and the entry whose key verified it (e itself or its
+// previous-key sibling); seal everything for this request with that entry.
+func (e *Entry) OpenAt(now time.Time, payload []byte) ([]byte, *Entry, error) {
+	e.mu.Lock()
+	body, err := e.signer.Open(payload)
+	prev, until := e.prev, e.t.OverlapUntilMS
+	e.mu.Unlock()
+	if err == nil || prev == nil || now.UnixMilli() >= until {
+		return body, e, err
+	}
+	var te *terminals.Error
+	if !errors.As(err, &te) || te.Code != terminals.CodeBadMAC {
+		return body, e, err // a framing error fails under every key
+	}
+	prev.mu.Lock()
+	body, perr := prev.signer.Open(payload)
+	prev.mu.Unlock()
+	if perr != nil {
+		return nil, e, err
+	}
+	return body, prev, nil
+}
+
+// Touch records an authenticated message at now (for last_seen).
+func (e *Entry) Touch(now time.Time) {
+	if e.parent != nil {
+		e = e.parent
+	}
+	if ms := now.UnixMilli(); ms > e.lastSeenMS.Load() {
+		e.lastSeenMS.Store(ms)
+	}
+}
+
+// SetStatus records an online/offline report at now.
+func (e *Entry) SetStatus(online bool, now time.Time) {
+	st := StatusOffline
+	if online {
+		st = StatusOnline
+	}
+	e.status.Store(st)
+	e.statusMS.Store(now.UnixMilli())
+}
+
+// Status returns the last reported status, when it was reported and when the
+// terminal's last authenticated message arrived (Unix ms, 0 = never).
+func (e *Entry) Status() (status int32, statusMS, lastSeenMS int64) {
+	return e.status.Load(), e.statusMS.Load(), e.lastSeenMS.Load()
 }
 
 // Open verifies a payload's MAC under the terminal's key.
@@ -80,14 +194,18 @@ func (e *Entry) Seal(dst, body []byte) []byte {
 
 // Registry is the terminal table. Safe for concurrent use.
 type Registry struct {
-	master []byte
-	max    int
-	mu     sync.RWMutex
-	m      map[string]*Entry
+	master   []byte
+	max      int
+	changeMu sync.Mutex // serializes Change
+	mu       sync.RWMutex
+	m        map[string]*Entry
 }
 
 // ErrFull is returned when TerminalsMax terminals are registered.
 var ErrFull = errors.New("registry: terminal bound reached")
+
+// ErrNotFound is returned by Change for an unregistered terminal.
+var ErrNotFound = errors.New("registry: no such terminal")
 
 // New returns an empty registry over master key, bounded to max terminals.
 func New(master []byte, max int) *Registry {
@@ -114,6 +232,13 @@ func (r *Registry) Put(t Terminal) error {
 		if e.t.KeyVersion != t.KeyVersion {
 			e.signer = terminals.NewSigner(terminals.DeriveKey(r.master, t.TID, t.KeyVersion))
 		}
+		// A fresh sibling each time: one held by a request in flight keeps
+		// the key it verified with.
+		if t.PrevKeyVersion == 0 {
+			e.prev = nil
+		} else if e.prev == nil || e.t.PrevKeyVersion != t.PrevKeyVersion {
+			e.prev = r.sibling(e, t)
+		}
 		e.t = t
 		e.mu.Unlock()
 		return nil
@@ -121,8 +246,37 @@ func (r *Registry) Put(t Terminal) error {
 	if len(r.m) >= r.max {
 		return ErrFull
 	}
-	r.m[t.TID] = &Entry{t: t, signer: terminals.NewSigner(terminals.DeriveKey(r.master, t.TID, t.KeyVersion))}
+	e := &Entry{t: t, signer: terminals.NewSigner(terminals.DeriveKey(r.master, t.TID, t.KeyVersion))}
+	if t.PrevKeyVersion != 0 {
+		e.prev = r.sibling(e, t)
+	}
+	r.m[t.TID] = e
 	return nil
+}
+
+func (r *Registry) sibling(parent *Entry, t Terminal) *Entry {
+	return &Entry{parent: parent, signer: terminals.NewSigner(terminals.DeriveKey(r.master, t.TID, t.PrevKeyVersion))}
+}
+
+// Change runs a read-modify-write of terminal tid: f computes the new record
+// from the current one and commit makes it durable (the engine journals it
+// and calls Put). Changes are serialized so that two rotations at once bump
+// the version twice instead of both writing the same version.
+func (r *Registry) Change(tid string, f func(Terminal) (Terminal, error), commit func(Terminal) error) (Terminal, error) {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
+	e, ok := r.Get(tid)
+	if !ok {
+		return Terminal{}, ErrNotFound
+	}
+	n, err := f(e.Terminal())
+	if err != nil {
+		return n, err
+	}
+	if err := n.Validate(); err != nil {
+		return n, err
+	}
+	return n, commit(n)
 }
 
 // Len is the number of registered terminals.
