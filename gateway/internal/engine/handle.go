@@ -34,11 +34,17 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 		e.refuse(term, tid, "", 0, terminals.CodeTerminalBlocked, recv)
 		return
 	}
-	body, err := term.Open(payload)
+	at := e.cfg.Clock()
+	body, used, err := term.OpenAt(at, payload)
 	if err != nil {
 		e.refuse(term, tid, "", 0, codeOf(err), recv)
 		return
 	}
+	// During a key rotation overlap the request may carry the previous key:
+	// everything sealed for it from here on (refusals, the stored reply) is
+	// sealed under the key it used, so the terminal can read it.
+	term = used
+	term.Touch(at)
 	w := e.pool.Get().(*work)
 	w.reset()
 	w.recv = recv
