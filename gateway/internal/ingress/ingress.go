@@ -34,6 +34,11 @@ type Config struct {
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
+	// StatusHandler, if set, receives every terminal's retained status
+	// ("online"/"offline", the last will) on the first connection. It is a
+	// plain, not shared, subscription: every gateway instance keeps the
+	// whole fleet's status for its operators.
+	StatusHandler Handler
 }
 
 // Handler consumes one request message.
@@ -119,6 +124,15 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 			tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
 				h(m.Topic(), m.Payload())
 			})
+			if i == 0 && cfg.StatusHandler != nil {
+				sf := cfg.Topics.StatusFilter()
+				st := c.Subscribe(sf, 1, func(_ paho.Client, m paho.Message) { cfg.StatusHandler(m.Topic(), m.Payload()) })
+				go func() {
+					if st.WaitTimeout(10*time.Second) && st.Error() != nil {
+						in.log.Error("subscribe failed", "filter", sf, "err", st.Error())
+					}
+				}()
+			}
 			go func() {
 				if tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
 					in.log.Error("subscribe failed", "filter", filter, "err", tok.Error())
