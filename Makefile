@@ -8,7 +8,7 @@ BIN := bin
 RUN_DIR ?= var/run
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run test vet fmt-check bench bench-core bench-journal fuzz clean
+.PHONY: all build run test vet fmt-check check-deploy bench bench-core bench-journal fuzz clean
 
 all: build
 
@@ -36,7 +36,15 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: fmt-check vet
+# check-deploy: the Prometheus config, alert rules and their unit tests
+# (promtool from Debian's prometheus package, installed when missing).
+check-deploy:
+	@deploy/tools/ensure-promtool.sh
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/alerts.yml deploy/prometheus/alerts-planned.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
+
+test: fmt-check vet check-deploy
 	$(GO) build ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 ./...
 
