@@ -1,0 +1,128 @@
+package handoff
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+)
+
+// The wire form is JSON with short keys, times as Unix microseconds UTC and
+// money as integer fen. JSON rather than a binary form because a batch is
+// written once per few thousand transactions, operators read them when a
+// handoff is stuck, and a bank's other systems can produce them; the cost
+// that matters is the database write, not the encoding.
+
+type wireBatch struct {
+	ID        string    `json:"id"`
+	Source    string    `json:"src"`
+	FirstLSN  uint64    `json:"first"`
+	LastLSN   uint64    `json:"last"`
+	Watermark int64     `json:"wm"`
+	Rows      []wireTxn `json:"rows"`
+}
+
+type wireTxn struct {
+	LSN      uint64 `json:"lsn"`
+	At       int64  `json:"at"`
+	Merchant string `json:"mer"`
+	Terminal string `json:"tid"`
+	Scene    string `json:"scene"`
+	Op       string `json:"op"`
+	InstKind string `json:"ik"`
+	Account  string `json:"acct"`
+	Amount   int64  `json:"amt"`
+	Auth     string `json:"auth,omitempty"`
+	Txn      uint64 `json:"txn"`
+	Orig     uint64 `json:"orig,omitempty"`
+}
+
+// Encode validates b and returns its wire form. The row source is implied
+// by the batch source and not repeated.
+func Encode(b *Batch) ([]byte, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	w := wireBatch{ID: b.ID, Source: b.Source, FirstLSN: b.FirstLSN, LastLSN: b.LastLSN,
+		Watermark: b.Watermark.UnixMicro(), Rows: make([]wireTxn, len(b.Rows))}
+	for i := range b.Rows {
+		r := &b.Rows[i]
+		w.Rows[i] = wireTxn{LSN: r.LSN, At: r.At.UnixMicro(), Merchant: r.Merchant, Terminal: r.Terminal,
+			Scene: r.Scene, Op: r.Op, InstKind: r.InstKind, Account: r.Account, Amount: r.Amount,
+			Auth: r.Auth, Txn: r.Txn, Orig: r.Orig}
+	}
+	out, err := json.Marshal(&w)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > EncodedBytesMax {
+		return nil, &Error{Code: CodeOversize, Reason: "encoded batch exceeds EncodedBytesMax"}
+	}
+	return out, nil
+}
+
+// Decode parses and validates one batch. It is strict: unknown keys, a
+// missing required key, trailing data, input over EncodedBytesMax and
+// every rule of Validate are refused with a coded *Error.
+func Decode(data []byte) (*Batch, error) {
+	if len(data) > EncodedBytesMax {
+		return nil, &Error{Code: CodeOversize, Reason: "encoded batch exceeds EncodedBytesMax"}
+	}
+	if err := requireKeys(data); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var w wireBatch
+	if err := dec.Decode(&w); err != nil {
+		return nil, malformed("", "json: "+err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, malformed("", "trailing data after the batch")
+	}
+	if len(w.Rows) > BatchRowsMax {
+		return nil, &Error{Code: CodeOversize, Field: "rows", Reason: "too many rows"}
+	}
+	b := &Batch{ID: w.ID, Source: w.Source, FirstLSN: w.FirstLSN, LastLSN: w.LastLSN,
+		Watermark: fromMicro(w.Watermark)}
+	if len(w.Rows) > 0 {
+		b.Rows = make([]Txn, len(w.Rows))
+	}
+	for i := range w.Rows {
+		r := &w.Rows[i]
+		b.Rows[i] = Txn{Source: w.Source, LSN: r.LSN, At: fromMicro(r.At), Merchant: r.Merchant,
+			Terminal: r.Terminal, Scene: r.Scene, Op: r.Op, InstKind: r.InstKind, Account: r.Account,
+			Amount: r.Amount, Auth: r.Auth, Txn: r.Txn, Orig: r.Orig}
+	}
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// fromMicro maps 0 to the zero time so that a missing time is reported as
+// missing rather than as 1970.
+func fromMicro(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+// requireKeys refuses a batch that omits "rows" or "wm" outright: a zero
+// value there is valid for some fields and would otherwise hide a producer
+// that forgot them. Row fields are covered by Validate (every one of them
+// has a zero value that Validate refuses, except the optional ones).
+func requireKeys(data []byte) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return malformed("", "json: "+err.Error())
+	}
+	for _, k := range []string{"id", "src", "first", "last", "wm", "rows"} {
+		if _, ok := top[k]; !ok {
+			return malformed(k, "missing")
+		}
+	}
+	return nil
+}

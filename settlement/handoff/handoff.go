@@ -1,0 +1,258 @@
+package handoff
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"scenepay/terminals"
+)
+
+// Named bounds. A batch beyond them is refused, not truncated.
+const (
+	// BatchRowsMax is the most rows one batch may carry. The gateway seals
+	// by count well below it; the store stages a whole batch in one
+	// transaction, so the bound also caps that transaction's size.
+	BatchRowsMax = 50_000
+	// EncodedBytesMax bounds an encoded batch (about 300 bytes a row).
+	EncodedBytesMax = 32 << 20
+	// SourceLenMax bounds a gateway instance id.
+	SourceLenMax = 64
+	// MerchantLenMax bounds a merchant id.
+	MerchantLenMax = 64
+	// AuthLenMax bounds an authorization reference.
+	AuthLenMax = 64
+	// LSNMax is the largest LSN the store can hold (a signed 64-bit column).
+	LSNMax = math.MaxInt64
+)
+
+// Scenes.
+const (
+	SceneBus   = "bus"
+	SceneStall = "stall"
+	SceneKiosk = "kiosk"
+)
+
+// Operations. The sign of Amount follows the operation: money the merchant
+// receives is positive, money given back is negative.
+const (
+	OpPurchase = "purchase" // +amount
+	OpCapture  = "capture"  // +amount: a hold turned into a payment
+	OpReversal = "reversal" // -amount: a void of an earlier request (Orig)
+	OpRefund   = "refund"   // -amount: money returned for an earlier payment (Orig)
+)
+
+// Txn is one journaled transaction as settlement sees it.
+type Txn struct {
+	Source   string    // gateway instance id
+	LSN      uint64    // journal LSN, unique per Source
+	At       time.Time // gateway time, UTC, microsecond precision
+	Merchant string    // merchant id
+	Terminal string    // terminal id (the wire "tid")
+	Scene    string    // SceneBus, SceneStall, SceneKiosk
+	Op       string    // OpPurchase, OpCapture, OpReversal, OpRefund
+	InstKind string    // terminals.InstCounty, InstBank, InstECNY
+	Account  string    // ledger key: a token, card id or wallet id; never a PAN
+	Amount   int64     // fen, signed by Op
+	Auth     string    // gateway authorization reference
+	Txn      uint64    // terminal txn id
+	Orig     uint64    // terminal txn id of the original, for reversal and refund
+}
+
+// Batch is a contiguous LSN range of one source's journal, with the
+// settlement rows found in it. Journal records that do not settle
+// (declines, inquiries, top-ups) are inside the range but not in Rows, so a
+// batch may cover a range and carry no rows; it still advances the high
+// water. A batch with FirstLSN == LastLSN == 0 covers no range: it only
+// carries a watermark, which is how an idle gateway lets windows close.
+type Batch struct {
+	ID        string    // BatchID(Source, FirstLSN, LastLSN)
+	Source    string    // gateway instance id
+	FirstLSN  uint64    // first journal LSN covered, or 0 for a watermark-only batch
+	LastLSN   uint64    // last journal LSN covered, or 0 for a watermark-only batch
+	Watermark time.Time // every transaction of Source up to this gateway time is handed off once this batch is
+	Rows      []Txn     // ascending LSN, all within [FirstLSN, LastLSN]
+}
+
+// BatchID is the deterministic id of a batch: the same source and range
+// always give the same id, so a re-sent batch is recognised by id alone.
+// Sources are restricted to [A-Za-z0-9._-], so the id cannot be ambiguous.
+func BatchID(source string, first, last uint64) string {
+	b := make([]byte, 0, len(source)+42)
+	b = append(b, source...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, first, 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, last, 10)
+	return string(b)
+}
+
+// WatermarkOnly reports whether the batch covers no LSN range.
+func (b *Batch) WatermarkOnly() bool { return b.FirstLSN == 0 && b.LastLSN == 0 }
+
+// Validate checks every field and every cross-field rule. It is called by
+// Decode and again by every store before a write, so that a batch built in
+// memory is held to the same rules as one read from the wire.
+func (b *Batch) Validate() error {
+	if err := checkSource("source", b.Source); err != nil {
+		return err
+	}
+	if len(b.Rows) > BatchRowsMax {
+		return &Error{Code: CodeOversize, Field: "rows", Reason: "more than " + strconv.Itoa(BatchRowsMax) + " rows"}
+	}
+	if b.Watermark.IsZero() {
+		return malformed("watermark", "missing")
+	}
+	if err := checkTime("watermark", b.Watermark); err != nil {
+		return err
+	}
+	if b.WatermarkOnly() {
+		if len(b.Rows) != 0 {
+			return malformed("rows", "a watermark-only batch carries no rows")
+		}
+	} else {
+		if b.FirstLSN == 0 || b.LastLSN < b.FirstLSN || b.LastLSN > LSNMax {
+			return malformed("lsn", "range must satisfy 1 <= first <= last <= 2^63-1")
+		}
+	}
+	if b.ID != BatchID(b.Source, b.FirstLSN, b.LastLSN) {
+		return malformed("id", "not the id of this source and range")
+	}
+	var prev uint64
+	for i := range b.Rows {
+		r := &b.Rows[i]
+		f := func(name string) string { return "rows[" + strconv.Itoa(i) + "]." + name }
+		if r.Source != b.Source {
+			return malformed(f("source"), "differs from the batch source")
+		}
+		if r.LSN < b.FirstLSN || r.LSN > b.LastLSN {
+			return malformed(f("lsn"), "outside the batch range")
+		}
+		if i > 0 && r.LSN <= prev {
+			return malformed(f("lsn"), "not ascending")
+		}
+		prev = r.LSN
+		if err := r.validate(f); err != nil {
+			return err
+		}
+		if r.At.After(b.Watermark) {
+			return malformed(f("at"), "after the batch watermark")
+		}
+	}
+	return nil
+}
+
+// Validate checks one row on its own (not its place in a batch).
+func (r *Txn) Validate() error {
+	return r.validate(func(name string) string { return name })
+}
+
+func (r *Txn) validate(f func(string) string) error {
+	if err := checkSource(f("source"), r.Source); err != nil {
+		return err
+	}
+	if r.LSN == 0 || r.LSN > LSNMax {
+		return malformed(f("lsn"), "out of range")
+	}
+	if r.At.IsZero() {
+		return malformed(f("at"), "missing")
+	}
+	if err := checkTime(f("at"), r.At); err != nil {
+		return err
+	}
+	if err := checkText(f("merchant"), r.Merchant, MerchantLenMax); err != nil {
+		return err
+	}
+	if err := checkText(f("terminal"), r.Terminal, terminals.MaxTerminalIDLen); err != nil {
+		return err
+	}
+	switch r.Scene {
+	case SceneBus, SceneStall, SceneKiosk:
+	default:
+		return malformed(f("scene"), "unknown scene")
+	}
+	switch r.InstKind {
+	case terminals.InstCounty, terminals.InstBank, terminals.InstECNY:
+	default:
+		return malformed(f("inst"), "unknown instrument kind")
+	}
+	if err := checkText(f("account"), r.Account, terminals.MaxInstrumentIDLen); err != nil {
+		return err
+	}
+	if terminals.LooksLikePAN(r.Account) {
+		return &Error{Code: CodePAN, Field: f("account"), Reason: "looks like a card number; send a token"}
+	}
+	if r.Auth != "" {
+		if err := checkText(f("auth"), r.Auth, AuthLenMax); err != nil {
+			return err
+		}
+		if terminals.LooksLikePAN(r.Auth) {
+			return &Error{Code: CodePAN, Field: f("auth"), Reason: "looks like a card number"}
+		}
+	}
+	if r.Txn == 0 || r.Txn > LSNMax {
+		return malformed(f("txn"), "out of range")
+	}
+	if r.Orig > LSNMax {
+		return malformed(f("orig"), "out of range")
+	}
+	if r.Amount == 0 || r.Amount > terminals.MaxAmount || r.Amount < -terminals.MaxAmount {
+		return malformed(f("amount"), "zero or beyond the protocol maximum")
+	}
+	switch r.Op {
+	case OpPurchase, OpCapture:
+		if r.Amount < 0 {
+			return malformed(f("amount"), "must be positive for "+r.Op)
+		}
+	case OpReversal, OpRefund:
+		if r.Amount > 0 {
+			return malformed(f("amount"), "must be negative for "+r.Op)
+		}
+		if r.Orig == 0 {
+			return malformed(f("orig"), "required for "+r.Op)
+		}
+	default:
+		return malformed(f("op"), "unknown operation")
+	}
+	return nil
+}
+
+func checkSource(field, s string) error {
+	if s == "" || len(s) > SourceLenMax {
+		return malformed(field, "must be 1.."+strconv.Itoa(SourceLenMax)+" bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return malformed(field, "only [A-Za-z0-9._-] allowed")
+		}
+	}
+	return nil
+}
+
+// checkText allows printable ASCII only: ids end up in CSV files and HTML
+// pages, and a control byte or invalid UTF-8 there is a bug, not data.
+func checkText(field, s string, max int) error {
+	if s == "" || len(s) > max {
+		return malformed(field, "must be 1.."+strconv.Itoa(max)+" bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return malformed(field, "only printable ASCII allowed")
+		}
+	}
+	return nil
+}
+
+// Both stores keep microseconds (PostgreSQL timestamptz precision), so a
+// finer time would not survive a round trip; it is refused instead of being
+// silently truncated. The year range keeps Unix microseconds in an int64.
+func checkTime(field string, t time.Time) error {
+	if t.Nanosecond()%1000 != 0 {
+		return malformed(field, "finer than a microsecond")
+	}
+	if y := t.Year(); y < 2000 || y > 9999 {
+		return malformed(field, "year out of range")
+	}
+	return nil
+}
