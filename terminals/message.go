@@ -61,6 +61,9 @@ type Request struct {
 	Amt  int64      `json:"amt"`  // fen
 	Inst Instrument `json:"inst"` // not for heartbeat
 	Orig uint64     `json:"orig,omitempty"`
+	// Cfg is optional and only on a heartbeat: the configuration versions
+	// the terminal has applied, e.g. {"transit":3}.
+	Cfg CfgVersions `json:"cfg"`
 }
 
 // Reply is the body of a gateway -> terminal message.
@@ -134,6 +137,7 @@ const (
 	keyInstK
 	keyInstID
 	keyInstLast4
+	keyCfg
 )
 
 // maxVersionValue bounds the "v" field while decoding; anything that fits but
@@ -235,6 +239,10 @@ func decodeRequest(body []byte, r *Request) error {
 			if err := decodeInstrument(&s, &r.Inst, prevID, prevLast4); err != nil {
 				return err
 			}
+		case keyCfg:
+			if err := decodeCfgVersions(&s, &r.Cfg); err != nil {
+				return err
+			}
 		}
 		if more, err = s.after(""); err != nil {
 			return err
@@ -264,6 +272,8 @@ func requestKey(k []byte) (uint32, string) {
 		return keyInst, "inst"
 	case "orig":
 		return keyOrig, "orig"
+	case "cfg":
+		return keyCfg, "cfg"
 	}
 	return 0, ""
 }
@@ -375,6 +385,9 @@ func (r *Request) Validate() error {
 		}
 		return nil
 	case TypePurchase, TypeReversal, TypeBalance:
+		if r.Cfg.Len() != 0 {
+			return bad("cfg", "only a heartbeat reports configuration versions")
+		}
 	default:
 		if reservedTypes[r.Type] {
 			return &Error{Code: CodeUnsupported, Field: "type", Msg: "message type " + strconv.Quote(r.Type) + " is reserved and not served by this gateway"}
@@ -568,6 +581,10 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"orig":`...)
 		dst = strconv.AppendUint(dst, r.Orig, 10)
 	}
+	if r.Cfg.Len() != 0 {
+		dst = append(dst, `,"cfg":`...)
+		dst = r.Cfg.appendJSON(dst)
+	}
 	return append(dst, '}')
 }
 
@@ -698,7 +715,7 @@ func DecodeReply(body []byte) (*Reply, error) {
 }
 
 // ContentHash is the idempotency fingerprint of a request: every field
-// except the timestamp, so that a terminal retry that re-stamps the time is
+// except the timestamp and Cfg (heartbeats only, never deduplicated), so that a terminal retry that re-stamps the time is
 // still "the same request" while a changed amount, instrument or original
 // under the same txn id is a conflict. Strings are length-prefixed so that
 // no two field lists hash the same input. FNV-1a, 64 bits; it guards against
