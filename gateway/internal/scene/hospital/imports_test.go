@@ -1,0 +1,42 @@
+package hospital
+
+import (
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestPureImports keeps the rule engine pure: standard library packages
+// without I/O, the wire contract and decimal only (no MQTT, HTTP, SQL, OS).
+func TestPureImports(t *testing.T) {
+	allowed := map[string]bool{
+		"bytes": true, "crypto/hmac": true, "crypto/sha256": true, "encoding/binary": true,
+		"encoding/json": true, "errors": true, "fmt": true, "hash": true, "io": true,
+		"math/big": true, "math/bits": true, "time": true, "time/tzdata": true,
+		"scenepay/terminals": true, "github.com/shopspring/decimal": true,
+	}
+	files, _ := filepath.Glob("*.go")
+	checked := 0
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if !allowed[p] {
+				t.Errorf("%s imports %s: the scene rules must stay pure", name, p)
+			}
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no source files checked")
+	}
+}
