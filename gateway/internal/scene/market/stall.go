@@ -1,6 +1,10 @@
 package market
 
-import "time"
+import (
+	"time"
+
+	"scenepay/terminals"
+)
 
 // Stall is a market stall as the bank onboarded it. Business marks a stall
 // with clear business activity, which since 2022-03-01 (PBoC notice 259)
@@ -34,9 +38,9 @@ func NewRegistry(r *Rules) *Registry {
 
 // Registration errors (operator input, not payment declines).
 var (
-	ErrRegistryFull        = &Decline{Code: "91", Reason: "stall registry full"}
-	ErrUnknownStall        = &Decline{Code: "14", Reason: "unknown stall"}
-	ErrPersonalForBusiness = &Decline{Code: "A2", Reason: "a stall with clear business activity needs a business code (PBoC notice 259)"}
+	ErrRegistryFull        = &Decline{Code: terminals.CodeBusy, Reason: "stall registry full"}
+	ErrUnknownStall        = &Decline{Code: terminals.CodeUnknownInstrument, Reason: "unknown stall"}
+	ErrPersonalForBusiness = &Decline{Code: terminals.CodeMalformed, Reason: "a stall with clear business activity needs a business code (PBoC notice 259)"}
 )
 
 func validID(s string) bool { return len(s) > 0 && len(s) <= MaxIDLen }
