@@ -39,6 +39,12 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	Ready    func() error // extra readiness (MQTT connected, ...)
 	Logger   *slog.Logger
+	// Audit receives one line per operator change (nil: Logger with
+	// logger=audit); main also copies it to an append-only file.
+	Audit *slog.Logger
+	// Clock stamps rotation overlaps (nil: time.Now); the engine's clock
+	// must agree with it.
+	Clock func() time.Time
 	// BodyBytesMax bounds request bodies.
 	BodyBytesMax int
 }
@@ -105,6 +111,7 @@ func (s *Server) ready() error {
 
 // Handle routes one request.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	s.begin(ctx)
 	path := string(ctx.Path())
 	switch path {
 	case "/healthz":
@@ -142,6 +149,10 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.registerTerminal(ctx)
 	case len(parts) == 2 && parts[0] == "terminals" && ctx.IsGet():
 		s.getTerminal(ctx, parts[1])
+	case len(parts) == 3 && parts[0] == "terminals" && parts[2] == "rotate" && post:
+		s.rotateTerminal(ctx, parts[1])
+	case len(parts) == 3 && parts[0] == "terminals" && parts[2] == "block" && post:
+		s.blockTerminal(ctx, parts[1])
 	case len(parts) == 1 && parts[0] == "accounts" && post:
 		s.openAccount(ctx)
 	case len(parts) == 2 && parts[0] == "accounts" && ctx.IsGet():
@@ -211,7 +222,7 @@ func (s *Server) registerTerminal(ctx *fasthttp.RequestCtx) {
 		s.internal(ctx, err)
 		return
 	}
-	s.cfg.Logger.Info("terminal registered", "tid", t.TID, "kind", t.Kind, "merchant", t.Merchant, "key_version", t.KeyVersion)
+	s.audit(ctx, "terminal.register", t.TID, "ok", "kind", t.Kind, "merchant", t.Merchant, "key_version", t.KeyVersion)
 	s.json(ctx, fasthttp.StatusCreated, t)
 }
 
@@ -221,7 +232,7 @@ func (s *Server) getTerminal(ctx *fasthttp.RequestCtx, tid string) {
 		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownTerminal, "no such terminal")
 		return
 	}
-	s.json(ctx, fasthttp.StatusOK, e.Terminal())
+	s.json(ctx, fasthttp.StatusOK, terminalView(e))
 }
 
 // AccountView is the JSON shape of an account.
@@ -339,6 +350,9 @@ func (s *Server) run(ctx *fasthttp.RequestCtx, okStatus int, in core.Input) {
 		return
 	}
 	if r.Code != terminals.CodeApproved {
+		if in.Op != 0 {
+			s.audit(ctx, accountAction(in.Op), in.Account, string(r.Code), "amount_fen", in.Amount, "ref", in.Ref)
+		}
 		s.fail(ctx, r.Code.HTTPStatus(), r.Code, r.Code.Name())
 		return
 	}
@@ -347,12 +361,12 @@ func (s *Server) run(ctx *fasthttp.RequestCtx, okStatus int, in core.Input) {
 		return
 	}
 	if in.Op != 0 {
-		s.cfg.Logger.Info("account changed", "op", int(in.Op), "account", in.Account, "amount_fen", in.Amount, "ref", in.Ref)
+		s.audit(ctx, accountAction(in.Op), in.Account, "ok", "amount_fen", in.Amount, "ref", in.Ref)
 	}
 	s.json(ctx, okStatus, view(in.Account, r.Account))
 }
 
 func (s *Server) internal(ctx *fasthttp.RequestCtx, err error) {
-	s.cfg.Logger.Error("operator API", "err", err)
+	s.logger(ctx).Error("operator API", "path", string(ctx.Path()), "err", err)
 	s.fail(ctx, fasthttp.StatusServiceUnavailable, terminals.CodeSystemError, err.Error())
 }
