@@ -179,14 +179,20 @@ func run() error {
 
 	in, err := ingress.Start(ingress.Config{
 		BrokerURL: url, ClientID: "scenepay-" + *instance, Username: *mqttUser, Password: *mqttPassword,
-		Conns: *mqttConns, Topics: topics, Logger: log, Registerer: reg,
+		Conns: *mqttConns, Topics: topics, Logger: log, Registerer: reg, StatusHandler: eng.HandleStatus,
 	}, eng.HandleMessage)
 	if err != nil {
 		return err
 	}
 	eng.SetPublisher(in)
 	apiReady := func() error { return in.Connected() }
-	api := opapi.New(opapi.Config{Token: token, Gatherer: reg, Logger: log, Ready: apiReady}, eng)
+	auditLog, closeAudit, err := openAuditLog(filepath.Join(*dataDir, "audit.log"), log)
+	if err != nil {
+		in.Close()
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer closeAudit()
+	api := opapi.New(opapi.Config{Token: token, Gatherer: reg, Logger: log, Audit: auditLog, Ready: apiReady}, eng)
 	if err := api.Listen(*httpListen); err != nil {
 		in.Close()
 		return err
