@@ -38,6 +38,9 @@ const (
 func main() { os.Exit(run()) }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "bench" {
+		return runBench(os.Args[2:])
+	}
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	var (
 		broker       = fs.String("broker", "tcp://127.0.0.1:11883", "MQTT broker URL")

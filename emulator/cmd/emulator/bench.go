@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"scenepay/emulator/internal/bench"
+)
+
+// runBench is "emulator bench": the end-to-end benchmark of the gateway
+// against a bare broker echo on a private Mosquitto (make bench-e2e).
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("emulator bench", flag.ContinueOnError)
+	d := bench.Defaults()
+	quick := fs.Bool("quick", false, "smoke run: small fleet, two low rates, small scale probe")
+	gwBin := fs.String("gateway-bin", "bin/gateway", "gateway binary to benchmark")
+	conf := fs.String("mosquitto-conf", d.ConfPath, "deployed Mosquitto config whose settings the private broker uses")
+	acl := fs.String("mosquitto-acl", d.ACLPath, "deployed Mosquitto ACL")
+	nTerm := fs.Int("terminals", 0, "load terminals (0 = mode default: 200, quick 10)")
+	startRate := fs.Float64("start-rate", 0, "first offered rate, requests/s (0 = mode default)")
+	factor := fs.Float64("rate-factor", 0, "rate multiplier per step (0 = mode default)")
+	maxRate := fs.Float64("max-rate", 0, "highest rate tried (0 = mode default)")
+	window := fs.Duration("window", 0, "offered-load duration per window (0 = mode default)")
+	p99 := fs.Duration("p99", 0, "latency objective: p99 at most (0 = 50ms)")
+	scale := fs.Int("scale", -1, "connection-scale target (-1 = mode default, 0 = skip)")
+	conns := fs.Int("conns", 0, "MQTT connections of the echo and of the gateway (0 = 4)")
+	pprof := fs.String("pprof-listen", "", "pass -pprof-listen to the gateway (profiling; off by default)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	o := d
+	if *quick {
+		o = bench.Quick()
+	}
+	o.GatewayBin, o.ConfPath, o.ACLPath, o.PprofAddr = *gwBin, *conf, *acl, *pprof
+	setPos := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	setPosF := func(dst *float64, v float64) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	setPos(&o.Terminals, *nTerm)
+	setPos(&o.Conns, *conns)
+	setPosF(&o.StartRate, *startRate)
+	setPosF(&o.RateFactor, *factor)
+	setPosF(&o.MaxRate, *maxRate)
+	if *window > 0 {
+		o.Window = *window
+	}
+	if *p99 > 0 {
+		o.Objective.P99 = *p99
+	}
+	if *scale >= 0 {
+		o.Scale = *scale
+	}
+	o.Out = os.Stdout
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := bench.Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "emulator bench:", err)
+		return exitFailed
+	}
+	return exitOK
+}

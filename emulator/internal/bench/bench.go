@@ -1,0 +1,353 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"scenepay/terminals"
+)
+
+// Arm names.
+const (
+	ArmEcho    = "echo"
+	ArmGateway = "gateway"
+)
+
+// Bounds of a whole run.
+const (
+	// StepsMax bounds the rate steps of the search, whatever the options say.
+	StepsMax = 40
+	// TerminalsMax bounds the load fleet (MQTT connections with paho).
+	TerminalsMax = 5000
+)
+
+// Options configures a run. Zero values are not defaults: start from
+// Defaults() or Quick().
+type Options struct {
+	GatewayBin string // the gateway binary (make bench-e2e builds it)
+	ConfPath   string // deployed mosquitto.conf
+	ACLPath    string // deployed ACL
+	Terminals  int    // load terminals (MQTT connections)
+	StartRate  float64
+	RateFactor float64 // each step offers RateFactor times the previous rate
+	MaxRate    float64
+	Steps      int           // at most this many rates per arm
+	Warm       time.Duration // start of each window not sampled
+	Window     time.Duration // offered-load duration of each window
+	Timeout    time.Duration // an answer later than this is a timeout
+	Objective  Objective
+	Budget     time.Duration // the rate search stops stepping after this
+	Conns      int           // MQTT connections of the echo and of the gateway
+	Scale      int           // connection-scale target (0 = skip)
+	ScaleTime  time.Duration // bound of the scale probe
+	PprofAddr  string        // passed to the gateway as -pprof-listen
+	Quick      bool
+	Out        io.Writer
+}
+
+// Defaults is the full benchmark: about three to four minutes on a 2-core
+// machine.
+func Defaults() Options {
+	return Options{
+		ConfPath: "deploy/mosquitto/mosquitto.conf", ACLPath: "deploy/mosquitto/scenepay.acl",
+		Terminals: 200, StartRate: 1000, RateFactor: 1.25, MaxRate: 40000, Steps: 20,
+		Warm: 500 * time.Millisecond, Window: 3 * time.Second, Timeout: 2 * time.Second,
+		Objective: Objective{P99: 50 * time.Millisecond, FailureRate: 0.001},
+		Budget:    180 * time.Second, Conns: 4, Scale: 10_000, ScaleTime: 60 * time.Second,
+		Out: os.Stdout,
+	}
+}
+
+// Quick is a smoke run: a small fleet, two low rates, a small scale probe.
+func Quick() Options {
+	o := Defaults()
+	o.Terminals, o.StartRate, o.RateFactor, o.MaxRate, o.Steps = 10, 50, 2, 100, 2
+	o.Warm, o.Window, o.Timeout = 200*time.Millisecond, time.Second, 2*time.Second
+	o.Budget, o.Scale, o.ScaleTime = 30*time.Second, 200, 20*time.Second
+	o.Quick = true
+	return o
+}
+
+// ArmResult is one arm's figures at its maximum sustainable rate.
+type ArmResult struct {
+	MaxRate      float64 `json:"max_rate"`
+	LimitReached bool    `json:"limit_reached"` // false: never broke up to the last rate tried
+	P50ms        float64 `json:"p50_ms"`
+	P99ms        float64 `json:"p99_ms"`
+	P999ms       float64 `json:"p999_ms"`
+	MaxMs        float64 `json:"max_ms"`
+	BrokerCPUus  float64 `json:"broker_cpu_us_per_txn"`
+	GatewayCPUus float64 `json:"gateway_cpu_us_per_txn,omitempty"`
+}
+
+// HalfRate compares the arms at half the gateway's maximum rate (the
+// issue's latency target: gateway p99 <= 2 x echo p99 + 5 ms).
+type HalfRate struct {
+	Rate         float64 `json:"rate"`
+	EchoP99ms    float64 `json:"echo_p99_ms"`
+	GatewayP99ms float64 `json:"gateway_p99_ms"`
+	TargetMet    bool    `json:"target_met"`
+}
+
+// Result is the whole run; it is the BENCH line's JSON.
+type Result struct {
+	Quick       bool        `json:"quick"`
+	Terminals   int         `json:"terminals"`
+	QoS         int         `json:"qos"`
+	ObjP99ms    float64     `json:"objective_p99_ms"`
+	ObjFailRate float64     `json:"objective_failure_rate"`
+	Echo        ArmResult   `json:"echo"`
+	Gateway     ArmResult   `json:"gateway"`
+	Ratio       float64     `json:"gateway_echo_ratio"`
+	Half        *HalfRate   `json:"half_rate,omitempty"`
+	Scale       ScaleResult `json:"scale"`
+	Windows     int         `json:"windows"`
+	ElapsedS    float64     `json:"elapsed_s"`
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+
+func us(d time.Duration) float64 { return math.Round(float64(d)/1e2) / 10 }
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// gatewayUser is the gateway's MQTT user name in the deployed ACL.
+const gatewayUser = "scenepay-gateway"
+
+// Run performs the benchmark and prints its figures and the BENCH line.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Terminals <= 0 || o.Terminals > TerminalsMax || o.StartRate <= 0 || o.RateFactor <= 1 ||
+		o.Window <= 0 || o.Timeout <= 0 || o.Conns <= 0 {
+		return nil, errors.New("bench: terminals 1..5000, positive rates and windows, rate factor > 1 required")
+	}
+	if _, err := os.Stat(o.GatewayBin); err != nil {
+		return nil, fmt.Errorf("bench: gateway binary: %w", err)
+	}
+	began := time.Now()
+	out := o.Out
+	if out == nil {
+		out = io.Discard
+	}
+	limit, err := RaiseFileLimit()
+	if err != nil {
+		fmt.Fprintln(out, "warning:", err)
+	}
+	dir, err := os.MkdirTemp("", "scenepay-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	password, token := randHex(16), randHex(24)
+	master := make([]byte, terminals.KeyLen)
+	rand.Read(master)
+	masterFile := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(masterFile, []byte(hex.EncodeToString(master)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	br, err := StartBroker(BrokerConfig{ConfPath: o.ConfPath, ACLPath: o.ACLPath, Dir: dir, User: gatewayUser, Password: password})
+	if err != nil {
+		return nil, err
+	}
+	defer br.Stop()
+	topics := terminals.DefaultTopics
+	fmt.Fprintf(out, "private mosquitto at %s (settings of %s, persistence off, max_connections -1), fd limit %d\n", br.Addr, o.ConfPath, limit)
+
+	gcfg := GatewayConfig{Bin: o.GatewayBin, DataDir: filepath.Join(dir, "gateway"), BrokerURL: br.URL(),
+		User: gatewayUser, Password: password, MasterFile: masterFile, Token: token, Conns: o.Conns, PprofAddr: o.PprofAddr}
+	gw, err := StartGateway(ctx, gcfg)
+	if err != nil {
+		return nil, err
+	}
+	err = Provision(ctx, gw.API, token, o.Terminals)
+	if serr := gw.Stop(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "provisioned %d stall terminals, each with a county card of %d fen; gateway journal fsync on, data in a temp dir\n", o.Terminals, AccountOpeningFen)
+
+	fleet, err := ConnectFleet(ctx, br.URL(), topics, master, o.Terminals, uint64(time.Now().UnixMilli())*1000)
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.Close()
+	fmt.Fprintf(out, "%d load terminals connected (paho, QoS 1, open-loop arrivals); objective p99 <= %v and failures <= %.2f%%\n\n",
+		o.Terminals, o.Objective.P99, 100*o.Objective.FailureRate)
+	fmt.Fprintf(out, "%-8s %8s %8s %7s %6s %9s %9s %9s %9s %10s %10s %s\n",
+		"arm", "rate/s", "sent", "fail", "stray", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "brk us/tx", "gw us/tx", "verdict")
+
+	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate}
+	window := func(arm string, rate float64) (Window, error) {
+		w, err := runWindow(ctx, o, arm, rate, br, gcfg, fleet, topics, password)
+		if err != nil {
+			return w, err
+		}
+		res.Windows++
+		verdict := "FAIL"
+		if w.Pass {
+			verdict = "ok"
+		}
+		gwCPU := "-"
+		if c, ok := w.CPUPerTxn[ArmGateway]; ok {
+			gwCPU = fmt.Sprintf("%.1f", us(c))
+		}
+		fmt.Fprintf(out, "%-8s %8.0f %8d %7d %6d %9.2f %9.2f %9.2f %9.2f %10.1f %10s %s\n",
+			arm, rate, w.Sent, w.Failures(), w.Stray, ms(w.P50), ms(w.P99), ms(w.P999), ms(w.Max),
+			us(w.CPUPerTxn["broker"]), gwCPU, verdict)
+		return w, nil
+	}
+	record := func(a *ArmResult, w Window) {
+		a.MaxRate = w.Rate
+		a.P50ms, a.P99ms, a.P999ms, a.MaxMs = ms(w.P50), ms(w.P99), ms(w.P999), ms(w.Max)
+		a.BrokerCPUus = us(w.CPUPerTxn["broker"])
+		if c, ok := w.CPUPerTxn[ArmGateway]; ok {
+			a.GatewayCPUus = us(c)
+		}
+	}
+
+	// The search: both arms step through the same rates, alternating
+	// windows; an arm leaves the search at its first failed window.
+	echoOn, gwOn := true, true
+	rate := o.StartRate
+	for step := 0; step < min(o.Steps, StepsMax) && (echoOn || gwOn) && rate <= o.MaxRate*1.0001; step++ {
+		if time.Since(began) > o.Budget {
+			fmt.Fprintf(out, "time budget %v reached; stopping the search\n", o.Budget)
+			break
+		}
+		for _, arm := range []string{ArmEcho, ArmGateway} {
+			on, a := &echoOn, &res.Echo
+			if arm == ArmGateway {
+				on, a = &gwOn, &res.Gateway
+			}
+			if !*on {
+				continue
+			}
+			w, err := window(arm, rate)
+			if err != nil {
+				return nil, err
+			}
+			if w.Pass {
+				record(a, w)
+			} else {
+				*on, a.LimitReached = false, true
+			}
+		}
+		rate = math.Round(rate * o.RateFactor)
+	}
+	if res.Echo.MaxRate > 0 {
+		res.Ratio = math.Round(res.Gateway.MaxRate/res.Echo.MaxRate*1000) / 1000
+	}
+	if res.Gateway.MaxRate > 0 && ctx.Err() == nil {
+		half := math.Round(res.Gateway.MaxRate / 2)
+		fmt.Fprintf(out, "-- both arms at half the gateway's maximum rate\n")
+		we, err := window(ArmEcho, half)
+		if err != nil {
+			return nil, err
+		}
+		wg, err := window(ArmGateway, half)
+		if err != nil {
+			return nil, err
+		}
+		res.Half = &HalfRate{Rate: half, EchoP99ms: ms(we.P99), GatewayP99ms: ms(wg.P99),
+			TargetMet: we.Pass && wg.Pass && wg.P99 <= 2*we.P99+5*time.Millisecond}
+	}
+	fleet.Close()
+
+	if o.Scale > 0 && ctx.Err() == nil {
+		fmt.Fprintf(out, "-- scale: %d raw MQTT terminal connections held at once on the private broker\n", o.Scale)
+		res.Scale = Scale(ctx, br.Addr, topics, o.Scale, limit, o.ScaleTime)
+		fmt.Fprintf(out, "connected %d of %d, %d answered PINGREQ with all open, in %v (fd limit %d) %s\n",
+			res.Scale.Connected, res.Scale.Target, res.Scale.Alive, res.Scale.Took.Round(time.Millisecond), limit, res.Scale.FirstErr)
+	}
+	res.ElapsedS = math.Round(time.Since(began).Seconds()*10) / 10
+	printSummary(out, res)
+	js, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "BENCH %s\n", js)
+	return res, ctx.Err()
+}
+
+func printSummary(out io.Writer, r *Result) {
+	fmt.Fprintf(out, "\n== summary (QoS 1, %d terminals, objective p99 <= %.0f ms, failures <= %.2f%%)\n", r.Terminals, r.ObjP99ms, 100*r.ObjFailRate)
+	for _, a := range []struct {
+		name string
+		r    ArmResult
+	}{{ArmEcho, r.Echo}, {ArmGateway, r.Gateway}} {
+		note := ""
+		if !a.r.LimitReached {
+			note = " (never broke: the last rate tried, not a limit)"
+		}
+		fmt.Fprintf(out, "%-8s max sustainable %6.0f/s%s  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  CPU/txn broker %.1f us",
+			a.name, a.r.MaxRate, note, a.r.P50ms, a.r.P99ms, a.r.P999ms, a.r.BrokerCPUus)
+		if a.name == ArmGateway {
+			fmt.Fprintf(out, " gateway %.1f us", a.r.GatewayCPUus)
+		}
+		fmt.Fprintln(out)
+	}
+	fmt.Fprintf(out, "gateway/echo ratio %.3f (target 0.8)\n", r.Ratio)
+	if h := r.Half; h != nil {
+		fmt.Fprintf(out, "at %.0f/s: echo p99 %.2f ms, gateway p99 %.2f ms, target (gateway <= 2 x echo + 5 ms) met: %v\n",
+			h.Rate, h.EchoP99ms, h.GatewayP99ms, h.TargetMet)
+	}
+	fmt.Fprintf(out, "scale: %d of %d connections held (%d alive)\n", r.Scale.Connected, r.Scale.Target, r.Scale.Alive)
+}
+
+// runWindow runs one window of one arm: it brings the arm's responder up,
+// samples CPU times, offers the load and takes the responder down again so
+// that the other arm can use the same subscription.
+func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Broker, gcfg GatewayConfig, f *Fleet, topics terminals.Topics, password string) (Window, error) {
+	pids := map[string]int{"broker": br.Pid()}
+	var stop func() error
+	check := false
+	switch arm {
+	case ArmEcho:
+		e, err := StartEcho(ctx, br.URL(), gatewayUser, password, topics, o.Conns)
+		if err != nil {
+			return Window{}, err
+		}
+		stop = func() error { e.Close(); return nil }
+	default:
+		g, err := StartGateway(ctx, gcfg)
+		if err != nil {
+			return Window{}, err
+		}
+		pids[ArmGateway] = g.Pid()
+		stop = g.Stop
+		check = true
+	}
+	before := map[string]time.Duration{}
+	for name, pid := range pids {
+		before[name], _ = CPUTime(pid)
+	}
+	w := f.Run(ctx, rate, o.Warm, o.Window, o.Timeout, check)
+	w.Arm = arm
+	w.CPUPerTxn = map[string]time.Duration{}
+	for name, pid := range pids {
+		after, err := CPUTime(pid)
+		if err == nil && w.Answered() > 0 {
+			w.CPUPerTxn[name] = (after - before[name]) / time.Duration(w.Answered())
+		}
+	}
+	w.Pass = o.Objective.Meets(w)
+	if err := stop(); err != nil {
+		return w, err
+	}
+	return w, ctx.Err()
+}
