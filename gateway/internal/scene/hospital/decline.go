@@ -6,16 +6,10 @@ import (
 	"scenepay/terminals"
 )
 
-// Result codes that terminals/codes.json does not have yet (local
-// constants; the catalogue owner decides the final values).
+// Result codes of this scene, from the catalogue (terminals/codes.json).
 const (
-	// TODO(codes.json): DEPOSIT_PAUSED, decline, HTTP 402: a non-emergency
-	// service order is paused because the inpatient deposit is below the
-	// pause threshold; the family tops up, emergency orders proceed.
-	CodeDepositPaused terminals.Code = "H1"
-	// TODO(codes.json): DEPOSIT_CLOSED, decline, HTTP 409: the deposit was
-	// discharged or expired; nothing more can be held or captured on it.
-	CodeDepositClosed terminals.Code = "H2"
+	CodeDepositPaused = terminals.CodeDepositPaused
+	CodeDepositClosed = terminals.CodeDepositClosed
 )
 
 // Decline is a coded refusal returned as an error value; the package

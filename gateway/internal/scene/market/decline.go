@@ -6,27 +6,13 @@ import (
 	"scenepay/terminals"
 )
 
-// Result codes that terminals/codes.json does not have yet. They are local
-// constants so that this package compiles and is testable; the catalogue
-// owner decides the final values.
+// Result codes of this scene, from the catalogue (terminals/codes.json).
 const (
-	// TODO(codes.json): PAYCODE_INVALID, decline, HTTP 422: the consumer
-	// payment code does not verify (MAC under the issuer key, unknown key,
-	// issue time in the future).
-	CodePayCodeInvalid terminals.Code = "C1"
-	// TODO(codes.json): PAYCODE_EXPIRED, decline, HTTP 422: the consumer
-	// payment code is older than its lifetime; the customer refreshes it.
-	CodePayCodeExpired terminals.Code = "C2"
-	// TODO(codes.json): PAYCODE_REUSED, decline, HTTP 409: the consumer
-	// payment code was already used for a payment (single use).
-	CodePayCodeReused terminals.Code = "C3"
-	// TODO(codes.json): QR_REMOTE_REFUSED, decline, HTTP 403: a static
-	// personal code (or a screenshot of a dynamic one) may not collect a
-	// remote, non-face-to-face payment (PBoC notice 259).
-	CodeRemoteStatic terminals.Code = "C4"
-	// TODO(codes.json): REFUND_EXCEEDS, decline, HTTP 422: the refund is
-	// larger than what remains refundable on the original payment.
-	CodeRefundExceeds terminals.Code = "C5"
+	CodePayCodeInvalid = terminals.CodePayCodeInvalid
+	CodePayCodeExpired = terminals.CodePayCodeExpired
+	CodePayCodeReused  = terminals.CodePayCodeReused
+	CodeRemoteStatic   = terminals.CodeRemoteStatic
+	CodeRefundExceeds  = terminals.CodeRefundExceeds
 )
 
 // Decline is a coded refusal returned as an error value. Declines are
