@@ -109,6 +109,45 @@ func appendI64(dst []byte, v int64) []byte { return binary.LittleEndian.AppendUi
 // stop, board time, day, week, held, debt, prev anchor, prev anchor route;
 // then seen count, next slot and the seen keys (16 bytes each).
 func (c *Card) AppendBinary(dst []byte) []byte {
+	dst = c.appendCore(dst)
+	dst = append(dst, c.seenN, c.seenNext)
+	for i := 0; i < int(c.seenN); i++ {
+		dst = binary.LittleEndian.AppendUint64(dst, c.seen[i].Reader)
+		dst = binary.LittleEndian.AppendUint64(dst, c.seen[i].Seq)
+	}
+	return dst
+}
+
+// AppendState appends the card's state without its upload dedupe ring:
+// AppendBinary's bytes up to, not including, the seen count. An online tap
+// never changes the ring, so this is what a journal record of an online
+// tap carries (at most StateBytesMax bytes) to rebuild the card on replay
+// without re-running fare policy.
+func (c *Card) AppendState(dst []byte) []byte { return c.appendCore(dst) }
+
+// StateBytesMax bounds AppendState's output: the fixed fields plus three
+// strings of IDLenMax (anchor route, journey route and stop) and the
+// journey's previous anchor route.
+const StateBytesMax = 3 + 4 + 4 + 8*3 + 1 + IDLenMax + 8 + 2 + (1+IDLenMax)*2 + 8 + 4 + 4 + 8*3 + 1 + IDLenMax
+
+// SetState overwrites c with state written by AppendState, keeping c's
+// upload dedupe ring. It checks every bound and invariant DecodeCard
+// checks; on error c is unchanged.
+func (c *Card) SetState(b []byte) error {
+	var n Card
+	r := reader{b: b}
+	if err := decodeCore(&r, &n); err != nil {
+		return err
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("%w: trailing bytes", ErrCorrupt)
+	}
+	n.seen, n.seenN, n.seenNext = c.seen, c.seenN, c.seenNext
+	*c = n
+	return nil
+}
+
+func (c *Card) appendCore(dst []byte) []byte {
 	dst = append(dst, cardVersion, byte(c.Profile))
 	var flags byte
 	if c.Open {
@@ -137,11 +176,6 @@ func (c *Card) AppendBinary(dst []byte) []byte {
 		dst = appendI64(dst, j.Debt)
 		dst = appendI64(dst, j.PrevAnchor)
 		dst = appendStr(dst, j.PrevAnchorRoute)
-	}
-	dst = append(dst, c.seenN, c.seenNext)
-	for i := 0; i < int(c.seenN); i++ {
-		dst = binary.LittleEndian.AppendUint64(dst, c.seen[i].Reader)
-		dst = binary.LittleEndian.AppendUint64(dst, c.seen[i].Seq)
 	}
 	return dst
 }
@@ -215,10 +249,33 @@ func (r *reader) fail(msg string) {
 func DecodeCard(b []byte, c *Card) error {
 	*c = Card{}
 	r := reader{b: b}
+	var n Card
+	if err := decodeCore(&r, &n); err != nil {
+		return err
+	}
+	n.seenN = r.u8()
+	n.seenNext = r.u8()
+	if r.err == nil && (n.seenN > SeenMax || n.seenNext >= SeenMax || (n.seenN < SeenMax && n.seenNext != n.seenN)) {
+		r.fail("seen ring")
+	}
+	for i := 0; r.err == nil && i < int(n.seenN); i++ {
+		n.seen[i] = TapKey{Reader: r.u64(), Seq: r.u64()}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("trailing bytes")
+	}
+	if r.err != nil {
+		return r.err
+	}
+	*c = n
+	return nil
+}
+
+// decodeCore reads appendCore's fields into n and checks their invariants.
+func decodeCore(r *reader, n *Card) error {
 	if v := r.u8(); r.err == nil && v != cardVersion {
 		return ErrVersion
 	}
-	var n Card
 	n.Profile = Profile(r.u8())
 	flags := r.u8()
 	n.Day = int32(r.u32())
@@ -249,14 +306,6 @@ func DecodeCard(b []byte, c *Card) error {
 			r.fail("journey")
 		}
 	}
-	n.seenN = r.u8()
-	n.seenNext = r.u8()
-	if r.err == nil && (n.seenN > SeenMax || n.seenNext >= SeenMax || (n.seenN < SeenMax && n.seenNext != n.seenN)) {
-		r.fail("seen ring")
-	}
-	for i := 0; r.err == nil && i < int(n.seenN); i++ {
-		n.seen[i] = TapKey{Reader: r.u64(), Seq: r.u64()}
-	}
 	if r.err == nil {
 		switch {
 		case n.Profile >= profileCount:
@@ -267,13 +316,7 @@ func DecodeCard(b []byte, c *Card) error {
 			r.fail("week")
 		case n.Anchor == 0 && n.AnchorRoute != "":
 			r.fail("anchor")
-		case len(r.b) != 0:
-			r.fail("trailing bytes")
 		}
 	}
-	if r.err != nil {
-		return r.err
-	}
-	*c = n
-	return nil
+	return r.err
 }

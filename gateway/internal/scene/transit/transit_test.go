@@ -287,3 +287,32 @@ func TestExpiresAt(t *testing.T) {
 		t.Fatalf("day spent %d, want 600", c.DaySpent)
 	}
 }
+
+func TestCardStateRoundTripKeepsSeenRing(t *testing.T) {
+	long := strings.Repeat("r", IDLenMax)
+	c := Card{Profile: ProfileStudent, Day: 20000, Week: 19998, DaySpent: 300, WeekSpent: 900,
+		Anchor: 1, AnchorRoute: long, Open: true,
+		Journey: Journey{Route: long, Stop: long, BoardAt: 5, Day: 20000, Week: 19998, Held: 600, Transfer: true, PrevAnchor: 1, PrevAnchorRoute: long}}
+	st := c.AppendState(nil)
+	if len(st) != StateBytesMax {
+		t.Fatalf("maximal state is %d bytes, StateBytesMax is %d", len(st), StateBytesMax)
+	}
+	var d Card
+	d.seenAdd(TapKey{Reader: 7, Seq: 9})
+	if err := d.SetState(st); err != nil {
+		t.Fatal(err)
+	}
+	if !d.seenHas(TapKey{Reader: 7, Seq: 9}) {
+		t.Fatal("SetState dropped the seen ring")
+	}
+	d.seen, d.seenN, d.seenNext = c.seen, c.seenN, c.seenNext
+	if d != c {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", d, c)
+	}
+	if err := d.SetState(append(st, 0)); err == nil {
+		t.Fatal("trailing byte accepted")
+	}
+	if err := d.SetState(st[:len(st)-1]); err == nil {
+		t.Fatal("truncated state accepted")
+	}
+}
