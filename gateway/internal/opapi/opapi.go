@@ -291,6 +291,10 @@ func (s *Server) openAccount(ctx *fasthttp.RequestCtx) {
 	if b.Ref == "" {
 		b.Ref = "open:" + key
 	}
+	if terminals.LooksLikePAN(b.Ref) {
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "ref must never be a card number")
+		return
+	}
 	s.run(ctx, fasthttp.StatusCreated, core.Input{Op: core.OpOpenAccount, Account: key, Amount: b.Balance, Class: b.Class, Floor: b.Floor, Ref: b.Ref})
 }
 
@@ -320,8 +324,9 @@ func (s *Server) topUp(ctx *fasthttp.RequestCtx, key string) {
 		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeInvalidAmount, "amt must be 1..1000000000 fen")
 		return
 	}
-	if b.Ref == "" || len(b.Ref) > 64 {
-		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "ref (1..64 chars) is required: it makes a retried top-up safe")
+	if b.Ref == "" || len(b.Ref) > 64 || terminals.LooksLikePAN(b.Ref) {
+		// A ref is journaled and logged: a card number pasted into it is refused.
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "ref (1..64 chars, never a card number) is required: it makes a retried top-up safe")
 		return
 	}
 	s.run(ctx, fasthttp.StatusOK, core.Input{Op: core.OpTopUp, Account: key, Amount: b.Amt, Ref: b.Ref})
