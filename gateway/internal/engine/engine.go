@@ -106,6 +106,7 @@ type Engine struct {
 	// soon as the records are durable, but their completions, which store
 	// the replies in the idempotency store, run after that.
 	journaling sync.WaitGroup
+	conf       configState // versioned scene configuration (config.go)
 }
 
 type pubHolder struct{ p Publisher }
@@ -150,6 +151,7 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 		failedCh: make(chan struct{}),
 	}
 	e.pool.New = func() any { return new(work) }
+	e.conf.init(master, cfg.TerminalsMax)
 	e.shards = make([]*shard, cfg.Shards)
 	for i := range e.shards {
 		e.shards[i] = &shard{e: e, id: i, c: core.NewShard(uint32(i), cfg.Core), ch: make(chan *work, cfg.ShardQueueMax)}
@@ -187,6 +189,8 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 		return nil, fmt.Errorf("engine: replay: %w", err)
 	}
 	e.m.ReplayedEntries.Add(float64(n))
+	e.configRecovered()
+	e.m.setConfigLagging(e.configLaggingCounts)
 	e.lastSnp.Store(snapLSN)
 	e.log.Info("engine recovered", "snapshot_lsn", snapLSN, "replayed_entries", n, "last_lsn", j.LastLSN(),
 		"terminals", e.reg.Len(), "took", time.Since(start).String())
@@ -202,8 +206,14 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 func (e *Engine) journalDir() string  { return e.cfg.Dir + "/journal" }
 func (e *Engine) snapshotDir() string { return e.cfg.Dir + "/snapshots" }
 
-// SetPublisher sets where replies go.
-func (e *Engine) SetPublisher(p Publisher) { e.pub.Store(&pubHolder{p}) }
+// SetPublisher sets where replies go. A publisher that can publish retained
+// messages (RetainedPublisher) also gets every current config document again.
+func (e *Engine) SetPublisher(p Publisher) {
+	e.pub.Store(&pubHolder{p})
+	if _, ok := p.(RetainedPublisher); ok {
+		go e.RepublishConfig()
+	}
+}
 
 func (e *Engine) publish(tid string, payload []byte) {
 	if h := e.pub.Load(); h != nil {
@@ -368,6 +378,8 @@ func (e *Engine) applyEntry(p []byte) error {
 		return e.reg.Put(t)
 	case entryOperator:
 		return e.applyRecord(p[1:])
+	case entryConfig:
+		return e.applyConfigEntry(p[1:])
 	default:
 		return fmt.Errorf("%w: unknown type %d", errEntry, p[0])
 	}

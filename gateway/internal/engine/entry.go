@@ -19,10 +19,13 @@ import (
 //	  uvarint orig | uvarint len(core record) | core record | uvarint len(reply) | sealed reply
 //	type 2, terminal registration: registry JSON record
 //	type 3, operator ledger operation: core record
+//	type 4, config document version: confstore.AppendDoc
+//	  (uvarint len(name) | name | uvarint version | varint at Unix ms | uvarint len(body) | body)
 const (
 	entryRequest  = 1
 	entryTerminal = 2
 	entryOperator = 3
+	entryConfig   = 4
 )
 
 const flagTombstone = 1

@@ -80,6 +80,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	}
 	switch r.Type {
 	case terminals.TypeHeartbeat:
+		e.noteConfigReport(tid, &r.Cfg, now)
 		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeApproved, recv)
 		e.pool.Put(w)
 		return

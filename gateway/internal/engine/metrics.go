@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,11 @@ type Metrics struct {
 	FsyncSeconds      prometheus.Histogram
 	GroupRecords      prometheus.Histogram
 	JournalBytes      prometheus.Counter
+	// Config push: version per document name (a fixed set of four), publish
+	// failures, and terminals lagging per name (computed at scrape time).
+	ConfigVersion       *prometheus.GaugeVec // name
+	ConfigPublishErrors prometheus.Counter
+	configLagging       *lagCollector
 }
 
 // OnJournalSync is the journal's per-group hook.
@@ -109,7 +115,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Bytes written to the journal.",
 		}),
 	}
+	m.ConfigVersion = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "scenepay_gateway_config_version",
+		Help: "Current version of each scene configuration document (0: never set).",
+	}, []string{"name"})
+	m.ConfigPublishErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "scenepay_gateway_config_publish_errors_total",
+		Help: "Retained config publications the broker did not acknowledge (republished on the next change or restart).",
+	})
+	m.configLagging = &lagCollector{desc: prometheus.NewDesc("scenepay_gateway_config_lagging_terminals",
+		"Registered terminals of a document's group whose last reported version is below the current one, or that never reported it since the gateway started.",
+		[]string{"name"}, nil)}
 	if reg != nil {
+		reg.MustRegister(m.ConfigVersion, m.ConfigPublishErrors, m.configLagging)
 		reg.MustRegister(m.FsyncSeconds, m.GroupRecords, m.JournalBytes)
 		reg.MustRegister(m.Requests, m.Latency, m.InFlight, m.Busy, m.UnknownTerminal, m.BadTopic,
 			m.DuplicateReplays, m.Snapshots, m.SnapshotSeconds, m.SnapshotPause, m.JournalFailed, m.ReplayedEntries, m.SnapshotFallbacks)
@@ -122,4 +140,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Latency.WithLabelValues(t)
 	}
 	return m
+}
+
+// lagCollector reports the lagging gauge from a function the engine sets
+// once it has recovered; counting at scrape time keeps heartbeats cheap.
+type lagCollector struct {
+	desc *prometheus.Desc
+	fn   atomic.Pointer[func() map[string]int]
+}
+
+func (m *Metrics) setConfigLagging(fn func() map[string]int) { m.configLagging.fn.Store(&fn) }
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	p := c.fn.Load()
+	if p == nil {
+		return
+	}
+	for name, n := range (*p)() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), name)
+	}
 }

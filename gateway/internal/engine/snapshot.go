@@ -19,8 +19,15 @@ import (
 //	"SPSNAP1\n" | uvarint shards |
 //	uvarint terminals, each: uvarint len | registry JSON |
 //	idem snapshot (see package idem) |
-//	per shard: uvarint len | core shard snapshot
-var snapMagic = []byte("SPSNAP1\n")
+//	per shard: uvarint len | core shard snapshot |
+//	config store snapshot (see package confstore; since SPSNAP2)
+//
+// SPSNAP1 (no config section) still loads: its config state comes from the
+// journal entries after it, or is empty.
+var (
+	snapMagic   = []byte("SPSNAP2\n")
+	snapMagicV1 = []byte("SPSNAP1\n")
+)
 
 // Snapshot parks every shard writer, waits until everything appended is
 // durable and every completion has run (so that each request's reply is in
@@ -104,7 +111,7 @@ func (e *Engine) appendState(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(buf.Len()))
 		dst = append(dst, buf.Bytes()...)
 	}
-	return dst
+	return e.conf.store.AppendSnapshot(dst)
 }
 
 func (e *Engine) loadSnapshot() (uint64, error) {
@@ -127,8 +134,9 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 	if data == nil {
 		return 0, nil
 	}
-	if !bytes.HasPrefix(data, snapMagic) {
-		return 0, errors.New("engine: snapshot: bad magic")
+	v1 := bytes.HasPrefix(data, snapMagicV1)
+	if !v1 && !bytes.HasPrefix(data, snapMagic) {
+		return 0, errors.New("engine: snapshot: bad magic (neither SPSNAP1 nor SPSNAP2)")
 	}
 	c := bincur.New(data[len(snapMagic):], errEntry)
 	if n := c.Uvarint(); c.Err == nil && int(n) != len(e.shards) {
@@ -164,6 +172,13 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 		if err := s.c.Restore(bytes.NewReader(b)); err != nil {
 			return 0, fmt.Errorf("engine: snapshot: shard %d: %w", s.id, err)
 		}
+	}
+	if !v1 {
+		rest, err := e.conf.store.RestoreSnapshot(c.B)
+		if err != nil {
+			return 0, fmt.Errorf("engine: snapshot: config: %w", err)
+		}
+		c.B = rest
 	}
 	if len(c.B) != 0 {
 		return 0, fmt.Errorf("engine: snapshot: %d trailing bytes", len(c.B))

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"scenepay/gateway/internal/confstore"
+	"scenepay/gateway/internal/registry"
+	"scenepay/gateway/internal/vfs"
+	"scenepay/terminals"
+)
+
+// retainedPub is a fakePub that also records retained publications.
+type retainedPub struct {
+	*fakePub
+	mu       sync.Mutex
+	retained map[string][]byte
+	ch       chan string
+}
+
+func newRetainedPub() *retainedPub {
+	return &retainedPub{fakePub: newFakePub(), retained: map[string][]byte{}, ch: make(chan string, 64)}
+}
+
+func (p *retainedPub) PublishRetained(topic string, payload []byte) error {
+	p.mu.Lock()
+	p.retained[topic] = append([]byte(nil), payload...)
+	p.mu.Unlock()
+	p.ch <- topic
+	return nil
+}
+
+func (p *retainedPub) get(topic string) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.retained[topic]
+}
+
+func (p *retainedPub) wait(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-p.ch:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("no retained publication")
+		return ""
+	}
+}
+
+func TestConfigSurvivesRestartAndIsPublished(t *testing.T) {
+	dir := t.TempDir()
+	e, _ := openEngine(t, dir, vfs.Default)
+	rp := newRetainedPub()
+	e.SetPublisher(rp)
+	for i, body := range []string{`{"fare":200}`, `{"fare":250}`} {
+		d, err := e.PutConfig("transit", []byte(body))
+		if err != nil || d.Version != uint64(i+1) {
+			t.Fatalf("put %d: %+v %v", i, d, err)
+		}
+		if got := rp.wait(t); got != "scp/v1/g/bus/cfg" {
+			t.Fatalf("published on %s", got)
+		}
+	}
+	env, err := confstore.Open(confstore.SigningKey(master, 1), rp.get("scp/v1/g/bus/cfg"))
+	if err != nil || env.Version != 2 || string(env.Doc) != `{"fare":250}` {
+		t.Fatalf("retained: %+v %v", env, err)
+	}
+	var bad *confstore.Error
+	if _, err := e.PutConfig("nope", []byte(`{}`)); !errors.As(err, &bad) || bad.Code != confstore.ErrUnknownName {
+		t.Fatalf("unknown name: %v", err)
+	}
+	if err := e.Close(); err != nil { // snapshot holds transit v2
+		t.Fatal(err)
+	}
+
+	e2, _ := openEngine(t, dir, vfs.Default)
+	if _, err := e2.PutConfig("limits", []byte(`{"x":1}`)); err != nil { // journal only
+		t.Fatal(err)
+	}
+	if _, err := e2.PutConfig("transit", []byte(`{"fare":300}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Crash: no closing snapshot; the journal has the two changes.
+	e2.closed.Store(true)
+	close(e2.stop)
+	e2.wg.Wait()
+	e2.j.Close()
+
+	e3, _ := openEngine(t, dir, vfs.Default)
+	defer e3.Close()
+	if d, ok := e3.Config("transit"); !ok || d.Version != 3 || string(d.Body) != `{"fare":300}` {
+		t.Fatalf("transit after restart: %+v", d)
+	}
+	if d, ok := e3.Config("limits"); !ok || d.Version != 1 {
+		t.Fatalf("limits after restart: %+v", d)
+	}
+	if got := testutilCount(e3.m.ConfigVersion.WithLabelValues("transit")); got != 3 {
+		t.Fatalf("version gauge = %v", got)
+	}
+	// The start-up republish sends every current document again.
+	rp3 := newRetainedPub()
+	e3.SetPublisher(rp3)
+	seen := map[string]bool{rp3.wait(t): true, rp3.wait(t): true}
+	if !seen["scp/v1/g/bus/cfg"] || !seen["scp/v1/g/all/cfg"] {
+		t.Fatalf("republished %v", seen)
+	}
+}
+
+func TestHeartbeatReportsClearLagging(t *testing.T) {
+	e, p := openEngine(t, t.TempDir(), vfs.Default)
+	defer e.Close()
+	if err := e.RegisterTerminal(registry.Terminal{TID: "T1", Kind: "bus", Merchant: "M", KeyVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RegisterTerminal(registry.Terminal{TID: "S1", Kind: "stall", Merchant: "M", KeyVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutConfig("transit", []byte(`{"fare":200}`)); err != nil {
+		t.Fatal(err)
+	}
+	cur, list, total := e.ConfigLagging("transit")
+	if cur != 1 || total != 1 || list[0].TID != "T1" || list[0].Reported != 0 {
+		t.Fatalf("before report: %d %d %+v", cur, total, list)
+	}
+	hb := terminals.Request{V: 1, Type: terminals.TypeHeartbeat, TID: "T1", TS: time.Now().UnixMilli()}
+	hb.Cfg.Add("transit", 1)
+	e.HandleMessage(topic, signer.Seal(nil, hb.AppendJSON(nil)))
+	if rep := decode(t, p.next(t, 5*time.Second)); rep.Code != terminals.CodeApproved {
+		t.Fatalf("heartbeat: %s", rep.Code)
+	}
+	if _, _, total := e.ConfigLagging("transit"); total != 0 {
+		t.Fatalf("after report: %d lagging", total)
+	}
+	if n := e.configLaggingCounts(); n["transit"] != 0 || n["limits"] != 0 {
+		t.Fatalf("lagging counts %v", n)
+	}
+}
