@@ -173,6 +173,26 @@ func (in *Ingress) Publish(topic string, payload []byte) {
 	}
 }
 
+// PublishRetained publishes a retained QoS 1 message (scene configuration)
+// and waits for the broker's acknowledgement, so the caller knows whether
+// the broker holds it for terminals that connect later.
+func (in *Ingress) PublishRetained(topic string, payload []byte) error {
+	n := len(in.clients)
+	if n == 0 {
+		return errors.New("ingress: no MQTT connection")
+	}
+	tok := in.clients[int(in.rr.Add(1))%n].Publish(topic, 1, true, payload)
+	if !tok.WaitTimeout(10 * time.Second) {
+		in.pubErrors.Inc()
+		return fmt.Errorf("ingress: retained publish to %s: no acknowledgement within 10s", topic)
+	}
+	if err := tok.Error(); err != nil {
+		in.pubErrors.Inc()
+		return fmt.Errorf("ingress: retained publish to %s: %w", topic, err)
+	}
+	return nil
+}
+
 // Connected reports whether at least one connection is up.
 func (in *Ingress) Connected() error {
 	if in.up.Load() > 0 {
