@@ -153,6 +153,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.rotateTerminal(ctx, parts[1])
 	case len(parts) == 3 && parts[0] == "terminals" && parts[2] == "block" && post:
 		s.blockTerminal(ctx, parts[1])
+	case len(parts) >= 2 && parts[0] == "config":
+		s.config(ctx, parts)
 	case len(parts) == 1 && parts[0] == "accounts" && post:
 		s.openAccount(ctx)
 	case len(parts) == 2 && parts[0] == "accounts" && ctx.IsGet():
