@@ -56,6 +56,15 @@ bench-core:
 bench-journal:
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/internal/journal/
 
+# make bench-e2e: the gateway binary against a bare echo responder on a
+# private Mosquitto (deploy/ settings), open-loop load stepped to the p99
+# objective, plus a 10,000-connection probe; ends with "BENCH {json}".
+# BENCH_E2E_FLAGS=-quick for a smoke run (see emulator bench -h).
+BENCH_E2E_FLAGS ?=
+.PHONY: bench-e2e
+bench-e2e: build
+	./$(BIN)/emulator bench -gateway-bin $(BIN)/gateway $(BENCH_E2E_FLAGS)
+
 FUZZTIME ?= 30s
 fuzz:
 	@for pkg in ./terminals ./gateway/internal/core ./gateway/internal/journal ./gateway/internal/engine ./gateway/internal/idem; do \

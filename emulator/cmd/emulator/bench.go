@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"scenepay/emulator/internal/bench"
@@ -29,7 +30,8 @@ func runBench(args []string) int {
 	p99 := fs.Duration("p99", 0, "latency objective: p99 at most (0 = 50ms)")
 	scale := fs.Int("scale", -1, "connection-scale target (-1 = mode default, 0 = skip)")
 	conns := fs.Int("conns", 0, "MQTT connections of the echo and of the gateway (0 = 4)")
-	pprof := fs.String("pprof-listen", "", "pass -pprof-listen to the gateway (profiling; off by default)")
+	pprofAddr := fs.String("pprof-listen", "", "pass -pprof-listen to the gateway (profiling; off by default)")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the load terminals and the echo) to a file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -40,7 +42,7 @@ func runBench(args []string) int {
 	if *quick {
 		o = bench.Quick()
 	}
-	o.GatewayBin, o.ConfPath, o.ACLPath, o.PprofAddr = *gwBin, *conf, *acl, *pprof
+	o.GatewayBin, o.ConfPath, o.ACLPath, o.PprofAddr = *gwBin, *conf, *acl, *pprofAddr
 	setPos := func(dst *int, v int) {
 		if v > 0 {
 			*dst = v
@@ -66,6 +68,19 @@ func runBench(args []string) int {
 		o.Scale = *scale
 	}
 	o.Out = os.Stdout
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "emulator bench:", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "emulator bench:", err)
+			return exitUsage
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := bench.Run(ctx, o); err != nil {

@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -88,7 +90,16 @@ func run() error {
 		logFormat    = flag.String("log-format", env("SCENEPAY_LOG_FORMAT", "text"), "log format: text or json [SCENEPAY_LOG_FORMAT]")
 		logLevel     = flag.String("log-level", env("SCENEPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error [SCENEPAY_LOG_LEVEL]")
 	)
+	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address; empty = off [SCENEPAY_PPROF_LISTEN]")
 	flag.Parse()
+	if *pprofListen != "" {
+		// Off by default: profiles expose internals and cost CPU while taken.
+		// A mux of its own keeps /debug/pprof off the operator API.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { slog.Error("pprof endpoint stopped", "err", http.ListenAndServe(*pprofListen, mux)) }()
+	}
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
