@@ -163,3 +163,29 @@ func TestStatusAndLastSeen(t *testing.T) {
 		t.Fatalf("status %d at %d seen %d", st, at, seen)
 	}
 }
+
+// BenchmarkOpenAt measures MAC verification on the request path: under the
+// current key, and under the previous key during an overlap (two MACs).
+func BenchmarkOpenAt(b *testing.B) {
+	r := New(master, 1)
+	t0 := time.Unix(1_700_000_000, 0)
+	if err := r.Put(Terminal{TID: "S-1", Kind: KindStall, Merchant: "M", KeyVersion: 2, PrevKeyVersion: 1, OverlapUntilMS: t0.Add(time.Hour).UnixMilli()}); err != nil {
+		b.Fatal(err)
+	}
+	e, _ := r.Get("S-1")
+	body := []byte(`{"v":1,"type":"purchase","tid":"S-1","txn":1,"ts":1700000000000,"amt":100,"inst":{"k":"county","id":"C1"}}`)
+	for _, bc := range []struct {
+		name string
+		ver  uint32
+	}{{"current", 2}, {"previous", 1}} {
+		payload := terminals.Seal(terminals.DeriveKey(master, "S-1", bc.ver), body)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := e.OpenAt(t0, payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
