@@ -35,8 +35,8 @@ func (s *Shard) Apply(r *Record) error {
 		return &ReplayError{Seq: r.Seq, Op: r.Op, Msg: fmt.Sprintf(format, args...)}
 	}
 	switch {
-	case r.Version != RecordVersion:
-		return fail("version %d, want %d", r.Version, RecordVersion)
+	case r.Version != recordVersionOf(r.Op):
+		return fail("version %d, want %d", r.Version, recordVersionOf(r.Op))
 	case r.Shard != s.id:
 		return fail("record of shard %d applied to shard %d", r.Shard, s.id)
 	case r.Seq != s.seq+1:
@@ -96,6 +96,8 @@ func (s *Shard) effect(r *Record) (*account, error) {
 		a, err = s.effectReversal(r)
 	case OpCapture, OpRelease:
 		a, err = s.effectHold(r)
+	case OpTapIn, OpTapOut:
+		err = s.effectTap(r, a)
 	default:
 		err = fmt.Errorf("op %d has no effect", r.Op)
 	}

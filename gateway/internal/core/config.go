@@ -3,6 +3,8 @@ package core
 import (
 	"time"
 	_ "time/tzdata" // Asia/Shanghai must load on hosts without a zoneinfo database.
+
+	"scenepay/gateway/internal/scene/transit"
 )
 
 // ClassLimits are the limits of one e-CNY wallet class, in fen. Zero means
@@ -34,6 +36,12 @@ type Config struct {
 	// table answers CodeBusy instead of evicting: evicting a hold would
 	// strand its reserved money.
 	HoldsMax int
+	// Transit is the bus fare policy (routes, caps, transfers) that tap
+	// ops decide with; nil means DefaultTransit. Like the limits it governs
+	// decisions only: a tap record carries its amounts and the card state
+	// after it, so Apply never consults fares. Operators' config pushes
+	// replace it on a live shard with Shard.SetTransit.
+	Transit *transit.Engine
 }
 
 // Default bounds. maxTableEntries keeps slot numbers inside int32.
@@ -67,6 +75,7 @@ func DefaultConfig() *Config {
 		ReversibleMax: DefaultReversibleMax,
 		RefsMax:       DefaultRefsMax,
 		HoldsMax:      DefaultHoldsMax,
+		Transit:       DefaultTransit(),
 	}
 }
 
@@ -90,6 +99,9 @@ func (c *Config) normalized() Config {
 	n.ReversibleMax = bound(n.ReversibleMax, DefaultReversibleMax)
 	n.RefsMax = bound(n.RefsMax, DefaultRefsMax)
 	n.HoldsMax = bound(n.HoldsMax, DefaultHoldsMax)
+	if n.Transit == nil {
+		n.Transit = DefaultTransit()
+	}
 	return n
 }
 
@@ -101,4 +113,27 @@ func bound(v, def int) int {
 		return maxTableEntries
 	}
 	return v
+}
+
+// DefaultTransit returns the transit defaults of DOMAIN.md (transit day
+// from 04:30, 90-minute free transfers, daily cap 10 CNY) with two demo
+// routes, so a fresh gateway answers taps before an operator pushes its
+// own fare table: "B1", flat 2 CNY; and "D1", a distance route over stops
+// S1, S2 (zone 1), S3 (zone 2) and S4 (zone 3), 2 CNY within a zone,
+// 3 CNY for neighbouring zones, 6 CNY end to end (also the hold at
+// tap-in and the fare of an incomplete journey), 90 minutes at most.
+func DefaultTransit() *transit.Engine {
+	c := transit.DefaultConfig()
+	c.Routes = []transit.Route{
+		{ID: "B1", Kind: transit.KindFlat, Fare: 200},
+		{ID: "D1", Kind: transit.KindDistance, MaxFare: 600, MaxJourneySeconds: 5400,
+			Stops: []transit.Stop{{ID: "S1", Zone: 1}, {ID: "S2", Zone: 1}, {ID: "S3", Zone: 2}, {ID: "S4", Zone: 3}},
+			ZoneFares: []transit.ZoneFare{{From: 1, To: 1, Fare: 200}, {From: 1, To: 2, Fare: 300}, {From: 1, To: 3, Fare: 600},
+				{From: 2, To: 2, Fare: 200}, {From: 2, To: 3, Fare: 300}, {From: 3, To: 3, Fare: 200}}},
+	}
+	e, err := transit.New(c)
+	if err != nil {
+		panic("core: default transit config: " + err.Error()) // a constant config: a programmer error
+	}
+	return e
 }

@@ -114,9 +114,36 @@
 //	 86     *  account key, tid, merchant, ref (bytes, in this order)
 //	  n-4   4  CRC-32C (Castagnoli) of bytes 0..n-4
 //
-// A record is 90 to 1110 bytes and self-checking, so DecodeRecord reports
+// Tap records (OpTapIn 10, OpTapOut 11) are version 2: the same layout,
+// then before the CRC the tap extension:
+//
+//	route len u8, route, stop len u8, stop (each <= transit.IDLenMax)
+//	fare, prev capture, capture, release, charge, hold: i64 fen each
+//	reason u8 (transit.Reason), flags u16 (transit.Flags)
+//	card state len u16, card state (transit.Card.AppendState; empty for declines)
+//
+// and amount is charge + hold + capture (what the reply reports). Other
+// ops stay version 1, so journals from before taps replay unchanged.
+//
+// A version 1 record is 90 to 1110 bytes and self-checking, so DecodeRecord reports
 // corruption whatever framing the journal adds. DecodeRecord accepts only
 // what AppendBinary writes, so decode followed by encode is the identity.
+//
+// # Transit taps
+//
+// A card's transit state (transit.Card: caps, transfer anchor, open
+// journey) lives on its account in the shard, so the fare decision and its
+// ledger effect are one Step. Step runs transit.Engine.Tap (Config.Transit,
+// swapped by Shard.SetTransit) on a copy of the card with the account's
+// available balance; a tap-in is also declined when the account is blocked
+// or by the e-CNY limits (on everything it debits or holds). The decision
+// maps to the ledger as: Charge is a debit, Hold reserves the maximum fare
+// of a distance journey (in held, keyed by the card, not by TID/Txn, since
+// the tap-out may come from another reader), Capture/PrevCapture debit
+// from that hold and Release frees the rest. Apply takes the amounts and
+// the card state from the record, checks that they fit the card's journey
+// before and after, and never consults the fare policy. Not journaled: a
+// tap naming an unknown route or stop (CodeMalformed, a refusal).
 //
 // # Snapshots
 //

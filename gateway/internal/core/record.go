@@ -7,12 +7,26 @@ import (
 	"hash/crc32"
 	"slices"
 
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
 
 // RecordVersion is the version byte of the record encoding written by this
 // package. A decoder meeting another version refuses it rather than guess.
 const RecordVersion = 1
+
+// RecordVersionTap is the version of tap records (OpTapIn, OpTapOut): the
+// version 1 layout followed by the tap extension (doc.go). Records of the
+// other ops stay version 1, so journals written before taps existed
+// replay unchanged; a version that does not match its op is corruption.
+const RecordVersionTap = 2
+
+func recordVersionOf(op Op) uint8 {
+	if op.tap() {
+		return RecordVersionTap
+	}
+	return RecordVersion
+}
 
 // Record layout (little endian), see doc.go for the table with meanings.
 const (
@@ -23,8 +37,13 @@ const (
 	// MaxFieldLen bounds each string field (account, tid, merchant, ref) in
 	// bytes; it is the largest length the one-byte length prefix can carry.
 	MaxFieldLen = 255
-	// MaxRecordLen is the length of a record with four maximal strings.
-	MaxRecordLen = MinRecordLen + 4*MaxFieldLen
+	// tapExtMax is the longest tap extension: route, stop, six amounts,
+	// reason, flags and the card state.
+	tapExtFixed = 1 + 1 + 6*8 + 1 + 2 + 2
+	tapExtMax   = tapExtFixed + 2*transit.IDLenMax + transit.StateBytesMax
+	// MaxRecordLen is the length of a tap record with maximal strings and
+	// card state (a version 1 record is at most tapExtMax bytes shorter).
+	MaxRecordLen = MinRecordLen + 4*MaxFieldLen + tapExtMax
 
 	flagBlocked = 1 << 0
 	flagsKnown  = flagBlocked
@@ -55,6 +74,13 @@ type Record struct {
 	Blocked  bool  // account's blocked flag after apply
 	Balance  int64 // account's balance after apply (0 if the account does not exist)
 	Held     int64 // account's held total after apply (0 if the account does not exist)
+	// Tap records only (version 2): the tap's route and stop, the fare
+	// decision's amounts, and the card state after the tap
+	// (transit.Card.AppendState; empty for declines).
+	Route string
+	Stop  string
+	Tap   TapAmounts
+	Card  string // a string so that a Record stays comparable
 }
 
 // Available is the account's available balance after the record, as the
@@ -68,6 +94,14 @@ func (r *Record) Available() int64 { return r.Balance - r.Held - r.Floor }
 func (r *Record) AppendBinary(dst []byte) []byte {
 	acct, tid, merch, ref := clip(r.Account), clip(r.TID), clip(r.Merchant), clip(r.Ref)
 	n := MinRecordLen + len(acct) + len(tid) + len(merch) + len(ref)
+	ext := r.Version == RecordVersionTap
+	route, stop, card := clipN(r.Route, transit.IDLenMax), clipN(r.Stop, transit.IDLenMax), r.Card
+	if len(card) > transit.StateBytesMax {
+		card = card[:0] // unrepresentable; decodes but never applies
+	}
+	if ext {
+		n += tapExtFixed + len(route) + len(stop) + len(card)
+	}
 	start := len(dst)
 	dst = slices.Grow(dst, n)[:start+n]
 	b := dst[start:]
@@ -97,13 +131,33 @@ func (r *Record) AppendBinary(dst []byte) []byte {
 	p += copy(b[p:], tid)
 	p += copy(b[p:], merch)
 	p += copy(b[p:], ref)
+	if ext {
+		b[p] = byte(len(route))
+		p++
+		p += copy(b[p:], route)
+		b[p] = byte(len(stop))
+		p++
+		p += copy(b[p:], stop)
+		t := &r.Tap
+		for _, v := range [...]int64{t.Fare, t.PrevCapture, t.Capture, t.Release, t.Charge, t.Hold} {
+			le.PutUint64(b[p:], uint64(v))
+			p += 8
+		}
+		b[p] = t.Reason
+		le.PutUint16(b[p+1:], t.Flags)
+		le.PutUint16(b[p+3:], uint16(len(card)))
+		p += 5
+		p += copy(b[p:], card)
+	}
 	le.PutUint32(b[p:], crc32.Checksum(b[:p], castagnoli))
 	return dst
 }
 
-func clip(s string) string {
-	if len(s) > MaxFieldLen {
-		return s[:MaxFieldLen]
+func clip(s string) string { return clipN(s, MaxFieldLen) }
+
+func clipN(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
 	}
 	return s
 }
@@ -157,6 +211,17 @@ func DecodeRecord(b []byte, r *Record) error {
 		return &DecodeError{Field: "length", Offset: 0, Msg: fmt.Sprintf("%d bytes, longer than %d", len(b), MaxRecordLen)}
 	}
 	n := MinRecordLen + int(b[82]) + int(b[83]) + int(b[84]) + int(b[85])
+	var ext tapExt
+	if b[0] == RecordVersionTap {
+		if !Op(b[1]).tap() {
+			return &DecodeError{Field: "version", Offset: 0, Msg: fmt.Sprintf("version %d record of op %v", b[0], Op(b[1]))}
+		}
+		var err error
+		if ext, err = parseTapExt(b, n-recCRCLen); err != nil {
+			return err
+		}
+		n += ext.len
+	}
 	if n != len(b) {
 		return &DecodeError{Field: "length", Offset: 82, Msg: fmt.Sprintf("string lengths give %d bytes, have %d", n, len(b))}
 	}
@@ -165,12 +230,15 @@ func DecodeRecord(b []byte, r *Record) error {
 	if got, want := crc32.Checksum(b[:body], castagnoli), le.Uint32(b[body:]); got != want {
 		return &DecodeError{Field: "crc", Offset: body, Msg: fmt.Sprintf("computed %08x, stored %08x", got, want)}
 	}
-	if b[0] != RecordVersion {
-		return &DecodeError{Field: "version", Offset: 0, Msg: fmt.Sprintf("version %d, want %d", b[0], RecordVersion)}
+	if b[0] != RecordVersion && b[0] != RecordVersionTap {
+		return &DecodeError{Field: "version", Offset: 0, Msg: fmt.Sprintf("version %d, want %d or %d", b[0], RecordVersion, RecordVersionTap)}
 	}
 	op := Op(b[1])
 	if !op.journaled() {
 		return &DecodeError{Field: "op", Offset: 1, Msg: fmt.Sprintf("op %d is not a journaled op", b[1])}
+	}
+	if recordVersionOf(op) != b[0] {
+		return &DecodeError{Field: "version", Offset: 0, Msg: fmt.Sprintf("version %d record of op %v", b[0], op)}
 	}
 	code, ok := lookupRecordCode(b[2], b[3])
 	if !ok {
@@ -209,7 +277,65 @@ func DecodeRecord(b []byte, r *Record) error {
 	r.TID = str(b[83])
 	r.Merchant = str(b[84])
 	r.Ref = str(b[85])
+	if b[0] == RecordVersionTap {
+		r.Route = string(b[ext.route : ext.route+ext.routeLen])
+		r.Stop = string(b[ext.stop : ext.stop+ext.stopLen])
+		q := ext.stop + ext.stopLen
+		var a [6]int64
+		for i := range a {
+			a[i] = int64(le.Uint64(b[q:]))
+			q += 8
+		}
+		r.Tap = TapAmounts{Fare: a[0], PrevCapture: a[1], Capture: a[2], Release: a[3], Charge: a[4], Hold: a[5],
+			Reason: b[q], Flags: le.Uint16(b[q+1:])}
+		if ext.cardLen > 0 {
+			r.Card = string(b[ext.card : ext.card+ext.cardLen])
+		}
+	}
 	return nil
+}
+
+// tapExt locates the tap extension of a version 2 record.
+type tapExt struct {
+	len             int // bytes of the extension
+	route, routeLen int
+	stop, stopLen   int
+	card, cardLen   int
+}
+
+// parseTapExt reads the extension's length fields starting at off (just
+// after the four strings), checking each against the buffer and its bound.
+func parseTapExt(b []byte, off int) (tapExt, error) {
+	bad := func(field string, at int, msg string) (tapExt, error) {
+		return tapExt{}, &DecodeError{Field: field, Offset: at, Msg: msg}
+	}
+	var x tapExt
+	p := off
+	if p+1 > len(b) {
+		return bad("length", p, "truncated before the route")
+	}
+	x.route, x.routeLen = p+1, int(b[p])
+	if x.routeLen > transit.IDLenMax {
+		return bad("route", p, fmt.Sprintf("%d bytes over %d", x.routeLen, transit.IDLenMax))
+	}
+	p = x.route + x.routeLen
+	if p+1 > len(b) {
+		return bad("length", p, "truncated before the stop")
+	}
+	x.stop, x.stopLen = p+1, int(b[p])
+	if x.stopLen > transit.IDLenMax {
+		return bad("stop", p, fmt.Sprintf("%d bytes over %d", x.stopLen, transit.IDLenMax))
+	}
+	p = x.stop + x.stopLen + 6*8 + 3
+	if p+2 > len(b) {
+		return bad("length", p, "truncated before the card state")
+	}
+	x.card, x.cardLen = p+2, int(binary.LittleEndian.Uint16(b[p:]))
+	if x.cardLen > transit.StateBytesMax {
+		return bad("card", p, fmt.Sprintf("%d bytes over %d", x.cardLen, transit.StateBytesMax))
+	}
+	x.len = x.card + x.cardLen - off
+	return x, nil
 }
 
 func lookupRecordCode(c0, c1 byte) (terminals.Code, bool) {

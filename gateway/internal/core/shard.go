@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
 
@@ -14,18 +15,20 @@ type Op uint8
 
 // Ops. The numbers are written into records; never renumber them.
 const (
-	OpOpenAccount Op = 1 // create an account; Amount = opening balance (credit), Class/Floor used
-	OpTopUp       Op = 2 // credit Amount; Ref is the operator's idempotency ref (bounded dedupe in shard)
-	OpBlock       Op = 3 // Blocked=true blocks, false unblocks
-	OpPurchase    Op = 4 // debit Amount from Account for terminal TID/Txn, merchant Merchant
-	OpReversal    Op = 5 // void the purchase (TID, Orig) exactly once, crediting it back
-	OpBalance     Op = 6 // read only: Code + Available, no record
-	OpHold        Op = 7 // place a hold of Amount (counts against available), id = (TID, Txn)
-	OpCapture     Op = 8 // capture Amount (<= remaining hold) of hold (TID, Orig); partial allowed, several times
-	OpRelease     Op = 9 // release the remainder of hold (TID, Orig); once
+	OpOpenAccount Op = 1  // create an account; Amount = opening balance (credit), Class/Floor used
+	OpTopUp       Op = 2  // credit Amount; Ref is the operator's idempotency ref (bounded dedupe in shard)
+	OpBlock       Op = 3  // Blocked=true blocks, false unblocks
+	OpPurchase    Op = 4  // debit Amount from Account for terminal TID/Txn, merchant Merchant
+	OpReversal    Op = 5  // void the purchase (TID, Orig) exactly once, crediting it back
+	OpBalance     Op = 6  // read only: Code + Available, no record
+	OpHold        Op = 7  // place a hold of Amount (counts against available), id = (TID, Txn)
+	OpCapture     Op = 8  // capture Amount (<= remaining hold) of hold (TID, Orig); partial allowed, several times
+	OpRelease     Op = 9  // release the remainder of hold (TID, Orig); once
+	OpTapIn       Op = 10 // bus tap-in on Route at Stop: fare rules decide a charge or a journey hold
+	OpTapOut      Op = 11 // bus tap-out on Route at Stop: capture the fare, release the rest of the hold
 )
 
-var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release"}
+var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -35,11 +38,14 @@ func (o Op) String() string {
 }
 
 // journaled reports whether records of o can exist (every op but balance).
-func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpRelease && o != OpBalance }
+func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpTapOut && o != OpBalance }
+
+// tap reports whether o is a transit tap (records of version 2).
+func (o Op) tap() bool { return o == OpTapIn || o == OpTapOut }
 
 // terminalOp reports whether o comes from a terminal and so needs TID/Txn.
 func (o Op) terminalOp() bool {
-	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease
+	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease || o.tap()
 }
 
 // Input is one request to a shard. The caller owns it; Step keeps its
@@ -58,6 +64,8 @@ type Input struct {
 	Class    uint8  // e-CNY wallet class 1..4 for OpOpenAccount of an ecny account; 0 otherwise
 	Floor    int64  // lowest allowed balance (0 normally; negative = overdraft for bank accounts)
 	Blocked  bool   // OpBlock
+	Route    string // OpTapIn/OpTapOut: route id (<= transit.IDLenMax bytes)
+	Stop     string // OpTapIn/OpTapOut: stop id (required on distance routes)
 }
 
 // Output is the decision of one Step. The caller reuses it across Steps so
@@ -66,6 +74,7 @@ type Output struct {
 	Code      terminals.Code // result (terminals.CodeApproved, CodeInsufficientFunds, ...)
 	Available int64          // available balance after the step (balance - held - floor), for replies
 	Seq       uint64         // shard sequence number given to this record (0 if no record); used as the authorization reference
+	Amount    int64          // taps: fen charged, held or captured by this tap (Record.Amount), for replies
 	Record    []byte         // the encoded record to journal (Step appends into out.Record[:0]; empty when nothing to journal)
 }
 
@@ -111,6 +120,11 @@ type account struct {
 	kind      kind
 	class     uint8
 	blocked   bool
+	// card is the account's transit card state (nil until its first tap):
+	// kept beside the balance so that the fare decision and its ledger
+	// effect are one Step of one writer. At most one per account, so the
+	// accounts bound it. An open journey's Held is part of held.
+	card *transit.Card
 }
 
 func (a *account) available() int64 { return a.balance - a.held - a.floor }
@@ -154,8 +168,10 @@ type Shard struct {
 	refs     fifo[string, refEntry]
 	holds    pool[txnKey, holdEntry]
 	clock    bizClock
-	rec      Record // Step's scratch record, reused so that Step does not allocate
-	last     int32  // lookup's cached account index
+	rec      Record       // Step's scratch record, reused so that Step does not allocate
+	card     transit.Card // decideTap's scratch copy of a card (the fare rules mutate it)
+	cardBuf  []byte       // reused buffer of the card state a tap record carries
+	last     int32        // lookup's cached account index
 }
 
 // NewShard returns an empty shard. A nil cfg means DefaultConfig; zero
@@ -171,6 +187,16 @@ func NewShard(id uint32, cfg *Config) *Shard {
 		refs:  newFIFO[string, refEntry](c.RefsMax),
 		holds: newPool[txnKey, holdEntry](c.HoldsMax),
 		clock: bizClock{loc: c.Loc},
+	}
+}
+
+// SetTransit replaces the fare policy that tap ops decide with (the seam
+// for the operators' versioned config push). It must be called by the
+// shard's single writer, between Steps; records already journaled replay
+// the same under any policy. A nil e is ignored.
+func (s *Shard) SetTransit(e *transit.Engine) {
+	if e != nil {
+		s.cfg.Transit = e
 	}
 }
 
@@ -280,7 +306,7 @@ func sub64(a, b int64) (int64, bool) {
 // existing account, declines of operator ops, and refusals (CodeMalformed,
 // CodeUnsupported, CodeIDConflict, CodeBusy).
 func (s *Shard) Step(now time.Time, in *Input, out *Output) {
-	out.Code, out.Available, out.Seq = "", 0, 0
+	out.Code, out.Available, out.Seq, out.Amount = "", 0, 0, 0
 	out.Record = out.Record[:0]
 	r := &s.rec
 	*r = Record{
@@ -296,6 +322,11 @@ func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 		Hash:     in.Hash,
 		Merchant: in.Merchant,
 		Ref:      in.Ref,
+		Route:    in.Route,
+		Stop:     in.Stop,
+	}
+	if in.Op.tap() {
+		r.Version, r.Amount = RecordVersionTap, 0
 	}
 	code, journal := s.decide(in, r)
 	out.Code = code
@@ -318,6 +349,7 @@ func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 		out.Available = a.available()
 	}
 	out.Seq = r.Seq
+	out.Amount = r.Amount
 	out.Record = r.AppendBinary(out.Record)
 }
 
@@ -352,6 +384,8 @@ func (s *Shard) decide(in *Input, r *Record) (terminals.Code, bool) {
 		return s.decideCapture(in, r)
 	case OpRelease:
 		return s.decideRelease(in, r)
+	case OpTapIn, OpTapOut:
+		return s.decideTap(in, r)
 	case OpBalance:
 		_, a := s.lookup(in.Account)
 		switch {

@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"sort"
+
+	"scenepay/gateway/internal/scene/transit"
 )
 
 // Snapshot format (little endian), version 1. Deterministic: two shards
@@ -23,13 +25,22 @@ import (
 //	                     list above), day i32, year i32, amount i64, flags u8 (bit0 reversed)
 //	refs, oldest first:  reflen u8, ref, account u32, amount i64
 //	holds, by (tid, txn): tidlen u8, tid, txn u64, account u32, amount i64, remaining i64
+//	(version 2 only) cards u32, then by account: account u32, len u16,
+//	                     transit card state (transit.Card.AppendBinary, with its upload ring)
 //	crc32c u32 of everything before it
+//
+// Version 2 added the transit cards. Restore still loads version 1 (a
+// ledger from before taps has no cards); an open journey's hold counts in
+// its account's held, so the held check sums holds and journeys.
 //
 // FIFO tables keep their order because eviction depends on it; the
 // account kind is not stored because the key carries it.
 const (
 	snapMagic   = "SCPSNAP\x00"
-	SnapVersion = 1
+	SnapVersion = 2
+	// cardBytesMax bounds one card's snapshot form: the state and the
+	// upload ring (count, next slot, SeenMax keys of 16 bytes).
+	cardBytesMax = transit.StateBytesMax + 2 + 16*transit.SeenMax
 )
 
 // SnapshotError reports a snapshot that is not what Snapshot wrote.
@@ -148,6 +159,22 @@ func (s *Shard) Snapshot(w io.Writer) error {
 		sw.u64(uint64(h.e.amount))
 		sw.u64(uint64(h.e.remaining))
 	}
+	var nCards uint32
+	for i := range s.accounts {
+		if s.accounts[i].card != nil {
+			nCards++
+		}
+	}
+	sw.u32(nCards)
+	var cb []byte
+	for _, i := range order {
+		if c := s.accounts[i].card; c != nil {
+			cb = c.AppendBinary(cb[:0])
+			sw.u32(pos[i])
+			sw.u16(uint16(len(cb)))
+			sw.put(cb)
+		}
+	}
 	sum := sw.crc.Sum32()
 	if sw.err == nil {
 		binary.LittleEndian.PutUint32(sw.buf[:], sum)
@@ -177,7 +204,7 @@ type snapReader struct {
 	r   *bufio.Reader
 	crc hash.Hash32
 	off int64
-	buf [MaxFieldLen]byte
+	buf [max(MaxFieldLen, cardBytesMax)]byte
 	err error
 }
 
@@ -242,8 +269,9 @@ func (s *Shard) restore(r io.Reader) error {
 	if string(sr.read(len(snapMagic))) != snapMagic {
 		sr.fail("not a shard snapshot")
 	}
-	if v := sr.u16(); v != SnapVersion {
-		sr.fail("version %d, want %d", v, SnapVersion)
+	version := sr.u16()
+	if version != 1 && version != SnapVersion {
+		sr.fail("version %d, want 1 or %d", version, SnapVersion)
 	}
 	if id := sr.u32(); id != s.id {
 		sr.fail("snapshot of shard %d, restoring shard %d", id, s.id)
@@ -345,6 +373,38 @@ func (s *Shard) restore(r io.Reader) error {
 			s.holds.add(k, h, e) // cannot fail: nHolds <= HoldsMax
 		}
 		prev = k
+	}
+	if version >= 2 && sr.err == nil {
+		nCards := sr.u32()
+		if sr.err == nil && nCards > nAcct {
+			sr.fail("%d cards for %d accounts", nCards, nAcct)
+		}
+		prevPos := int64(-1)
+		for i := uint32(0); i < nCards && sr.err == nil; i++ {
+			ai := acct("card")
+			n := int(sr.u16())
+			if sr.err == nil && n > cardBytesMax {
+				sr.fail("card of %d bytes over %d", n, cardBytesMax)
+			}
+			if sr.err != nil {
+				break
+			}
+			b := sr.read(n)
+			if sr.err != nil {
+				break
+			}
+			if int64(ai) <= prevPos {
+				sr.fail("card of account %d out of order", ai)
+				break
+			}
+			prevPos = int64(ai)
+			c := new(transit.Card)
+			if err := transit.DecodeCard(b, c); err != nil {
+				sr.fail("card of account %q: %v", s.accounts[ai].key, err)
+				break
+			}
+			s.accounts[ai].card = c
+		}
 	}
 	if sr.err != nil {
 		return sr.err

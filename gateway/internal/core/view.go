@@ -93,6 +93,10 @@ func (s *Shard) CheckInvariants() error {
 	}
 	for i := range s.accounts {
 		a := &s.accounts[i]
+		var ok bool
+		if held[i], ok = add64(held[i], journeyHeld(a.card)); !ok {
+			return fmt.Errorf("core: holds of account %q overflow", a.key)
+		}
 		if j, ok := s.byKey[a.key]; !ok || j != int32(i) {
 			return fmt.Errorf("core: account %q is not indexed at %d", a.key, i)
 		}
@@ -100,7 +104,7 @@ func (s *Shard) CheckInvariants() error {
 			return fmt.Errorf("core: %w", err)
 		}
 		if a.held != held[i] {
-			return fmt.Errorf("core: account %q: held %d, live holds sum to %d", a.key, a.held, held[i])
+			return fmt.Errorf("core: account %q: held %d, live holds and journey sum to %d", a.key, a.held, held[i])
 		}
 	}
 	return nil
