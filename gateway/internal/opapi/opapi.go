@@ -213,6 +213,18 @@ func (s *Server) registerTerminal(ctx *fasthttp.RequestCtx) {
 	if !s.decode(ctx, &t) {
 		return
 	}
+	if e, ok := s.e.Registry().Get(t.TID); ok {
+		// Registration never rewrites a terminal: that would undo a key
+		// rotation or a block. The same registration again is answered with
+		// the current record (a retried call); anything else is a conflict.
+		cur := e.Terminal()
+		if t.Kind == cur.Kind && t.Merchant == cur.Merchant && (t.KeyVersion == 0 || t.KeyVersion == cur.KeyVersion) && !t.Blocked {
+			s.json(ctx, fasthttp.StatusOK, cur)
+			return
+		}
+		s.fail(ctx, fasthttp.StatusConflict, terminals.CodeIDConflict, "terminal already registered with other settings; use /rotate or /block to change it")
+		return
+	}
 	if t.KeyVersion == 0 {
 		t.KeyVersion = 1
 	}
