@@ -17,13 +17,18 @@ const (
 	TypeReversal  = "reversal"  // void an earlier request of the same terminal ("orig")
 	TypeBalance   = "balance"   // balance inquiry; no ledger effect
 	TypeHeartbeat = "heartbeat" // liveness; no ledger effect, no txn id needed
+	TypeTapIn     = "tap_in"    // bus boarding: the gateway's fare rules charge or hold ("route", "stop")
+	TypeTapOut    = "tap_out"   // bus alighting: capture the journey's fare, release the rest
 )
+
+// MaxRouteIDLen bounds "route" and "stop" of a tap (the fare table's id bound).
+const MaxRouteIDLen = 32
 
 // Reserved for the scene messages; a v1 gateway that does not implement them
 // answers UNSUPPORTED.
 var reservedTypes = map[string]bool{
-	"tap_in": true, "tap_out": true, "offline_upload": true,
-	"hold": true, "capture": true, "release": true, "refund": true,
+	"offline_upload": true,
+	"hold":           true, "capture": true, "release": true, "refund": true,
 }
 
 // Instrument kinds.
@@ -64,6 +69,10 @@ type Request struct {
 	// Cfg is optional and only on a heartbeat: the configuration versions
 	// the terminal has applied, e.g. {"transit":3}.
 	Cfg CfgVersions `json:"cfg"`
+	// Route and Stop are for tap_in / tap_out only: the route id and the
+	// stop id (the stop is required on distance routes; flat routes ignore it).
+	Route string `json:"route,omitempty"`
+	Stop  string `json:"stop,omitempty"`
 }
 
 // Reply is the body of a gateway -> terminal message.
@@ -74,6 +83,7 @@ type Reply struct {
 	Txn  uint64 `json:"txn"`
 	Code Code   `json:"code"`
 	Auth string `json:"auth,omitempty"` // gateway authorization reference (journal LSN)
+	Amt  *int64 `json:"amt,omitempty"`  // taps: fen charged, held or captured by this tap
 	Bal  *int64 `json:"bal,omitempty"`  // available balance after the request, fen
 	GTS  int64  `json:"gts"`            // gateway time, Unix milliseconds UTC
 }
@@ -138,6 +148,8 @@ const (
 	keyInstID
 	keyInstLast4
 	keyCfg
+	keyRoute
+	keyStop
 )
 
 // maxVersionValue bounds the "v" field while decoding; anything that fits but
@@ -166,7 +178,7 @@ func DecodeRequestInto(body []byte, r *Request) error {
 
 func knownType(t string) bool {
 	switch t {
-	case TypePurchase, TypeReversal, TypeBalance, TypeHeartbeat:
+	case TypePurchase, TypeReversal, TypeBalance, TypeHeartbeat, TypeTapIn, TypeTapOut:
 		return true
 	}
 	return reservedTypes[t]
@@ -243,6 +255,19 @@ func decodeRequest(body []byte, r *Request) error {
 			if err := decodeCfgVersions(&s, &r.Cfg); err != nil {
 				return err
 			}
+		case keyRoute, keyStop:
+			b, err := s.str(name)
+			if err != nil {
+				return err
+			}
+			if !ValidID(string(b), MaxRouteIDLen) {
+				return bad(name, "must be 1..32 of [A-Za-z0-9._-]")
+			}
+			if bit == keyRoute {
+				r.Route = string(b)
+			} else {
+				r.Stop = string(b)
+			}
 		}
 		if more, err = s.after(""); err != nil {
 			return err
@@ -274,6 +299,10 @@ func requestKey(k []byte) (uint32, string) {
 		return keyOrig, "orig"
 	case "cfg":
 		return keyCfg, "cfg"
+	case "route":
+		return keyRoute, "route"
+	case "stop":
+		return keyStop, "stop"
 	}
 	return 0, ""
 }
@@ -349,6 +378,10 @@ func internType(b []byte) string {
 		return TypeBalance
 	case TypeHeartbeat:
 		return TypeHeartbeat
+	case TypeTapIn:
+		return TypeTapIn
+	case TypeTapOut:
+		return TypeTapOut
 	}
 	return string(b)
 }
@@ -383,10 +416,20 @@ func (r *Request) Validate() error {
 		if r.Amt != 0 || r.Orig != 0 || r.Inst != (Instrument{}) {
 			return bad("amt", "a heartbeat carries no amount, instrument or original")
 		}
+		if r.Route != "" || r.Stop != "" {
+			return bad("route", "only a tap names a route and stop")
+		}
 		return nil
-	case TypePurchase, TypeReversal, TypeBalance:
+	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut:
 		if r.Cfg.Len() != 0 {
 			return bad("cfg", "only a heartbeat reports configuration versions")
+		}
+		tap := r.Type == TypeTapIn || r.Type == TypeTapOut
+		if !tap && (r.Route != "" || r.Stop != "") {
+			return bad("route", "only a tap names a route and stop")
+		}
+		if tap && r.Route == "" {
+			return bad("route", "a tap names its route")
 		}
 	default:
 		if reservedTypes[r.Type] {
@@ -417,6 +460,14 @@ func (r *Request) Validate() error {
 		}
 		if r.Amt <= 0 || r.Amt > MaxAmount {
 			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "a reversal carries the original amount"}
+		}
+	case TypeTapIn, TypeTapOut:
+		// The fare is the gateway's decision, never the reader's claim.
+		if r.Amt != 0 {
+			return bad("amt", "a tap carries no amount: the gateway's fare table decides")
+		}
+		if r.Orig != 0 {
+			return bad("orig", "only a reversal names an original")
 		}
 	case TypeBalance:
 		if r.Amt != 0 {
@@ -585,6 +636,14 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"cfg":`...)
 		dst = r.Cfg.appendJSON(dst)
 	}
+	if r.Route != "" {
+		dst = append(dst, `,"route":`...)
+		dst = appendJSONString(dst, r.Route)
+	}
+	if r.Stop != "" {
+		dst = append(dst, `,"stop":`...)
+		dst = appendJSONString(dst, r.Stop)
+	}
 	return append(dst, '}')
 }
 
@@ -605,6 +664,10 @@ func (p *Reply) AppendJSON(dst []byte) []byte {
 	if p.Auth != "" {
 		dst = append(dst, `,"auth":`...)
 		dst = appendJSONString(dst, p.Auth)
+	}
+	if p.Amt != nil {
+		dst = append(dst, `,"amt":`...)
+		dst = strconv.AppendInt(dst, *p.Amt, 10)
 	}
 	if p.Bal != nil {
 		dst = append(dst, `,"bal":`...)
@@ -653,6 +716,8 @@ func DecodeReply(body []byte) (*Reply, error) {
 			bit = keyAuth
 		case "bal":
 			bit = keyBal
+		case "amt":
+			bit = keyAmt
 		case "gts":
 			bit = keyGTS
 		default:
@@ -677,6 +742,11 @@ func DecodeReply(body []byte) (*Reply, error) {
 			var v int64
 			if v, err = s.int(name, math.MaxInt64); err == nil {
 				p.Bal = &v
+			}
+		case keyAmt:
+			var v int64
+			if v, err = s.int(name, math.MaxInt64); err == nil {
+				p.Amt = &v
 			}
 		default: // string fields
 			if b, err = s.str(name); err == nil {
@@ -749,5 +819,10 @@ func (r *Request) ContentHash() uint64 {
 	str(r.Inst.ID)
 	str(r.Inst.Last4)
 	num(r.Orig)
+	if r.Route != "" || r.Stop != "" {
+		// Only taps carry these; other types hash as before.
+		str(r.Route)
+		str(r.Stop)
+	}
 	return h
 }

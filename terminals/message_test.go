@@ -171,7 +171,7 @@ func TestDecodeRequestRefusals(t *testing.T) {
 		{"heartbeat with inst", body(`"type":"heartbeat"`, "-amt"), CodeMalformed, "amt"},
 		{"heartbeat with orig", body(`"type":"heartbeat"`, "-amt", "-inst", `"orig":3`), CodeMalformed, "amt"},
 	}
-	for _, typ := range []string{"tap_in", "tap_out", "offline_upload", "hold", "capture", "release", "refund"} {
+	for _, typ := range []string{"offline_upload", "hold", "capture", "release", "refund"} {
 		cases = append(cases, struct {
 			name  string
 			body  string
@@ -420,6 +420,8 @@ func TestContentHash(t *testing.T) {
 		"Inst.ID":    func(r *Request) { r.Inst.ID = "tok_abd" },
 		"Inst.Last4": func(r *Request) { r.Inst.Last4 = "1235" },
 		"Orig":       func(r *Request) { r.Orig = 40 },
+		"Route":      func(r *Request) { r.Route = "B1" },
+		"Stop":       func(r *Request) { r.Stop = "S1" },
 	}
 	var fields []string
 	rt := reflect.TypeOf(Request{})
