@@ -94,17 +94,14 @@ func (b *Batch) WatermarkOnly() bool { return b.FirstLSN == 0 && b.LastLSN == 0 
 // Decode and again by every store before a write, so that a batch built in
 // memory is held to the same rules as one read from the wire.
 func (b *Batch) Validate() error {
-	if err := checkSource("source", b.Source); err != nil {
-		return err
+	if why := checkSource(b.Source); why != "" {
+		return malformed("source", why)
 	}
 	if len(b.Rows) > BatchRowsMax {
 		return &Error{Code: CodeOversize, Field: "rows", Reason: "more than " + strconv.Itoa(BatchRowsMax) + " rows"}
 	}
-	if b.Watermark.IsZero() {
-		return malformed("watermark", "missing")
-	}
-	if err := checkTime("watermark", b.Watermark); err != nil {
-		return err
+	if why := checkTime(b.Watermark); why != "" {
+		return malformed("watermark", why)
 	}
 	if b.WatermarkOnly() {
 		if len(b.Rows) != 0 {
@@ -121,7 +118,7 @@ func (b *Batch) Validate() error {
 	var prev uint64
 	for i := range b.Rows {
 		r := &b.Rows[i]
-		f := func(name string) string { return "rows[" + strconv.Itoa(i) + "]." + name }
+		f := func(name string) string { return rowField(i, name) }
 		if r.Source != b.Source {
 			return malformed(f("source"), "differs from the batch source")
 		}
@@ -132,7 +129,7 @@ func (b *Batch) Validate() error {
 			return malformed(f("lsn"), "not ascending")
 		}
 		prev = r.LSN
-		if err := r.validate(f); err != nil {
+		if err := r.validate(i); err != nil {
 			return err
 		}
 		if r.At.After(b.Watermark) {
@@ -144,27 +141,33 @@ func (b *Batch) Validate() error {
 
 // Validate checks one row on its own (not its place in a batch).
 func (r *Txn) Validate() error {
-	return r.validate(func(name string) string { return name })
+	return r.validate(-1)
 }
 
-func (r *Txn) validate(f func(string) string) error {
-	if err := checkSource(f("source"), r.Source); err != nil {
-		return err
+func rowField(i int, name string) string {
+	if i < 0 {
+		return name
+	}
+	return "rows[" + strconv.Itoa(i) + "]." + name
+}
+
+// validate checks row i of a batch (i < 0: a row on its own).
+func (r *Txn) validate(i int) error {
+	f := func(name string) string { return rowField(i, name) }
+	if why := checkSource(r.Source); why != "" {
+		return malformed(f("source"), why)
 	}
 	if r.LSN == 0 || r.LSN > LSNMax {
 		return malformed(f("lsn"), "out of range")
 	}
-	if r.At.IsZero() {
-		return malformed(f("at"), "missing")
+	if why := checkTime(r.At); why != "" {
+		return malformed(f("at"), why)
 	}
-	if err := checkTime(f("at"), r.At); err != nil {
-		return err
+	if why := checkText(r.Merchant, MerchantLenMax); why != "" {
+		return malformed(f("merchant"), why)
 	}
-	if err := checkText(f("merchant"), r.Merchant, MerchantLenMax); err != nil {
-		return err
-	}
-	if err := checkText(f("terminal"), r.Terminal, terminals.MaxTerminalIDLen); err != nil {
-		return err
+	if why := checkText(r.Terminal, terminals.MaxTerminalIDLen); why != "" {
+		return malformed(f("terminal"), why)
 	}
 	switch r.Scene {
 	case SceneBus, SceneStall, SceneKiosk:
@@ -176,15 +179,15 @@ func (r *Txn) validate(f func(string) string) error {
 	default:
 		return malformed(f("inst"), "unknown instrument kind")
 	}
-	if err := checkText(f("account"), r.Account, terminals.MaxInstrumentIDLen); err != nil {
-		return err
+	if why := checkText(r.Account, terminals.MaxInstrumentIDLen); why != "" {
+		return malformed(f("account"), why)
 	}
 	if terminals.LooksLikePAN(r.Account) {
 		return &Error{Code: CodePAN, Field: f("account"), Reason: "looks like a card number; send a token"}
 	}
 	if r.Auth != "" {
-		if err := checkText(f("auth"), r.Auth, AuthLenMax); err != nil {
-			return err
+		if why := checkText(r.Auth, AuthLenMax); why != "" {
+			return malformed(f("auth"), why)
 		}
 		if terminals.LooksLikePAN(r.Auth) {
 			return &Error{Code: CodePAN, Field: f("auth"), Reason: "looks like a card number"}
@@ -217,42 +220,48 @@ func (r *Txn) validate(f func(string) string) error {
 	return nil
 }
 
-func checkSource(field, s string) error {
+// The check helpers return "" or the reason; the caller names the field,
+// so that a valid row costs no string building.
+
+func checkSource(s string) string {
 	if s == "" || len(s) > SourceLenMax {
-		return malformed(field, "must be 1.."+strconv.Itoa(SourceLenMax)+" bytes")
+		return "must be 1.." + strconv.Itoa(SourceLenMax) + " bytes"
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return malformed(field, "only [A-Za-z0-9._-] allowed")
+			return "only [A-Za-z0-9._-] allowed"
 		}
 	}
-	return nil
+	return ""
 }
 
 // checkText allows printable ASCII only: ids end up in CSV files and HTML
 // pages, and a control byte or invalid UTF-8 there is a bug, not data.
-func checkText(field, s string, max int) error {
+func checkText(s string, max int) string {
 	if s == "" || len(s) > max {
-		return malformed(field, "must be 1.."+strconv.Itoa(max)+" bytes")
+		return "must be 1.." + strconv.Itoa(max) + " bytes"
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
-			return malformed(field, "only printable ASCII allowed")
+			return "only printable ASCII allowed"
 		}
 	}
-	return nil
+	return ""
 }
 
 // Both stores keep microseconds (PostgreSQL timestamptz precision), so a
 // finer time would not survive a round trip; it is refused instead of being
 // silently truncated. The year range keeps Unix microseconds in an int64.
-func checkTime(field string, t time.Time) error {
+func checkTime(t time.Time) string {
+	if t.IsZero() {
+		return "missing"
+	}
 	if t.Nanosecond()%1000 != 0 {
-		return malformed(field, "finer than a microsecond")
+		return "finer than a microsecond"
 	}
 	if y := t.Year(); y < 2000 || y > 9999 {
-		return malformed(field, "year out of range")
+		return "year out of range"
 	}
-	return nil
+	return ""
 }

@@ -1,7 +1,10 @@
 -- Settlement store, PostgreSQL. Times are timestamptz (UTC), money is
 -- BIGINT fen. Unqualified names: the schema comes from search_path.
+-- Ids are ASCII and compared with COLLATE "C" (byte order): the keyset
+-- order (at, source, lsn) is then the same as SQLite's and does not
+-- depend on the server's locale.
 CREATE TABLE sources (
-    source     text PRIMARY KEY,
+    source     text COLLATE "C" PRIMARY KEY,
     high_water bigint NOT NULL DEFAULT 0,  -- last LSN covered by an ingested batch
     watermark  timestamptz                 -- gateway time up to which everything is handed off
 );
@@ -19,10 +22,10 @@ CREATE TABLE batches (
 );
 
 CREATE TABLE txns (
-    source    text NOT NULL,
+    source    text COLLATE "C" NOT NULL,
     lsn       bigint NOT NULL,
     at        timestamptz NOT NULL,
-    merchant  text NOT NULL,
+    merchant  text COLLATE "C" NOT NULL,
     terminal  text NOT NULL,
     scene     text NOT NULL,
     op        text NOT NULL,

@@ -1,0 +1,210 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"scenepay/settlement/handoff"
+	"scenepay/settlement/store"
+	"scenepay/settlement/store/storetest"
+)
+
+// Run with:
+//
+//	go test -run '^$' -bench . -benchmem -benchtime 30x ./settlement/store/
+//
+// Figures are reported, never asserted.
+
+const benchBatchRows = 10_000
+
+// benchRows builds rows [first, first+n) of source spread over merchants
+// and one day, the shape a gateway seals.
+func benchRows(source string, first uint64, n int, merchants int, day time.Time) []handoff.Txn {
+	rows := make([]handoff.Txn, n)
+	for i := range rows {
+		lsn := first + uint64(i)
+		rows[i] = handoff.Txn{Source: source, LSN: lsn,
+			At:       day.Add(time.Duration(lsn%86_400_000) * time.Millisecond).Truncate(time.Microsecond),
+			Merchant: fmt.Sprintf("M%03d", lsn%uint64(merchants)), Terminal: fmt.Sprintf("BUS-%04d", lsn%997),
+			Scene: handoff.SceneBus, Op: handoff.OpPurchase, InstKind: "county",
+			Account: fmt.Sprintf("county:C-%08d", lsn%100_003), Amount: 200, Auth: fmt.Sprint(lsn), Txn: lsn}
+		if lsn%50 == 0 {
+			rows[i].Op, rows[i].Amount, rows[i].Orig = handoff.OpReversal, -200, lsn-1
+		}
+	}
+	return rows
+}
+
+func benchBatch(source string, first uint64, n, merchants int, day time.Time) *handoff.Batch {
+	b := storetest.MakeBatch(source, first, first+uint64(n)-1, benchRows(source, first, n, merchants, day)...)
+	b.Watermark = day.Add(48 * time.Hour)
+	return b
+}
+
+// BenchmarkIngestVsCopy ingests 10k-row batches through Store.Ingest and,
+// in the same iteration, copies the same rows with a bare pgx CopyFrom into
+// a plain table (same columns, no keys or indexes) and into a table with
+// the same keys and indexes as txns, and reports the rates and the ratios.
+// ingest/copy is the ratio the target names; ingest/copy_indexed isolates
+// the cost of the handoff path (validation, digest, lock, bookkeeping,
+// commit) from the cost of maintaining the two indexes.
+func BenchmarkIngestVsCopy(b *testing.B) {
+	ctx := context.Background()
+	url := pgSchema(b)
+	s, err := store.OpenPostgres(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, q := range []string{`CREATE TABLE bare_txns (LIKE txns)`, `CREATE TABLE indexed_txns (LIKE txns INCLUDING ALL)`} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	batches := make([]*handoff.Batch, b.N)
+	for i := range batches {
+		batches[i] = benchBatch("gw-bench", uint64(i)*benchBatchRows+1, benchBatchRows, 100, storetest.Day)
+	}
+	cols := []string{"source", "lsn", "at", "merchant", "terminal", "scene", "op", "inst_kind",
+		"account", "amount", "auth", "txn", "orig", "batch_id"}
+	bare := func(table string, bt *handoff.Batch) time.Duration {
+		t0 := time.Now()
+		n, err := c.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromSlice(len(bt.Rows), func(j int) ([]any, error) {
+			r := &bt.Rows[j]
+			return []any{r.Source, int64(r.LSN), r.At, r.Merchant, r.Terminal, r.Scene, r.Op, r.InstKind,
+				r.Account, r.Amount, r.Auth, int64(r.Txn), int64(r.Orig), bt.ID}, nil
+		}))
+		if err != nil || n != benchBatchRows {
+			b.Fatalf("bare CopyFrom = %d, %v", n, err)
+		}
+		return time.Since(t0)
+	}
+	var ingestD, copyD, indexedD time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bt := batches[i]
+		t0 := time.Now()
+		res, err := s.Ingest(ctx, bt)
+		if err != nil || res.Inserted != benchBatchRows {
+			b.Fatalf("Ingest = %+v, %v", res, err)
+		}
+		ingestD += time.Since(t0)
+		copyD += bare("bare_txns", bt)
+		indexedD += bare("indexed_txns", bt)
+	}
+	b.StopTimer()
+	rows := float64(b.N * benchBatchRows)
+	ingestRate, copyRate, indexedRate := rows/ingestD.Seconds(), rows/copyD.Seconds(), rows/indexedD.Seconds()
+	b.ReportMetric(ingestRate, "ingest_rows/s")
+	b.ReportMetric(copyRate, "copy_rows/s")
+	b.ReportMetric(indexedRate, "copy_indexed_rows/s")
+	b.ReportMetric(ingestRate/copyRate, "ingest/copy")
+	b.ReportMetric(ingestRate/indexedRate, "ingest/copy_indexed")
+}
+
+// BenchmarkIngestRecut measures the overlap path: every batch re-covers
+// the second half of the previous one, so half of its rows are staged and
+// skipped.
+func BenchmarkIngestRecut(b *testing.B) {
+	ctx := context.Background()
+	s, err := store.OpenPostgres(ctx, pgSchema(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const half = benchBatchRows / 2
+	first := benchBatch("gw-bench", 1, half, 100, storetest.Day)
+	if _, err := s.Ingest(ctx, first); err != nil {
+		b.Fatal(err)
+	}
+	batches := make([]*handoff.Batch, b.N)
+	for i := range batches {
+		batches[i] = benchBatch("gw-bench", uint64(i)*half+1, benchBatchRows, 100, storetest.Day)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := s.Ingest(ctx, batches[i])
+		if err != nil || res.Inserted != half || res.Skipped != half {
+			b.Fatalf("Ingest = %+v, %v", res, err)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchBatchRows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkIngestSQLite is the embedded store's ingest rate, for scale.
+func BenchmarkIngestSQLite(b *testing.B) {
+	ctx := context.Background()
+	s, err := store.OpenSQLite(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	batches := make([]*handoff.Batch, b.N)
+	for i := range batches {
+		batches[i] = benchBatch("gw-bench", uint64(i)*benchBatchRows+1, benchBatchRows, 100, storetest.Day)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Ingest(ctx, batches[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchBatchRows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkTotalsMillion is the statement query (one merchant, one day)
+// over 1,000,000 rows: 100 merchants over 10 days, about 1,000 rows per
+// merchant and day. The rows are loaded through Store.Ingest.
+func BenchmarkTotalsMillion(b *testing.B) {
+	ctx := context.Background()
+	url := pgSchema(b)
+	s, err := store.OpenPostgres(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const total, per, days = 1_000_000, 50_000, 10
+	load := time.Now()
+	for i := 0; i < total/per; i++ {
+		day := storetest.Day.Add(time.Duration(i%days) * 24 * time.Hour)
+		if _, err := s.Ingest(ctx, benchBatch("gw-bench", uint64(i*per)+1, per, 100, day)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("loaded %d rows through Ingest in %v (%.0f rows/s)", total, time.Since(load), total/time.Since(load).Seconds())
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `VACUUM ANALYZE txns`); err != nil {
+		b.Fatal(err)
+	}
+	c.Close(ctx)
+	day := storetest.Day.Add(5 * 24 * time.Hour)
+	want, err := s.Totals(ctx, "M042", day, day.Add(24*time.Hour))
+	if err != nil || want.Count == 0 {
+		b.Fatalf("Totals = %+v, %v", want, err)
+	}
+	b.Logf("M042 on %s: %+v", day.Format("2006-01-02"), want)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got, err := s.Totals(ctx, "M042", day, day.Add(24*time.Hour))
+		if err != nil || got != want {
+			b.Fatalf("Totals = %+v, %v", got, err)
+		}
+	}
+}
