@@ -56,11 +56,11 @@ func (t Topics) StatusFilter() string { return t.Root + "/t/+/" + leafStatus }
 // wildcards, empty levels and extra levels, so that the id the gateway
 // trusts (it picks the key by it) is never a pattern or a path.
 func (t Topics) TerminalFromTopic(topic string) (tid string, ok bool) {
-	prefix := t.Root + "/t/"
-	if t.Root == "" || !strings.HasPrefix(topic, prefix) {
+	// No concatenation: this runs for every message on the hot path.
+	if t.Root == "" || !strings.HasPrefix(topic, t.Root) || !strings.HasPrefix(topic[len(t.Root):], "/t/") {
 		return "", false
 	}
-	rest := topic[len(prefix):]
+	rest := topic[len(t.Root)+3:]
 	i := strings.IndexByte(rest, '/')
 	if i <= 0 {
 		return "", false
