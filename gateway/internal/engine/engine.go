@@ -57,6 +57,10 @@ type Config struct {
 	Clock           func() time.Time
 	Logger          *slog.Logger
 	Metrics         *Metrics
+	// HandedOff, if set, returns the last LSN the settlement store holds;
+	// after each snapshot the journal keeps everything after
+	// min(previous snapshot, HandedOff()). Nil keeps the journal whole.
+	HandedOff func() uint64
 }
 
 // DefaultConfig returns production defaults for dir.
@@ -107,6 +111,9 @@ type Engine struct {
 	// the replies in the idempotency store, run after that.
 	journaling sync.WaitGroup
 	conf       configState // versioned scene configuration (config.go)
+	// handoffBusy refuses new payments while the settlement handoff is
+	// past its backlog bound (handoff.go).
+	handoffBusy atomic.Bool
 }
 
 type pubHolder struct{ p Publisher }

@@ -84,7 +84,8 @@ func (e *Engine) Snapshot() error {
 	}); err != nil {
 		return fmt.Errorf("engine: snapshot: %w", err)
 	}
-	e.lastSnp.Store(lsn)
+	prev := e.lastSnp.Swap(lsn)
+	e.retainJournal(prev)
 	e.m.Snapshots.Inc()
 	e.m.SnapshotSeconds.Observe(time.Since(start).Seconds())
 	e.log.Info("snapshot written", "lsn", lsn, "bytes", len(data), "took", time.Since(start).String())
