@@ -133,9 +133,15 @@ const StateBytesMax = 3 + 4 + 4 + 8*3 + 1 + IDLenMax + 8 + 2 + (1+IDLenMax)*2 + 
 // SetState overwrites c with state written by AppendState, keeping c's
 // upload dedupe ring. It checks every bound and invariant DecodeCard
 // checks; on error c is unchanged.
-func (c *Card) SetState(b []byte) error {
+func (c *Card) SetState(b []byte) error { return c.setState(reader{b: b}) }
+
+// SetStateString is SetState of a string (a journal record's field).
+func (c *Card) SetStateString(s string) error {
+	return c.setState(reader{b: []byte(s)})
+}
+
+func (c *Card) setState(r reader) error {
 	var n Card
-	r := reader{b: b}
 	if err := decodeCore(&r, &n); err != nil {
 		return err
 	}
