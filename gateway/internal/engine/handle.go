@@ -63,7 +63,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	now := e.cfg.Clock()
 	d := now.Sub(msTime(r.TS))
 	stale := d > e.cfg.SkewMax || d < -e.cfg.SkewMax
-	if stale && r.Type != terminals.TypePurchase && r.Type != terminals.TypeReversal {
+	if stale && r.Type != terminals.TypePurchase && r.Type != terminals.TypeReversal && !isTap(r.Type) {
 		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeClockSkew, recv)
 		e.pool.Put(w)
 		return
@@ -103,7 +103,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 		}
 		return
 	}
-	// purchase, reversal: idempotency first.
+	// purchase, reversal, tap_in, tap_out: idempotency first.
 	if !e.acquire() {
 		e.m.Busy.Inc()
 		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
@@ -177,7 +177,8 @@ func (e *Engine) refuse(term *registry.Entry, tid, typ string, txn uint64, code 
 
 func (e *Engine) observe(typ string, code terminals.Code, recv time.Time) {
 	switch typ {
-	case terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat:
+	case terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat,
+		terminals.TypeTapIn, terminals.TypeTapOut:
 	default:
 		typ = "other"
 	}

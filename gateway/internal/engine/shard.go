@@ -101,6 +101,10 @@ func opOf(typ string) core.Op {
 		return core.OpPurchase
 	case terminals.TypeReversal:
 		return core.OpReversal
+	case terminals.TypeTapIn:
+		return core.OpTapIn
+	case terminals.TypeTapOut:
+		return core.OpTapOut
 	}
 	return core.OpBalance
 }
@@ -111,6 +115,7 @@ func (s *shard) input(w *work) {
 	w.in = core.Input{
 		Op: opOf(r.Type), Account: r.Inst.Key(), Amount: r.Amt,
 		TID: r.TID, Txn: r.Txn, Orig: r.Orig, Hash: w.hash, Merchant: t.Merchant,
+		Route: r.Route, Stop: r.Stop,
 	}
 }
 
@@ -122,6 +127,10 @@ func (s *shard) sealReply(w *work, now time.Time, code terminals.Code, withBal b
 	if withBal {
 		bal := w.out.Available
 		rep.Bal = &bal
+	}
+	if isTap(w.req.Type) && code == terminals.CodeApproved {
+		amt := w.out.Amount // charged, held or captured by this tap
+		rep.Amt = &amt
 	}
 	var buf [320]byte
 	return w.term.Seal(nil, rep.AppendJSON(buf[:0]))
@@ -150,7 +159,7 @@ func (s *shard) request(w *work) {
 		code = terminals.CodeApproved
 	}
 	w.code = code
-	w.reply = s.sealReply(w, now, code, code == terminals.CodeApproved && w.req.Type == terminals.TypePurchase)
+	w.reply = s.sealReply(w, now, code, code == terminals.CodeApproved && (w.req.Type == terminals.TypePurchase || isTap(w.req.Type)))
 	w.s = s
 	w.entry = appendTxnEntry(w.entry[:0], &txnEntry{
 		tid: w.req.TID, txn: w.req.Txn, hash: w.hash, code: code, tomb: w.tomb, orig: w.req.Orig,
@@ -258,3 +267,5 @@ func (s *shard) answerAfterDurable(w *work, r OperatorResult) {
 		w.res <- r
 	}()
 }
+
+func isTap(typ string) bool { return typ == terminals.TypeTapIn || typ == terminals.TypeTapOut }
