@@ -50,6 +50,9 @@ type Store interface {
 	Transactions(ctx context.Context, f Filter) (Page, error)
 	// Totals is the statement query: one merchant's sums over [from, to).
 	Totals(ctx context.Context, merchant string, from, to time.Time) (Totals, error)
+	// Clearing keeps windows, settlements, fee rates, merchants and
+	// reconciliation differences (clearing.go).
+	Clearing
 	Close() error
 }
 

@@ -65,6 +65,7 @@ func Run(t *testing.T, fresh Fresh) {
 		{"FailureHalfwayLeavesNothing", testHalfway},
 		{"Totals", testTotals},
 	}
+	cases = append(cases, clearingCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
