@@ -1,0 +1,102 @@
+package handoff
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"scenepay/gateway/internal/core"
+	settle "scenepay/settlement/handoff"
+	"scenepay/terminals"
+)
+
+// Row mapping from an approved core record (declines, holds, releases,
+// inquiries and operator operations move no merchant money and give no row):
+//
+//	purchase          +Amount                      op purchase
+//	reversal          -Amount, Orig = original     op reversal
+//	capture           +Amount, Orig = the hold     op capture
+//	tap-in / tap-out  +(Charge + PrevCapture + Capture); op purchase when the
+//	                  tap only charged a flat fare, else capture (money taken
+//	                  from a journey hold); no row when the sum is 0 (a tap-in
+//	                  that only placed a hold, a free transfer)
+//
+// The terminal's scene is its kind in the registry at handoff time. The
+// mapping is deterministic for a given record and registry, so a batch
+// re-cut after a crash carries identical rows.
+
+// errRow marks a record that cannot become a valid row: a software or data
+// bug, which stops the handoff (with an alarm) rather than drop money.
+type rowError struct {
+	LSN    uint64
+	Reason string
+}
+
+func (e *rowError) Error() string {
+	return fmt.Sprintf("handoff: journal lsn %d: %s", e.LSN, e.Reason)
+}
+
+// rowOf returns the settlement row of record r at lsn, and whether there is one.
+func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (string, bool)) (settle.Txn, bool, error) {
+	if r.Code != terminals.CodeApproved {
+		return settle.Txn{}, false, nil
+	}
+	var op string
+	var amt int64
+	var orig uint64
+	switch r.Op {
+	case core.OpPurchase:
+		op, amt = settle.OpPurchase, r.Amount
+	case core.OpReversal:
+		op, amt, orig = settle.OpReversal, -r.Amount, r.Orig
+	case core.OpCapture:
+		op, amt, orig = settle.OpCapture, r.Amount, r.Orig
+	case core.OpTapIn, core.OpTapOut:
+		t := &r.Tap
+		amt = t.Charge + t.PrevCapture + t.Capture // each <= transit.FareMax: no overflow
+		if t.PrevCapture == 0 && t.Capture == 0 {
+			op = settle.OpPurchase
+		} else {
+			op = settle.OpCapture
+		}
+	default:
+		return settle.Txn{}, false, nil
+	}
+	if amt == 0 {
+		return settle.Txn{}, false, nil
+	}
+	kind, id, ok := strings.Cut(r.Account, ":")
+	if !ok {
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: "account key without a kind"}
+	}
+	sc, ok := scene(r.TID)
+	if !ok {
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: "terminal " + r.TID + " is not registered"}
+	}
+	row := settle.Txn{
+		Source: source, LSN: lsn, At: time.Unix(0, r.Time).UTC().Truncate(time.Microsecond),
+		Merchant: r.Merchant, Terminal: r.TID, Scene: sc, Op: op, InstKind: kind, Account: id,
+		Amount: amt, Auth: authRef(r.Shard, r.Seq), Txn: r.Txn, Orig: orig,
+	}
+	if err := row.Validate(); err != nil {
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: err.Error()}
+	}
+	return row, true, nil
+}
+
+// authRef is the gateway's authorization reference of a record, the same
+// "SS-NNNNNNNNNN" (shard, shard sequence) the terminal was told.
+func authRef(shard uint32, seq uint64) string {
+	b := make([]byte, 0, 20)
+	if shard < 10 {
+		b = append(b, '0')
+	}
+	b = strconv.AppendUint(b, uint64(shard), 10)
+	b = append(b, '-')
+	s := strconv.FormatUint(seq, 10)
+	for i := len(s); i < 10; i++ {
+		b = append(b, '0')
+	}
+	return string(append(b, s...))
+}
