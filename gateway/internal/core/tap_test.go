@@ -268,3 +268,57 @@ func TestTapRecordRoundTrip(t *testing.T) {
 		t.Fatal("truncated tap record decoded")
 	}
 }
+
+// BenchmarkStepTapJourney: one distance journey (tap-in hold, tap-out
+// capture and release) per two iterations on one card, with the daily cap
+// off so every journey pays.
+func BenchmarkStepTapJourney(b *testing.B) {
+	tc := transit.DefaultConfig()
+	tc.DailyCap = 0
+	tc.Routes = DefaultTransit().Config().Routes
+	eng, err := transit.New(tc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := NewShard(1, &Config{Transit: eng})
+	var out Output
+	in := open("county:C1", 1<<50)
+	s.Step(t0, &in, &out)
+	ins := [2]Input{tapIn("county:C1", "D1", "S1", 0), tapOut("county:C1", "D1", "S3", 0)}
+	at := t0
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		in := ins[i%2]
+		in.Txn = uint64(i + 1)
+		at = at.Add(10 * time.Minute)
+		s.Step(at, &in, &out)
+		if out.Code != CodeApproved {
+			b.Fatalf("step %d: %s", i, out.Code)
+		}
+	}
+}
+
+// TestTapStepAllocs pins the allocations of a tap step: the record's card
+// state string, its decode in the shared effect code, and the card's
+// strings (route, stop, anchor route). A rise means a new copy crept in.
+func TestTapStepAllocs(t *testing.T) {
+	s := NewShard(1, nil)
+	var out Output
+	in := open("county:C1", 1<<50)
+	s.Step(t0, &in, &out)
+	at, txn := t0, uint64(0)
+	ins := [2]Input{tapIn("county:C1", "D1", "S1", 0), tapOut("county:C1", "D1", "S3", 0)}
+	allocs := testing.AllocsPerRun(200, func() {
+		txn++
+		in := ins[txn%2]
+		in.Txn = txn
+		at = at.Add(24 * time.Hour) // a new transit day: the cap never bites
+		s.Step(at, &in, &out)
+		if out.Code != CodeApproved {
+			t.Fatalf("tap %d: %s", txn, out.Code)
+		}
+	})
+	if allocs > 4 {
+		t.Fatalf("a tap step allocates %.1f times, want <= 4", allocs)
+	}
+}
