@@ -104,7 +104,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 		return
 	}
 	// purchase, reversal, tap_in, tap_out: idempotency first.
-	if !e.acquire() {
+	if e.handoffRefuses(r.Type) || !e.acquire() {
 		e.m.Busy.Inc()
 		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
 		e.pool.Put(w)
