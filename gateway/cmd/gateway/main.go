@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,9 +27,11 @@ import (
 
 	"scenepay/gateway/internal/broker"
 	"scenepay/gateway/internal/engine"
+	"scenepay/gateway/internal/handoff"
 	"scenepay/gateway/internal/ingress"
 	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/opapi"
+	"scenepay/settlement/store"
 	"scenepay/terminals"
 )
 
@@ -90,6 +95,11 @@ func run() error {
 		logFormat    = flag.String("log-format", env("SCENEPAY_LOG_FORMAT", "text"), "log format: text or json [SCENEPAY_LOG_FORMAT]")
 		logLevel     = flag.String("log-level", env("SCENEPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error [SCENEPAY_LOG_LEVEL]")
 	)
+	settleDB := flag.String("settlement-db", env("SCENEPAY_SETTLEMENT_DB", ""), "settlement store: a postgres:// URL, or empty for the embedded SQLite store at {data-dir}/settlement.db [SCENEPAY_SETTLEMENT_DB]")
+	handoffOn := flag.Bool("handoff", env("SCENEPAY_HANDOFF", "true") == "true", "hand journaled transactions off to the settlement store [SCENEPAY_HANDOFF]")
+	backlogMax := flag.Int("handoff-backlog-max", envInt("SCENEPAY_HANDOFF_BACKLOG_MAX", handoff.DefaultBacklogMax), "journal records not yet handed off, past which /readyz fails and new payments get BUSY [SCENEPAY_HANDOFF_BACKLOG_MAX]")
+	batchRows := flag.Int("handoff-batch-rows", envInt("SCENEPAY_HANDOFF_BATCH_ROWS", handoff.DefaultBatchRowsMax), "rows per handoff batch [SCENEPAY_HANDOFF_BATCH_ROWS]")
+	batchAge := flag.Duration("handoff-batch-age", envDur("SCENEPAY_HANDOFF_BATCH_AGE", handoff.DefaultBatchAge), "seal a handoff batch this old; idle watermark interval [SCENEPAY_HANDOFF_BATCH_AGE]")
 	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address; empty = off [SCENEPAY_PPROF_LISTEN]")
 	flag.Parse()
 	if *pprofListen != "" {
@@ -178,6 +188,17 @@ func run() error {
 	cfg.Logger = log
 	cfg.Metrics = engine.NewMetrics(reg)
 	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync}
+	// Retention waits for the handoff: set once it exists; 0 (keep the
+	// whole journal) until the store has answered.
+	var handed atomic.Pointer[handoff.Handoff]
+	if *handoffOn {
+		cfg.HandedOff = func() uint64 {
+			if h := handed.Load(); h != nil {
+				return h.HandedOff()
+			}
+			return 0
+		}
+	}
 	eng, err := engine.Open(cfg, master)
 	if err != nil {
 		return err
@@ -196,7 +217,26 @@ func run() error {
 		return err
 	}
 	eng.SetPublisher(in)
-	apiReady := func() error { return in.Connected() }
+	stopHandoff := func() {}
+	if *handoffOn {
+		h, stop, err := startHandoff(*settleDB, *dataDir, *instance, *backlogMax, *batchRows, *batchAge, eng, reg, log)
+		if err != nil {
+			in.Close()
+			return err
+		}
+		handed.Store(h)
+		stopHandoff = stop
+	}
+	defer stopHandoff()
+	apiReady := func() error {
+		if err := in.Connected(); err != nil {
+			return err
+		}
+		if h := handed.Load(); h != nil {
+			return h.Ready()
+		}
+		return nil
+	}
 	auditLog, closeAudit, err := openAuditLog(filepath.Join(*dataDir, "audit.log"), log)
 	if err != nil {
 		in.Close()
@@ -224,6 +264,88 @@ func run() error {
 	in.Close()
 	_ = api.Close()
 	return runErr
+}
+
+// startHandoff opens the settlement store (lazily: a database that is down
+// at start is retried by the handoff) and runs the handoff until stop.
+func startHandoff(dsn, dataDir, instance string, backlogMax, batchRows int, batchAge time.Duration,
+	eng *engine.Engine, reg prometheus.Registerer, log *slog.Logger) (*handoff.Handoff, func(), error) {
+	open := func(ctx context.Context) (store.Store, error) {
+		if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+			return store.OpenPostgres(ctx, dsn)
+		}
+		if dsn != "" {
+			return nil, fmt.Errorf("-settlement-db: want a postgres:// URL or empty, got %q", dsn)
+		}
+		return store.OpenSQLite(ctx, filepath.Join(dataDir, "settlement.db"))
+	}
+	if dsn != "" && !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return nil, nil, fmt.Errorf("-settlement-db: want a postgres:// URL or empty")
+	}
+	if backlogMax <= 0 {
+		return nil, nil, fmt.Errorf("-handoff-backlog-max must be positive")
+	}
+	st := handoff.Lazy(open)
+	h, err := handoff.New(handoff.Config{
+		Source: instance, Store: st, Journal: eng.Journal(), Entry: engine.EntryRecord,
+		Scene: func(tid string) (string, bool) {
+			te, ok := eng.Registry().Get(tid)
+			if !ok {
+				return "", false
+			}
+			return te.Terminal().Kind, true
+		},
+		Busy: eng.SetHandoffBusy, BatchRowsMax: batchRows, BatchAge: batchAge, BacklogMax: uint64(backlogMax),
+		Logger: log, Registerer: reg, Hook: crashHook(log),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h.Run(ctx)
+	}()
+	stop := func() {
+		cancel()
+		wg.Wait()
+		if err := st.Close(); err != nil {
+			log.Error("settlement store close", "err", err)
+		}
+	}
+	return h, stop, nil
+}
+
+// crashHook is a test-only fault point: SCENEPAY_HANDOFF_TEST_CRASH=<step>:<n>
+// kills the process with SIGKILL the n-th time the handoff reaches step
+// (handoff.StepBeforeIngest, StepDuringIngest, StepAfterIngest), so that
+// the crash tests can stop it at an exact point of a batch's life. During
+// the ingest the kill comes a few milliseconds into the database call.
+func crashHook(log *slog.Logger) func(string) {
+	v := os.Getenv("SCENEPAY_HANDOFF_TEST_CRASH")
+	if v == "" {
+		return nil
+	}
+	step, ns, _ := strings.Cut(v, ":")
+	n, err := strconv.Atoi(ns)
+	if err != nil || n < 1 {
+		n = 1
+	}
+	var seen atomic.Int64
+	log.Warn("test crash point armed", "step", step, "at", n)
+	return func(s string) {
+		if s != step || seen.Add(1) != int64(n) {
+			return
+		}
+		if s == handoff.StepDuringIngest {
+			time.Sleep(3 * time.Millisecond)
+		}
+		log.Warn("test crash point reached: SIGKILL", "step", s)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // never returns: the signal is on its way
+	}
 }
 
 // loadOrCreateSecret reads a hex secret from path, or creates one of n random

@@ -22,6 +22,13 @@ type Journal interface {
 	ReadDurable(afterLSN uint64, max int, fn func(lsn uint64, payload []byte) error) (uint64, error)
 }
 
+// Store is the part of the settlement store the handoff uses
+// (store.Store satisfies it).
+type Store interface {
+	Ingest(ctx context.Context, b *settle.Batch) (store.IngestResult, error)
+	HighWater(ctx context.Context, source string) (uint64, error)
+}
+
 // Steps named for Config.Hook (crash tests).
 const (
 	StepBeforeIngest = "before-ingest" // a batch is sealed; Ingest not called yet
@@ -31,8 +38,8 @@ const (
 
 // Config of the handoff. Zero bounds take the defaults below.
 type Config struct {
-	Source  string      // gateway instance id: the batches' source
-	Store   store.Store // settlement store
+	Source  string // gateway instance id: the batches' source
+	Store   Store  // settlement store
 	Journal Journal
 	// Entry returns the core record in a journal entry payload, nil when
 	// the entry has none (engine.EntryRecord).
