@@ -1,0 +1,320 @@
+package clearing
+
+// The window scheduler. Tick(now) is the whole loop body:
+//
+//  1. make sure windows exist from the earliest stored transaction (or
+//     from now, on an empty store) up to the window holding now;
+//  2. close each OPEN window, oldest first, once it has drained: now and
+//     every known source's watermark have passed its cut-off plus Grace,
+//     so every batch carrying a transaction before the cut-off has been
+//     ingested (a source's watermark says all its transactions up to
+//     that gateway time are handed off);
+//  3. settle each CLOSED window: clear it and write the settlements in the
+//     same store transaction as the move to SETTLED;
+//  4. reconcile a newly settled window against the journal, if one is
+//     configured.
+//
+// A window whose drain is incomplete stops the walk: later windows cannot
+// have drained either, and settling out of order would make a late
+// failure harder to read.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/shopspring/decimal"
+
+	"scenepay/settlement/store"
+)
+
+// WindowsPerTickMax bounds the windows one Tick creates, so that a store
+// with years of history catches up over several ticks, not in one.
+const WindowsPerTickMax = 62
+
+// LegSource supplies insurance legs per merchant for a window. Until the
+// hospital scene hands off insurance splits, the process runs without one.
+type LegSource interface {
+	Legs(ctx context.Context, w store.Window) (map[string][]store.Division, error)
+}
+
+// Config configures a Clearer.
+type Config struct {
+	Store store.Store // required
+	// Calendar sets the cut-off (default 23:00 Asia/Shanghai).
+	Calendar Calendar
+	// Grace is how far past the cut-off now and every watermark must be
+	// before a window closes: it absorbs clock skew between gateways and
+	// gives a gateway that was down at the cut-off time to come back.
+	Grace time.Duration
+	// MinSources is how many known sources a window needs to close
+	// (default 1): with none, nothing proves that no gateway is still
+	// holding the window's transactions.
+	MinSources int
+	// Retired sources are ignored for drain: a decommissioned gateway
+	// whose watermark will never move again.
+	Retired []string
+	// DefaultRate applies where no fee rate is stored (default 0).
+	DefaultRate decimal.Decimal
+	Legs        LegSource                              // optional
+	Journal     Journal                                // optional: reconciliation after settlement
+	OnSettled   func(store.Window, []store.Settlement) // optional: e.g. write the settlement file
+	Registerer  prometheus.Registerer                  // nil: metrics are not registered
+}
+
+// Clearer runs the settlement windows of one store.
+type Clearer struct {
+	cfg     Config
+	retired map[string]bool
+	m       *metrics
+}
+
+// New returns a Clearer.
+func New(cfg Config) (*Clearer, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("clearing: a store is required")
+	}
+	if cfg.Grace < 0 {
+		return nil, errors.New("clearing: grace must not be negative")
+	}
+	if cfg.MinSources <= 0 {
+		cfg.MinSources = 1
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("clearing: metrics: %w", err)
+	}
+	c := &Clearer{cfg: cfg, retired: map[string]bool{}, m: m}
+	for _, s := range cfg.Retired {
+		c.retired[s] = true
+	}
+	return c, nil
+}
+
+// Calendar returns the clearer's calendar.
+func (c *Clearer) Calendar() Calendar { return c.cfg.Calendar }
+
+// TickResult says what one Tick did.
+type TickResult struct {
+	Opened  []string // window ids created
+	Closed  []string
+	Settled []string
+	Waiting string // the oldest window still draining, if any
+}
+
+// Tick runs one pass of the scheduler at now.
+func (c *Clearer) Tick(ctx context.Context, now time.Time) (TickResult, error) {
+	res, err := c.tick(ctx, now)
+	if err != nil {
+		c.m.tickErrors.Inc()
+	}
+	if err2 := c.refreshStateGauge(ctx, now); err == nil {
+		err = err2
+	}
+	return res, err
+}
+
+func (c *Clearer) tick(ctx context.Context, now time.Time) (TickResult, error) {
+	var res TickResult
+	opened, err := c.ensureWindows(ctx, now)
+	res.Opened = opened
+	if err != nil {
+		return res, err
+	}
+	wms, err := c.cfg.Store.Watermarks(ctx)
+	if err != nil {
+		return res, err
+	}
+	ws, err := c.cfg.Store.UnsettledWindows(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, w := range ws {
+		if w.State == store.WindowOpen {
+			if !c.drained(w, now, wms) {
+				res.Waiting = w.ID
+				return res, nil
+			}
+			changed, err := c.cfg.Store.CloseWindow(ctx, w.ID, now)
+			if err != nil {
+				return res, err
+			}
+			if changed {
+				c.m.closed.Inc()
+				res.Closed = append(res.Closed, w.ID)
+			}
+		}
+		ss, changed, err := c.settle(ctx, w, now)
+		if err != nil {
+			return res, err
+		}
+		if !changed {
+			continue
+		}
+		res.Settled = append(res.Settled, w.ID)
+		c.m.settled.Inc()
+		c.m.statements.Add(float64(len(ss)))
+		if c.cfg.OnSettled != nil {
+			c.cfg.OnSettled(w, ss)
+		}
+		if c.cfg.Journal != nil {
+			if _, err := c.Reconcile(ctx, w.ID, now); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// drained reports whether window w may close at now.
+func (c *Clearer) drained(w store.Window, now time.Time, wms []store.Watermark) bool {
+	due := w.CutOff.Add(c.cfg.Grace)
+	if now.Before(due) {
+		return false
+	}
+	n := 0
+	for _, m := range wms {
+		if c.retired[m.Source] {
+			continue
+		}
+		if m.At.Before(due) {
+			return false
+		}
+		n++
+	}
+	return n >= c.cfg.MinSources
+}
+
+// ensureWindows creates the missing windows: before the earliest one if
+// older transactions exist, and after the latest up to now's.
+func (c *Clearer) ensureWindows(ctx context.Context, now time.Time) ([]string, error) {
+	cal := c.cfg.Calendar
+	target := cal.Of(now)
+	var created []string
+	open := func(w store.Window) error {
+		if len(created) >= WindowsPerTickMax {
+			return errStop
+		}
+		_, isNew, err := c.cfg.Store.OpenWindow(ctx, w)
+		if err != nil {
+			return err
+		}
+		if isNew {
+			created = append(created, w.ID)
+		}
+		return nil
+	}
+	first, haveTxn, err := c.cfg.Store.FirstTxnAt(ctx)
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := c.cfg.Store.Windows(ctx, "", "")
+	if err != nil {
+		return nil, err
+	}
+	var from store.Window
+	switch {
+	case len(oldest) == 0 && haveTxn && first.Before(target.Start):
+		from = cal.Of(first)
+	case len(oldest) == 0:
+		from = target
+	case haveTxn && first.Before(oldest[0].Start):
+		// Older rows than any window (a backlog handed off late): open
+		// their windows, walking forward up to the oldest one.
+		for w := cal.Of(first); w.ID < oldest[0].ID; w = cal.Next(w) {
+			if err := open(w); err != nil {
+				return created, ignoreStop(err)
+			}
+		}
+		from = oldest[0]
+	default:
+		from = oldest[0]
+	}
+	latest, ok, err := c.cfg.Store.LatestWindow(ctx)
+	if err != nil {
+		return created, err
+	}
+	if ok && latest.ID >= from.ID {
+		from = cal.Next(latest)
+		if latest.ID >= target.ID {
+			return created, nil
+		}
+	}
+	for w := from; w.ID <= target.ID; w = cal.Next(w) {
+		if err := open(w); err != nil {
+			return created, ignoreStop(err)
+		}
+	}
+	return created, nil
+}
+
+var errStop = errors.New("stop")
+
+func ignoreStop(err error) error {
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// Clear computes the settlements of window w from the store, without
+// writing them.
+func (c *Clearer) Clear(ctx context.Context, w store.Window) ([]store.Settlement, error) {
+	st := c.cfg.Store
+	scenes, err := st.SceneTotals(ctx, w.Start, w.CutOff)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := st.FeeRates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rates, err := NewRates(rs, c.cfg.DefaultRate)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := st.Merchants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]store.Merchant, len(ms))
+	for _, m := range ms {
+		byID[m.ID] = m
+	}
+	var legs map[string][]store.Division
+	if c.cfg.Legs != nil {
+		if legs, err = c.cfg.Legs.Legs(ctx, w); err != nil {
+			return nil, fmt.Errorf("clearing: insurance legs: %w", err)
+		}
+	}
+	return Compute(w, scenes, rates, byID, legs)
+}
+
+func (c *Clearer) settle(ctx context.Context, w store.Window, now time.Time) ([]store.Settlement, bool, error) {
+	ss, err := c.Clear(ctx, w)
+	if err != nil {
+		return nil, false, err
+	}
+	changed, err := c.cfg.Store.SettleWindow(ctx, w.ID, now, ss)
+	return ss, changed, err
+}
+
+// refreshStateGauge sets scenepay_settlement_window_state{state}: the
+// windows in each state among the last WindowsListMax business days.
+func (c *Clearer) refreshStateGauge(ctx context.Context, now time.Time) error {
+	from := c.cfg.Calendar.Of(now.AddDate(0, 0, -(store.WindowsListMax - 1)))
+	ws, err := c.cfg.Store.Windows(ctx, from.ID, "")
+	if err != nil {
+		return err
+	}
+	n := map[store.WindowState]int{}
+	for _, w := range ws {
+		n[w.State]++
+	}
+	for _, s := range []store.WindowState{store.WindowOpen, store.WindowClosed, store.WindowSettled} {
+		c.m.state.WithLabelValues(string(s)).Set(float64(n[s]))
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+package clearing
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are created per Clearer from the passed-in registerer; label
+// values are only window states and field names, never merchant ids.
+type metrics struct {
+	state           *prometheus.GaugeVec
+	closed          prometheus.Counter
+	settled         prometheus.Counter
+	statements      prometheus.Counter
+	tickErrors      prometheus.Counter
+	differenceFen   prometheus.Gauge
+	differences     prometheus.Counter
+	reconciliations prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scenepay_settlement_window_state",
+			Help: "Settlement windows in each state among the last 400 business days."}, []string{"state"}),
+		closed: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_windows_closed_total",
+			Help: "Windows moved from OPEN to CLOSED after drain."}),
+		settled: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_windows_settled_total",
+			Help: "Windows moved from CLOSED to SETTLED."}),
+		statements: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_statements_total",
+			Help: "Merchant settlements (statements) written."}),
+		tickErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_tick_errors_total",
+			Help: "Scheduler passes that failed (store errors, overflow, bad rates)."}),
+		differenceFen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "scenepay_settlement_reconciliation_difference_fen",
+			Help: "Sum of absolute money differences (gross, reversals, refunds, net) found by the last reconciliation."}),
+		differences: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_reconciliation_differences_total",
+			Help: "New difference records written by reconciliation."}),
+		reconciliations: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_reconciliations_total",
+			Help: "Reconciliation runs completed."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.state, m.closed, m.settled, m.statements, m.tickErrors,
+			m.differenceFen, m.differences, m.reconciliations} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
