@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ type env struct {
 	keyA  string
 	keyB  string
 	idA   string
-	extra func(ctx *fasthttp.RequestCtx) bool // test-only routes, tried first
+	extra atomic.Pointer[func(ctx *fasthttp.RequestCtx) bool] // test-only routes, tried first
 }
 
 type backend struct {
@@ -179,7 +180,7 @@ func newEnv(t *testing.T, b backend) *env {
 		t.Fatal(err)
 	}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		if e.extra != nil && e.extra(ctx) {
+		if x := e.extra.Load(); x != nil && (*x)(ctx) {
 			return
 		}
 		e.h.Handle(ctx)

@@ -147,7 +147,7 @@ func (h *Handler) page(ctx *fasthttp.RequestCtx) {
 	defer cancel()
 	s, ok := h.session(ctx, c)
 	if !ok {
-		ctx.Redirect("/m/login", fasthttp.StatusSeeOther)
+		seeOther(ctx, "/m/login")
 		return
 	}
 	now := h.cfg.Clock().In(Shanghai)
@@ -207,7 +207,7 @@ func (h *Handler) login(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	h.setCookie(ctx, id, int(h.sessions.ttl/time.Second))
-	ctx.Redirect("/m/", fasthttp.StatusSeeOther)
+	seeOther(ctx, "/m/")
 }
 
 func (h *Handler) logout(ctx *fasthttp.RequestCtx) {
@@ -228,5 +228,12 @@ func (h *Handler) logout(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	h.setCookie(ctx, "", -1)
-	ctx.Redirect("/m/login", fasthttp.StatusSeeOther)
+	seeOther(ctx, "/m/login")
+}
+
+// seeOther redirects to a path on this host. The Location stays relative:
+// an absolute one would be built from the request's Host header.
+func seeOther(ctx *fasthttp.RequestCtx, path string) {
+	ctx.Response.Header.Set("Location", path)
+	ctx.SetStatusCode(fasthttp.StatusSeeOther)
 }
