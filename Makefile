@@ -44,6 +44,12 @@ check-deploy:
 	promtool check rules deploy/prometheus/alerts.yml deploy/prometheus/alerts-planned.yml
 	promtool test rules deploy/prometheus/alerts_test.yml
 
+# ensure-chromium: Debian's chromium for the merchant page test
+# (settlement/merchant renders the page in headless Chromium).
+.PHONY: ensure-chromium
+ensure-chromium:
+	@deploy/tools/ensure-chromium.sh
+
 test: fmt-check vet check-deploy
 	$(GO) build ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 ./...
