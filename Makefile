@@ -54,10 +54,13 @@ test: fmt-check vet check-deploy
 	$(GO) build ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 ./...
 
-bench: bench-core bench-journal
+bench: bench-core bench-journal bench-settlement
+
+bench-settlement:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 30x ./settlement/store/
 
 bench-core:
-	$(GO) test -run '^$$' -bench . -benchmem ./gateway/internal/core/ ./terminals/
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/internal/core/ ./terminals/ ./gateway/internal/scene/... ./gateway/internal/registry/
 
 bench-journal:
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/internal/journal/
@@ -73,7 +76,7 @@ bench-e2e: build
 
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./terminals ./gateway/internal/core ./gateway/internal/journal ./gateway/internal/engine ./gateway/internal/idem; do \
+	@for pkg in ./terminals ./gateway/internal/core ./gateway/internal/journal ./gateway/internal/engine ./gateway/internal/idem ./gateway/internal/confstore ./gateway/internal/scene/transit ./gateway/internal/scene/market ./gateway/internal/scene/hospital ./settlement/handoff; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$pkg || exit 1; \
 	  done; \
