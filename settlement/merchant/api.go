@@ -50,7 +50,7 @@ type Authenticator interface {
 type Config struct {
 	Store      store.Store   // required
 	Keys       Authenticator // required
-	Statements Statements    // nil: StoreStatements over Store
+	Statements Statements    // nil: ClearingStatements if Store is a store.Clearing, else StoreStatements
 	Clock      func() time.Time
 	Logger     *slog.Logger
 	// SecureCookie marks the session cookie Secure; set it when the page
@@ -80,7 +80,13 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Statements == nil {
-		cfg.Statements = &StoreStatements{Store: cfg.Store, Clock: cfg.Clock}
+		// Clearing's records when the store keeps them (both stores
+		// do); the interim business-day totals otherwise.
+		if cs, ok := cfg.Store.(store.Clearing); ok {
+			cfg.Statements = &ClearingStatements{Store: cs, Clock: cfg.Clock}
+		} else {
+			cfg.Statements = &StoreStatements{Store: cfg.Store, Clock: cfg.Clock}
+		}
 	}
 	h := &Handler{cfg: cfg, sessions: newSessions(cfg.SessionTTL)}
 	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -171,7 +171,7 @@ func newEnv(t *testing.T, b backend) *env {
 		t.Fatal(err)
 	}
 	e.keyA, e.keyB, e.idA = ia.Key, ib.Key, ia.ID
-	e.h, err = New(Config{Store: st, Keys: keys, Clock: clock})
+	e.h, err = New(Config{Store: st, Keys: keys, Clock: clock, Statements: &StoreStatements{Store: st, Clock: clock}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,8 @@ type Statement struct {
 	ReversalCount int64     `json:"reversal_count"`
 	Fees          int64     `json:"fees_fen"`
 	Divisions     int64     `json:"divisions_fen"`
-	Net           int64     `json:"net_fen"`
+	Net           int64     `json:"net_fen"`     // Gross + Refunds + Reversals
+	Payable       int64     `json:"payable_fen"` // what the bank pays: Net - Fees - market fee legs
 }
 
 // FileExtract is this merchant's part of a window's settlement file: the
@@ -146,7 +147,7 @@ func (s *StoreStatements) statement(ctx context.Context, merchant string, day ti
 	}
 	return Statement{Merchant: merchant, Window: day.Format("2006-01-02"), From: from, To: to, Status: status,
 		Count: t.Count, Payments: t.Payments, Gross: t.Gross, Refunds: t.Refunds, RefundCount: t.RefundCount,
-		Reversals: t.Reversals, ReversalCount: t.ReversalCount, Net: t.Net}, nil
+		Reversals: t.Reversals, ReversalCount: t.ReversalCount, Net: t.Net, Payable: t.Net}, nil
 }
 
 // List implements Statements: the last StatementsListMax windows in which
