@@ -19,7 +19,25 @@ const (
 	TypeHeartbeat = "heartbeat" // liveness; no ledger effect, no txn id needed
 	TypeTapIn     = "tap_in"    // bus boarding: the gateway's fare rules charge or hold ("route", "stop")
 	TypeTapOut    = "tap_out"   // bus alighting: capture the journey's fare, release the rest
+	TypeHold      = "hold"      // hospital kiosk: open an inpatient deposit (no orig) or top it up (orig = opening txn)
+	TypeCapture   = "capture"   // hospital kiosk: charge a service order against a deposit (orig = opening txn)
+	TypeRelease   = "release"   // hospital kiosk: discharge; capture the last charges (amt, may be 0), release the rest
 )
+
+// ReplyDepositLow is the type of the gateway's unsolicited notice that a
+// deposit fell below the hospital's low-balance threshold (docs/protocol.md).
+const ReplyDepositLow = "deposit_low"
+
+// Insurance is the medical insurance platform's split of a hospital bill
+// (purchase "ins"): pooled fund, personal account and self-pay, in fen.
+// Only Self is charged to the instrument; the gateway checks the legs sum to
+// the purchase amount.
+type Insurance struct {
+	Pool     int64 `json:"pool"`
+	Personal int64 `json:"personal"`
+	Self     int64 `json:"self"`
+	Set      bool  `json:"-"` // the request carried "ins"
+}
 
 // MaxRouteIDLen bounds "route" and "stop" of a tap (the fare table's id bound).
 const MaxRouteIDLen = 32
@@ -28,7 +46,7 @@ const MaxRouteIDLen = 32
 // answers UNSUPPORTED.
 var reservedTypes = map[string]bool{
 	"offline_upload": true,
-	"hold":           true, "capture": true, "release": true, "refund": true,
+	"refund":         true,
 }
 
 // Instrument kinds.
@@ -73,6 +91,10 @@ type Request struct {
 	// stop id (the stop is required on distance routes; flat routes ignore it).
 	Route string `json:"route,omitempty"`
 	Stop  string `json:"stop,omitempty"`
+	// Item (purchase, optional) is a hospital pay-first item code; Ins
+	// (purchase, optional) is an insurance split of the amount.
+	Item string    `json:"item,omitempty"`
+	Ins  Insurance `json:"ins,omitzero"`
 }
 
 // Reply is the body of a gateway -> terminal message.
@@ -150,6 +172,8 @@ const (
 	keyCfg
 	keyRoute
 	keyStop
+	keyItem
+	keyIns
 )
 
 // maxVersionValue bounds the "v" field while decoding; anything that fits but
@@ -178,7 +202,8 @@ func DecodeRequestInto(body []byte, r *Request) error {
 
 func knownType(t string) bool {
 	switch t {
-	case TypePurchase, TypeReversal, TypeBalance, TypeHeartbeat, TypeTapIn, TypeTapOut:
+	case TypePurchase, TypeReversal, TypeBalance, TypeHeartbeat, TypeTapIn, TypeTapOut,
+		TypeHold, TypeCapture, TypeRelease:
 		return true
 	}
 	return reservedTypes[t]
@@ -255,6 +280,19 @@ func decodeRequest(body []byte, r *Request) error {
 			if err := decodeCfgVersions(&s, &r.Cfg); err != nil {
 				return err
 			}
+		case keyItem:
+			b, err := s.str(name)
+			if err != nil {
+				return err
+			}
+			if !ValidID(string(b), MaxRouteIDLen) {
+				return bad(name, "must be 1..32 of [A-Za-z0-9._-]")
+			}
+			r.Item = string(b)
+		case keyIns:
+			if err := decodeInsurance(&s, &r.Ins); err != nil {
+				return err
+			}
 		case keyRoute, keyStop:
 			b, err := s.str(name)
 			if err != nil {
@@ -303,6 +341,10 @@ func requestKey(k []byte) (uint32, string) {
 		return keyRoute, "route"
 	case "stop":
 		return keyStop, "stop"
+	case "item":
+		return keyItem, "item"
+	case "ins":
+		return keyIns, "ins"
 	}
 	return 0, ""
 }
@@ -366,6 +408,48 @@ func decodeInstrument(s *scanner, in *Instrument, prevID, prevLast4 string) erro
 	return nil
 }
 
+func decodeInsurance(s *scanner, in *Insurance) error {
+	empty, err := s.objectStart("ins")
+	if err != nil {
+		return err
+	}
+	in.Set = true
+	var seen uint32
+	for more := !empty; more; {
+		k, err := s.key("ins")
+		if err != nil {
+			return err
+		}
+		var bit uint32
+		var name string
+		var dst *int64
+		switch string(k) {
+		case "pool":
+			bit, name, dst = 1, "ins.pool", &in.Pool
+		case "personal":
+			bit, name, dst = 2, "ins.personal", &in.Personal
+		case "self":
+			bit, name, dst = 4, "ins.self", &in.Self
+		default:
+			return unknownKey(k, "ins")
+		}
+		if seen&bit != 0 {
+			return bad(name, "duplicate key")
+		}
+		seen |= bit
+		if *dst, err = s.int(name, MaxAmount); err != nil {
+			return err
+		}
+		if more, err = s.after("ins"); err != nil {
+			return err
+		}
+	}
+	if seen != 7 {
+		return bad("ins", "an insurance split has pool, personal and self")
+	}
+	return nil
+}
+
 // internType returns the constant for a known type so that decoding it does
 // not allocate.
 func internType(b []byte) string {
@@ -382,6 +466,12 @@ func internType(b []byte) string {
 		return TypeTapIn
 	case TypeTapOut:
 		return TypeTapOut
+	case TypeHold:
+		return TypeHold
+	case TypeCapture:
+		return TypeCapture
+	case TypeRelease:
+		return TypeRelease
 	}
 	return string(b)
 }
@@ -420,7 +510,7 @@ func (r *Request) Validate() error {
 			return bad("route", "only a tap names a route and stop")
 		}
 		return nil
-	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut:
+	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut, TypeHold, TypeCapture, TypeRelease:
 		if r.Cfg.Len() != 0 {
 			return bad("cfg", "only a heartbeat reports configuration versions")
 		}
@@ -446,6 +536,9 @@ func (r *Request) Validate() error {
 	if err := r.Inst.validate(); err != nil {
 		return err
 	}
+	if r.Type != TypePurchase && (r.Item != "" || r.Ins.Set) {
+		return bad("item", "only a purchase names an item or an insurance split")
+	}
 	switch r.Type {
 	case TypePurchase:
 		if r.Amt <= 0 || r.Amt > MaxAmount {
@@ -468,6 +561,23 @@ func (r *Request) Validate() error {
 		}
 		if r.Orig != 0 {
 			return bad("orig", "only a reversal names an original")
+		}
+	case TypeHold, TypeCapture:
+		if r.Amt <= 0 || r.Amt > MaxAmount {
+			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "amount must be 1..1000000000 fen"}
+		}
+		if r.Type == TypeCapture && r.Orig == 0 {
+			return bad("orig", "a capture names its deposit (the opening hold's txn id)")
+		}
+		if r.Orig >= r.Txn {
+			return bad("orig", "a deposit is named by an earlier txn id of the same terminal")
+		}
+	case TypeRelease:
+		if r.Amt < 0 || r.Amt > MaxAmount {
+			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "the last charges must be 0..1000000000 fen"}
+		}
+		if r.Orig == 0 || r.Orig >= r.Txn {
+			return bad("orig", "a release names its deposit (an earlier txn id of the same terminal)")
 		}
 	case TypeBalance:
 		if r.Amt != 0 {
@@ -643,6 +753,19 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 	if r.Stop != "" {
 		dst = append(dst, `,"stop":`...)
 		dst = appendJSONString(dst, r.Stop)
+	}
+	if r.Item != "" {
+		dst = append(dst, `,"item":`...)
+		dst = appendJSONString(dst, r.Item)
+	}
+	if r.Ins.Set {
+		dst = append(dst, `,"ins":{"pool":`...)
+		dst = strconv.AppendInt(dst, r.Ins.Pool, 10)
+		dst = append(dst, `,"personal":`...)
+		dst = strconv.AppendInt(dst, r.Ins.Personal, 10)
+		dst = append(dst, `,"self":`...)
+		dst = strconv.AppendInt(dst, r.Ins.Self, 10)
+		dst = append(dst, '}')
 	}
 	return append(dst, '}')
 }
@@ -823,6 +946,13 @@ func (r *Request) ContentHash() uint64 {
 		// Only taps carry these; other types hash as before.
 		str(r.Route)
 		str(r.Stop)
+	}
+	if r.Item != "" || r.Ins.Set {
+		// Only hospital purchases carry these; other requests hash as before.
+		str(r.Item)
+		num(uint64(r.Ins.Pool))
+		num(uint64(r.Ins.Personal))
+		num(uint64(r.Ins.Self))
 	}
 	return h
 }

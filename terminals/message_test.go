@@ -171,7 +171,20 @@ func TestDecodeRequestRefusals(t *testing.T) {
 		{"heartbeat with inst", body(`"type":"heartbeat"`, "-amt"), CodeMalformed, "amt"},
 		{"heartbeat with orig", body(`"type":"heartbeat"`, "-amt", "-inst", `"orig":3`), CodeMalformed, "amt"},
 	}
-	for _, typ := range []string{"offline_upload", "hold", "capture", "release", "refund"} {
+	cases = append(cases, []struct {
+		name  string
+		body  string
+		code  Code
+		field string
+	}{
+		{"capture without orig", body(`"type":"capture"`), CodeMalformed, "orig"},
+		{"release without orig", body(`"type":"release"`), CodeMalformed, "orig"},
+		{"hold with zero amount", body(`"type":"hold"`, "-amt", `"amt":0`), CodeInvalidAmount, "amt"},
+		{"hold with item", body(`"type":"hold"`, `"item":"REG"`), CodeMalformed, "item"},
+		{"ins missing self", body(`"type":"purchase"`, `"ins":{"pool":1,"personal":2}`), CodeMalformed, "ins"},
+		{"ins unknown key", body(`"type":"purchase"`, `"ins":{"pool":1,"personal":2,"self":3,"x":1}`), CodeMalformed, "ins.x"},
+	}...)
+	for _, typ := range []string{"offline_upload", "refund"} {
 		cases = append(cases, struct {
 			name  string
 			body  string
@@ -422,6 +435,8 @@ func TestContentHash(t *testing.T) {
 		"Orig":       func(r *Request) { r.Orig = 40 },
 		"Route":      func(r *Request) { r.Route = "B1" },
 		"Stop":       func(r *Request) { r.Stop = "S1" },
+		"Item":       func(r *Request) { r.Item = "REG" },
+		"Ins":        func(r *Request) { r.Ins = Insurance{Pool: 1, Personal: 0, Self: 199, Set: true} },
 	}
 	var fields []string
 	rt := reflect.TypeOf(Request{})
