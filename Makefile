@@ -15,6 +15,7 @@ all: build
 build:
 	$(GO) build -o $(BIN)/gateway ./gateway/cmd/gateway
 	$(GO) build -o $(BIN)/emulator ./emulator/cmd/emulator
+	$(GO) build -o $(BIN)/settlement ./settlement/cmd/settlement
 
 # make run: gateway (embedded MQTT broker, data in $(RUN_DIR)) and the demo
 # fleet. Ctrl-C reaches the emulator (the gateway runs in its own session),

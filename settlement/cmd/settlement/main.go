@@ -23,6 +23,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"scenepay/settlement/merchant"
 	"scenepay/settlement/store"
 )
 
@@ -104,6 +105,10 @@ func openStore(ctx context.Context, db string) (store.Store, error) {
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if len(os.Args) > 1 && os.Args[1] == "keys" {
+		// settlement keys issue|revoke|list ...: merchant API keys, beside the store.
+		os.Exit(keysMain(os.Args[2:]))
+	}
 	cfg, err := parseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,4 +128,25 @@ func main() {
 		log.Error("settlement: stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// keysMain runs "settlement keys ..." against the store named by
+// SCENEPAY_SETTLEMENT_DB or {SCENEPAY_DATA_DIR}/settlement.db.
+func keysMain(args []string) int {
+	cfg, err := parseFlags(nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "settlement keys:", err)
+		return 2
+	}
+	ctx := context.Background()
+	k, err := openKeys(ctx, cfg.DB)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "settlement keys:", err)
+		return 1
+	}
+	if err := merchant.RunKeysCommand(ctx, k, args, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "settlement keys:", err)
+		return 1
+	}
+	return 0
 }

@@ -59,6 +59,7 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	Clock      func() time.Time
 	Logger     *slog.Logger
+	DB         string // the store's URL or path, for packages that keep their own tables beside it
 }
 
 // run serves on ln and drives the scheduler with clock until ctx ends.
@@ -89,7 +90,7 @@ func run(ctx context.Context, cfg config, ln net.Listener, clock func() time.Tim
 		c.SetBodyString("ready\n")
 	})
 	mux.Handle("/metrics", fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	if err := registerRoutes(mux, Deps{Store: st, Clearer: cl, Registerer: reg, Clock: clock, Logger: log}); err != nil {
+	if err := registerRoutes(mux, Deps{Store: st, Clearer: cl, Registerer: reg, Clock: clock, Logger: log, DB: cfg.DB}); err != nil {
 		return err
 	}
 	srv := &fasthttp.Server{Handler: mux.serve, Name: "scenepay-settlement", ReadTimeout: 10 * time.Second,
