@@ -157,9 +157,10 @@ func TestPackageDoc(t *testing.T) {
 }
 
 // coreAllowed are the project packages the core may import: the wire
-// contract (codes) and the transit fare rules, which are pure themselves
+// contract (codes) and the transit fare and market rules, which are pure themselves
 // (their own import test) and run inside the shard step.
 var coreAllowed = map[string]bool{
 	"scenepay/terminals":                      true,
 	"scenepay/gateway/internal/scene/transit": true,
+	"scenepay/gateway/internal/scene/market":  true,
 }

@@ -57,6 +57,12 @@ func (s *Shard) Apply(r *Record) error {
 	if a != nil {
 		bal, held, floor, class, blocked = a.balance, a.held, a.floor, a.class, a.blocked
 	}
+	if r.Op.market() && r.Code == terminals.CodeApproved && a != nil {
+		if day, spent := qrAfter(a, r.Market.Class); day != r.Market.QRDay || spent != r.Market.QRSpent {
+			return fail("divergence: account %q QR class %d counter is day=%d spent=%d, record says day=%d spent=%d",
+				r.Account, r.Market.Class, day, spent, r.Market.QRDay, r.Market.QRSpent)
+		}
+	}
 	if bal != r.Balance || held != r.Held || floor != r.Floor || class != r.Class || blocked != r.Blocked {
 		return fail("divergence: account %q is balance=%d held=%d floor=%d class=%d blocked=%t, record says balance=%d held=%d floor=%d class=%d blocked=%t",
 			r.Account, bal, held, floor, class, blocked, r.Balance, r.Held, r.Floor, r.Class, r.Blocked)
@@ -98,6 +104,10 @@ func (s *Shard) effect(r *Record) (*account, error) {
 		a, err = s.effectHold(r)
 	case OpTapIn, OpTapOut:
 		err = s.effectTap(r, a)
+	case OpQRPay:
+		err = s.effectQRPay(r, a)
+	case OpRefund:
+		err = s.effectRefund(r, a)
 	default:
 		err = fmt.Errorf("op %d has no effect", r.Op)
 	}

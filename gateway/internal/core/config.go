@@ -4,6 +4,7 @@ import (
 	"time"
 	_ "time/tzdata" // Asia/Shanghai must load on hosts without a zoneinfo database.
 
+	"scenepay/gateway/internal/scene/market"
 	"scenepay/gateway/internal/scene/transit"
 )
 
@@ -42,6 +43,17 @@ type Config struct {
 	// after it, so Apply never consults fares. Operators' config pushes
 	// replace it on a live shard with Shard.SetTransit.
 	Transit *transit.Engine
+	// Market is the market scene policy (PBoC QR class limits, code
+	// lifetime, fee ratio, operator merchant, ledger bounds); nil means
+	// market.DefaultConfig. Like the limits it governs decisions only: a
+	// market record carries its class, legs and counters. Its bounds
+	// (UsedCodesMax, PaymentsMax, RefundsPerPaymentMax) size the shard's
+	// tables at NewShard; Shard.SetMarket swaps the policy only.
+	Market *market.Rules
+	// PayCodeKeys are the consumer payment code issuer keys by key id
+	// (market.IssuerKey of the master key). Without keys every code is
+	// refused PAYCODE_INVALID.
+	PayCodeKeys map[uint8][]byte
 }
 
 // Default bounds. maxTableEntries keeps slot numbers inside int32.
@@ -76,6 +88,7 @@ func DefaultConfig() *Config {
 		RefsMax:       DefaultRefsMax,
 		HoldsMax:      DefaultHoldsMax,
 		Transit:       DefaultTransit(),
+		Market:        DefaultMarket(),
 	}
 }
 
@@ -101,6 +114,9 @@ func (c *Config) normalized() Config {
 	n.HoldsMax = bound(n.HoldsMax, DefaultHoldsMax)
 	if n.Transit == nil {
 		n.Transit = DefaultTransit()
+	}
+	if n.Market == nil {
+		n.Market = DefaultMarket()
 	}
 	return n
 }
@@ -136,4 +152,15 @@ func DefaultTransit() *transit.Engine {
 		panic("core: default transit config: " + err.Error()) // a constant config: a programmer error
 	}
 	return e
+}
+
+// DefaultMarket returns the market defaults of DOMAIN.md (PBoC QR class
+// limits B 5,000, C 1,000, D 500 CNY a day; 60 s consumer codes; 1%
+// management fee to "market-operator").
+func DefaultMarket() *market.Rules {
+	r, err := market.NewRules(market.DefaultConfig())
+	if err != nil {
+		panic("core: default market config: " + err.Error()) // a constant config: a programmer error
+	}
+	return r
 }

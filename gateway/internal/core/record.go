@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"slices"
 
+	"scenepay/gateway/internal/scene/market"
 	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
@@ -21,9 +22,17 @@ const RecordVersion = 1
 // replay unchanged; a version that does not match its op is corruption.
 const RecordVersionTap = 2
 
+// RecordVersionMarket is the version of market records (OpQRPay,
+// OpRefund): the version 1 layout followed by the market extension
+// (doc.go). Like taps, it leaves older records unchanged.
+const RecordVersionMarket = 3
+
 func recordVersionOf(op Op) uint8 {
 	if op.tap() {
 		return RecordVersionTap
+	}
+	if op.market() {
+		return RecordVersionMarket
 	}
 	return RecordVersion
 }
@@ -41,9 +50,16 @@ const (
 	// reason, flags and the card state.
 	tapExtFixed = 1 + 1 + 6*8 + 1 + 2 + 2
 	tapExtMax   = tapExtFixed + 2*transit.IDLenMax + transit.StateBytesMax
-	// MaxRecordLen is the length of a tap record with maximal strings and
-	// card state (a version 1 record is at most tapExtMax bytes shorter).
-	MaxRecordLen = MinRecordLen + 4*MaxFieldLen + tapExtMax
+	// mktExtFixed is the market extension without the operator merchant:
+	// class, flags, tag, expiry, paid-at, stall, operator, merchant
+	// length, QR day, QR spent.
+	mktExtFixed = 1 + 1 + market.TagLen + 8 + 8 + 8 + 8 + 1 + 4 + 8
+	mktExtMax   = mktExtFixed + market.MaxIDLen
+	// MaxRecordLen is the length of the longest record: maximal strings
+	// and the longer of the tap and market extensions.
+	MaxRecordLen = MinRecordLen + 4*MaxFieldLen + max(tapExtMax, mktExtMax)
+
+	mktFlagStatic = 1 << 0
 
 	flagBlocked = 1 << 0
 	flagsKnown  = flagBlocked
@@ -81,6 +97,9 @@ type Record struct {
 	Stop  string
 	Tap   TapAmounts
 	Card  string // a string so that a Record stays comparable
+	// Market records only (version 3): QR class, code, legs and the QR
+	// counter after the effect (zero for declines).
+	Market MarketAmounts
 }
 
 // Available is the account's available balance after the record, as the
@@ -101,6 +120,11 @@ func (r *Record) AppendBinary(dst []byte) []byte {
 	}
 	if ext {
 		n += tapExtFixed + len(route) + len(stop) + len(card)
+	}
+	mext := r.Version == RecordVersionMarket
+	opm := clipN(r.Market.OpMerch, market.MaxIDLen)
+	if mext {
+		n += mktExtFixed + len(opm)
 	}
 	start := len(dst)
 	dst = slices.Grow(dst, n)[:start+n]
@@ -148,6 +172,26 @@ func (r *Record) AppendBinary(dst []byte) []byte {
 		le.PutUint16(b[p+3:], uint16(len(card)))
 		p += 5
 		p += copy(b[p:], card)
+	}
+	if mext {
+		m := &r.Market
+		b[p] = m.Class
+		b[p+1] = 0
+		if m.Static {
+			b[p+1] = mktFlagStatic
+		}
+		p += 2
+		p += copy(b[p:], m.Tag[:])
+		for _, v := range [...]int64{m.Expiry, m.PaidAt, m.Stall, m.Operator} {
+			le.PutUint64(b[p:], uint64(v))
+			p += 8
+		}
+		b[p] = byte(len(opm))
+		p++
+		p += copy(b[p:], opm)
+		le.PutUint32(b[p:], uint32(m.QRDay))
+		le.PutUint64(b[p+4:], uint64(m.QRSpent))
+		p += 12
 	}
 	le.PutUint32(b[p:], crc32.Checksum(b[:p], castagnoli))
 	return dst
@@ -222,6 +266,20 @@ func DecodeRecord(b []byte, r *Record) error {
 		}
 		n += ext.len
 	}
+	mextAt := n - recCRCLen
+	if b[0] == RecordVersionMarket {
+		if !Op(b[1]).market() {
+			return &DecodeError{Field: "version", Offset: 0, Msg: fmt.Sprintf("version %d record of op %v", b[0], Op(b[1]))}
+		}
+		at := mextAt + 2 + market.TagLen + 4*8
+		if at+1 > len(b) {
+			return &DecodeError{Field: "length", Offset: at, Msg: "truncated before the operator merchant"}
+		}
+		if int(b[at]) > market.MaxIDLen {
+			return &DecodeError{Field: "operator", Offset: at, Msg: fmt.Sprintf("%d bytes over %d", b[at], market.MaxIDLen)}
+		}
+		n += mktExtFixed + int(b[at])
+	}
 	if n != len(b) {
 		return &DecodeError{Field: "length", Offset: 82, Msg: fmt.Sprintf("string lengths give %d bytes, have %d", n, len(b))}
 	}
@@ -230,8 +288,8 @@ func DecodeRecord(b []byte, r *Record) error {
 	if got, want := crc32.Checksum(b[:body], castagnoli), le.Uint32(b[body:]); got != want {
 		return &DecodeError{Field: "crc", Offset: body, Msg: fmt.Sprintf("computed %08x, stored %08x", got, want)}
 	}
-	if b[0] != RecordVersion && b[0] != RecordVersionTap {
-		return &DecodeError{Field: "version", Offset: 0, Msg: fmt.Sprintf("version %d, want %d or %d", b[0], RecordVersion, RecordVersionTap)}
+	if b[0] != RecordVersion && b[0] != RecordVersionTap && b[0] != RecordVersionMarket {
+		return &DecodeError{Field: "version", Offset: 0, Msg: fmt.Sprintf("version %d, want %d, %d or %d", b[0], RecordVersion, RecordVersionTap, RecordVersionMarket)}
 	}
 	op := Op(b[1])
 	if !op.journaled() {
@@ -291,6 +349,30 @@ func DecodeRecord(b []byte, r *Record) error {
 		if ext.cardLen > 0 {
 			r.Card = string(b[ext.card : ext.card+ext.cardLen])
 		}
+	}
+	if b[0] == RecordVersionMarket {
+		q := mextAt
+		m := &r.Market
+		m.Class = b[q]
+		if m.Class > 4 {
+			return &DecodeError{Field: "qr class", Offset: q, Msg: fmt.Sprintf("class %d out of 0..4", m.Class)}
+		}
+		if b[q+1]&^mktFlagStatic != 0 {
+			return &DecodeError{Field: "market flags", Offset: q + 1, Msg: fmt.Sprintf("unknown flag bits %02x", b[q+1])}
+		}
+		m.Static = b[q+1]&mktFlagStatic != 0
+		q += 2
+		copy(m.Tag[:], b[q:])
+		q += market.TagLen
+		m.Expiry, m.PaidAt = int64(le.Uint64(b[q:])), int64(le.Uint64(b[q+8:]))
+		m.Stall, m.Operator = int64(le.Uint64(b[q+16:])), int64(le.Uint64(b[q+24:]))
+		q += 32
+		l := int(b[q])
+		if l > 0 {
+			m.OpMerch = string(b[q+1 : q+1+l])
+		}
+		q += 1 + l
+		m.QRDay, m.QRSpent = int32(le.Uint32(b[q:])), int64(le.Uint64(b[q+4:]))
 	}
 	return nil
 }

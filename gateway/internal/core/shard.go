@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"scenepay/gateway/internal/scene/market"
 	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
@@ -26,9 +27,11 @@ const (
 	OpRelease     Op = 9  // release the remainder of hold (TID, Orig); once
 	OpTapIn       Op = 10 // bus tap-in on Route at Stop: fare rules decide a charge or a journey hold
 	OpTapOut      Op = 11 // bus tap-out on Route at Stop: capture the fare, release the rest of the hold
+	OpQRPay       Op = 12 // market: debit Amount for the consumer payment Code scanned by stall terminal TID/Txn
+	OpRefund      Op = 13 // market: refund Amount of the QR payment (TID, Orig) to its account; own id (TID, Txn)
 )
 
-var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out"}
+var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -38,15 +41,18 @@ func (o Op) String() string {
 }
 
 // journaled reports whether records of o can exist (every op but balance).
-func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpTapOut && o != OpBalance }
+func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpRefund && o != OpBalance }
 
 // tap reports whether o is a transit tap (records of version 2).
 func (o Op) tap() bool { return o == OpTapIn || o == OpTapOut }
 
 // terminalOp reports whether o comes from a terminal and so needs TID/Txn.
 func (o Op) terminalOp() bool {
-	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease || o.tap()
+	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease || o.tap() || o.market()
 }
+
+// market reports whether o is a market op (records of version 3).
+func (o Op) market() bool { return o == OpQRPay || o == OpRefund }
 
 // Input is one request to a shard. The caller owns it; Step keeps its
 // strings (account key, terminal id, ref) in the shard's tables, so they
@@ -66,6 +72,13 @@ type Input struct {
 	Blocked  bool   // OpBlock
 	Route    string // OpTapIn/OpTapOut: route id (<= transit.IDLenMax bytes)
 	Stop     string // OpTapIn/OpTapOut: stop id (required on distance routes)
+	// Code is the consumer payment code of an OpQRPay (market.CodePrefix
+	// form); Account must be the account the code is bound to.
+	Code string
+	// QRStatic marks an OpQRPay through a merchant-presented static code
+	// (PBoC class D, no consumer code): the wallet backend's report of a
+	// scan of a stall's static code. Not reachable from the terminal wire.
+	QRStatic bool
 }
 
 // Output is the decision of one Step. The caller reuses it across Steps so
@@ -125,6 +138,9 @@ type account struct {
 	// effect are one Step of one writer. At most one per account, so the
 	// accounts bound it. An open journey's Held is part of held.
 	card *transit.Card
+	// qr is the account's PBoC QR class counters (nil until its first QR
+	// payment), beside the balance for the same reason as card.
+	qr *market.Customer
 }
 
 func (a *account) available() int64 { return a.balance - a.held - a.floor }
@@ -170,6 +186,7 @@ type Shard struct {
 	clock    bizClock
 	rec      Record       // Step's scratch record, reused so that Step does not allocate
 	card     transit.Card // decideTap's scratch copy of a card (the fare rules mutate it)
+	mkt      marketState  // market scene state: used codes, refund ledger, code verifier
 	cardBuf  []byte       // reused buffer of the card state a tap record carries
 	last     int32        // lookup's cached account index
 }
@@ -187,6 +204,7 @@ func NewShard(id uint32, cfg *Config) *Shard {
 		refs:  newFIFO[string, refEntry](c.RefsMax),
 		holds: newPool[txnKey, holdEntry](c.HoldsMax),
 		clock: bizClock{loc: c.Loc},
+		mkt:   newMarketState(&c),
 	}
 }
 
@@ -328,6 +346,9 @@ func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 	if in.Op.tap() {
 		r.Version, r.Amount = RecordVersionTap, 0
 	}
+	if in.Op.market() {
+		r.Version = RecordVersionMarket
+	}
 	code, journal := s.decide(in, r)
 	out.Code = code
 	if !journal {
@@ -337,6 +358,9 @@ func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 		return
 	}
 	r.Code = code
+	if code != terminals.CodeApproved {
+		r.Market = MarketAmounts{} // a market decline records no class, legs or counters
+	}
 	r.Seq = s.seq + 1
 	a, err := s.effect(r)
 	if err != nil {
@@ -347,6 +371,9 @@ func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 	if a != nil {
 		r.Balance, r.Held, r.Floor, r.Class, r.Blocked = a.balance, a.held, a.floor, a.class, a.blocked
 		out.Available = a.available()
+		if in.Op.market() && r.Code == terminals.CodeApproved {
+			r.Market.QRDay, r.Market.QRSpent = qrAfter(a, r.Market.Class)
+		}
 	}
 	out.Seq = r.Seq
 	out.Amount = r.Amount
@@ -386,6 +413,10 @@ func (s *Shard) decide(in *Input, r *Record) (terminals.Code, bool) {
 		return s.decideRelease(in, r)
 	case OpTapIn, OpTapOut:
 		return s.decideTap(in, r)
+	case OpQRPay:
+		return s.decideQRPay(in, r)
+	case OpRefund:
+		return s.decideRefund(in, r)
 	case OpBalance:
 		_, a := s.lookup(in.Account)
 		switch {

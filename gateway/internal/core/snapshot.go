@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 
+	"scenepay/gateway/internal/scene/market"
 	"scenepay/gateway/internal/scene/transit"
 )
 
@@ -27,9 +28,15 @@ import (
 //	holds, by (tid, txn): tidlen u8, tid, txn u64, account u32, amount i64, remaining i64
 //	(version 2 only) cards u32, then by account: account u32, len u16,
 //	                     transit card state (transit.Card.AppendBinary, with its upload ring)
+//	(version 3 only) QR counters u32, then by account: account u32, len u16,
+//	                     market.Customer.AppendBinary;
+//	                     used codes: len u32, market.UsedCodes.AppendBinary;
+//	                     refund ledger: len u32, market.Ledger.AppendBinary
 //	crc32c u32 of everything before it
 //
-// Version 2 added the transit cards. Restore still loads version 1 (a
+// Version 3 added the market state; the used-code set and the ledger keep
+// the bounds they were written with (their eviction order is part of the
+// state journaled after the snapshot). Version 2 added the transit cards. Restore still loads version 1 (a
 // ledger from before taps has no cards); an open journey's hold counts in
 // its account's held, so the held check sums holds and journeys.
 //
@@ -37,7 +44,11 @@ import (
 // account kind is not stored because the key carries it.
 const (
 	snapMagic   = "SCPSNAP\x00"
-	SnapVersion = 2
+	SnapVersion = 3
+	// blobBytesMax bounds one market blob of a snapshot (the used-code set
+	// or the refund ledger); it is read in chunks, so a corrupt length
+	// costs no more memory than the bytes actually present.
+	blobBytesMax = 1 << 30
 	// cardBytesMax bounds one card's snapshot form: the state and the
 	// upload ring (count, next slot, SeenMax keys of 16 bytes).
 	cardBytesMax = transit.StateBytesMax + 2 + 16*transit.SeenMax
@@ -175,6 +186,27 @@ func (s *Shard) Snapshot(w io.Writer) error {
 			sw.put(cb)
 		}
 	}
+	var nQR uint32
+	for i := range s.accounts {
+		if s.accounts[i].qr != nil {
+			nQR++
+		}
+	}
+	sw.u32(nQR)
+	for _, i := range order {
+		if c := s.accounts[i].qr; c != nil {
+			cb = c.AppendBinary(cb[:0])
+			sw.u32(pos[i])
+			sw.u16(uint16(len(cb)))
+			sw.put(cb)
+		}
+	}
+	cb = s.mkt.used.AppendBinary(cb[:0])
+	sw.u32(uint32(len(cb)))
+	sw.put(cb)
+	cb = s.mkt.ledger.AppendBinary(cb[:0])
+	sw.u32(uint32(len(cb)))
+	sw.put(cb)
 	sum := sw.crc.Sum32()
 	if sw.err == nil {
 		binary.LittleEndian.PutUint32(sw.buf[:], sum)
@@ -241,7 +273,8 @@ func (sr *snapReader) fail(format string, args ...any) {
 }
 
 func (s *Shard) empty() bool {
-	return s.seq == 0 && len(s.accounts) == 0 && s.rev.n == 0 && s.refs.n == 0 && s.holds.len() == 0
+	return s.seq == 0 && len(s.accounts) == 0 && s.rev.n == 0 && s.refs.n == 0 && s.holds.len() == 0 &&
+		s.mkt.used.Len() == 0 && s.mkt.ledger.Len() == 0
 }
 
 // reset returns the shard to the state NewShard gives.
@@ -270,8 +303,8 @@ func (s *Shard) restore(r io.Reader) error {
 		sr.fail("not a shard snapshot")
 	}
 	version := sr.u16()
-	if version != 1 && version != SnapVersion {
-		sr.fail("version %d, want 1 or %d", version, SnapVersion)
+	if version < 1 || version > SnapVersion {
+		sr.fail("version %d, want 1..%d", version, SnapVersion)
 	}
 	if id := sr.u32(); id != s.id {
 		sr.fail("snapshot of shard %d, restoring shard %d", id, s.id)
@@ -406,6 +439,9 @@ func (s *Shard) restore(r io.Reader) error {
 			s.accounts[ai].card = c
 		}
 	}
+	if version >= 3 && sr.err == nil {
+		s.restoreMarket(sr, nAcct)
+	}
 	if sr.err != nil {
 		return sr.err
 	}
@@ -425,4 +461,58 @@ func (s *Shard) restore(r io.Reader) error {
 		return &SnapshotError{Offset: sr.off, Msg: err.Error()}
 	}
 	return nil
+}
+
+// restoreMarket reads the version 3 market section.
+func (s *Shard) restoreMarket(sr *snapReader, nAcct uint32) {
+	n := sr.u32()
+	if sr.err == nil && n > nAcct {
+		sr.fail("%d QR counters for %d accounts", n, nAcct)
+	}
+	prev := int64(-1)
+	for i := uint32(0); i < n && sr.err == nil; i++ {
+		ai := sr.u32()
+		l := int(sr.u16())
+		if sr.err == nil && (ai >= nAcct || int64(ai) <= prev || l > MaxFieldLen) {
+			sr.fail("QR counter of account %d (len %d) out of order or range", ai, l)
+		}
+		if sr.err != nil {
+			return
+		}
+		prev = int64(ai)
+		b := sr.read(l)
+		c := new(market.Customer)
+		if sr.err == nil {
+			if err := c.DecodeBinary(b); err != nil {
+				sr.fail("QR counter of account %q: %v", s.accounts[ai].key, err)
+				return
+			}
+			s.accounts[ai].qr = c
+		}
+	}
+	if b := sr.blob("used codes"); sr.err == nil {
+		if err := s.mkt.used.DecodeBinary(b); err != nil {
+			sr.fail("%v", err)
+		}
+	}
+	if b := sr.blob("refund ledger"); sr.err == nil {
+		if err := s.mkt.ledger.DecodeBinary(b); err != nil {
+			sr.fail("%v", err)
+		}
+	}
+}
+
+// blob reads a u32 length and that many bytes, in chunks.
+func (sr *snapReader) blob(what string) []byte {
+	n := int64(sr.u32())
+	if sr.err == nil && n > blobBytesMax {
+		sr.fail("%s of %d bytes over %d", what, n, blobBytesMax)
+	}
+	var out []byte
+	for n > 0 && sr.err == nil {
+		k := int(min(n, int64(len(sr.buf))))
+		out = append(out, sr.read(k)...)
+		n -= int64(k)
+	}
+	return out
 }
