@@ -12,9 +12,11 @@ import (
 )
 
 // Row mapping from an approved core record (declines, holds, releases,
-// inquiries and operator operations move no merchant money and give no row):
+// inquiries and operator operations move no merchant money and give no row;
+// an op not listed stops the handoff instead of being dropped):
 //
-//	purchase          +Amount                      op purchase
+//	purchase, QR pay  +Amount                      op purchase
+//	refund            -Amount, Orig = the payment  op refund
 //	reversal          -Amount, Orig = original     op reversal
 //	capture           +Amount, Orig = the hold     op capture
 //	tap-in / tap-out  +(Charge + PrevCapture + Capture); op purchase when the
@@ -46,8 +48,10 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 	var amt int64
 	var orig uint64
 	switch r.Op {
-	case core.OpPurchase:
+	case core.OpPurchase, core.OpQRPay:
 		op, amt = settle.OpPurchase, r.Amount
+	case core.OpRefund:
+		op, amt, orig = settle.OpRefund, -r.Amount, r.Orig
 	case core.OpReversal:
 		op, amt, orig = settle.OpReversal, -r.Amount, r.Orig
 	case core.OpCapture:
@@ -60,8 +64,11 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		} else {
 			op = settle.OpCapture
 		}
-	default:
+	case core.OpOpenAccount, core.OpTopUp, core.OpBlock, core.OpHold, core.OpRelease:
 		return settle.Txn{}, false, nil
+	default:
+		// A new op that moves money must be mapped here, never dropped.
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: "no settlement mapping for op " + r.Op.String()}
 	}
 	if amt == 0 {
 		return settle.Txn{}, false, nil
