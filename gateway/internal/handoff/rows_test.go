@@ -1,0 +1,54 @@
+package handoff
+
+import (
+	"testing"
+	"time"
+
+	"scenepay/gateway/internal/core"
+	settle "scenepay/settlement/handoff"
+	"scenepay/terminals"
+)
+
+func TestRowOf(t *testing.T) {
+	scene := func(tid string) (string, bool) { return settle.SceneBus, tid == "T1" }
+	at := time.Date(2026, 5, 1, 8, 0, 0, 123456789, time.UTC).UnixNano()
+	base := core.Record{Code: terminals.CodeApproved, Shard: 3, Seq: 42, Time: at, Account: "county:C1",
+		TID: "T1", Txn: 9, Merchant: "M", Amount: 250}
+	with := func(f func(r *core.Record)) core.Record { r := base; f(&r); return r }
+	cases := []struct {
+		name   string
+		r      core.Record
+		op     string
+		amt    int64
+		orig   uint64
+		row    bool
+		errors bool
+	}{
+		{"purchase", with(func(r *core.Record) { r.Op = core.OpPurchase }), settle.OpPurchase, 250, 0, true, false},
+		{"reversal", with(func(r *core.Record) { r.Op = core.OpReversal; r.Orig = 8 }), settle.OpReversal, -250, 8, true, false},
+		{"refund", with(func(r *core.Record) { r.Op = core.OpRefund; r.Orig = 7 }), settle.OpRefund, -250, 7, true, false},
+		{"capture", with(func(r *core.Record) { r.Op = core.OpCapture; r.Orig = 6 }), settle.OpCapture, 250, 6, true, false},
+		{"declined purchase", with(func(r *core.Record) { r.Op = core.OpPurchase; r.Code = terminals.CodeInsufficientFunds }), "", 0, 0, false, false},
+		{"hold", with(func(r *core.Record) { r.Op = core.OpHold }), "", 0, 0, false, false},
+		{"top-up", with(func(r *core.Record) { r.Op = core.OpTopUp }), "", 0, 0, false, false},
+		{"flat tap", with(func(r *core.Record) { r.Op = core.OpTapIn; r.Tap = core.TapAmounts{Charge: 200} }), settle.OpPurchase, 200, 0, true, false},
+		{"hold-only tap", with(func(r *core.Record) { r.Op = core.OpTapIn; r.Tap = core.TapAmounts{Hold: 500} }), "", 0, 0, false, false},
+		{"tap-out", with(func(r *core.Record) { r.Op = core.OpTapOut; r.Tap = core.TapAmounts{Capture: 300, Release: 200} }), settle.OpCapture, 300, 0, true, false},
+		{"unknown terminal", with(func(r *core.Record) { r.Op = core.OpPurchase; r.TID = "T9" }), "", 0, 0, false, true},
+		{"unmapped op", with(func(r *core.Record) { r.Op = core.Op(99) }), "", 0, 0, false, true},
+	}
+	for _, c := range cases {
+		row, ok, err := rowOf("gw1", 5, &c.r, scene)
+		if (err != nil) != c.errors || ok != c.row {
+			t.Errorf("%s: ok %v err %v; want row %v error %v", c.name, ok, err, c.row, c.errors)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if row.Op != c.op || row.Amount != c.amt || row.Orig != c.orig || row.Auth != "03-0000000042" ||
+			row.InstKind != "county" || row.Account != "C1" || row.Scene != settle.SceneBus || row.At.Nanosecond()%1000 != 0 {
+			t.Errorf("%s: row %+v", c.name, row)
+		}
+	}
+}
