@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"time"
 
 	"scenepay/terminals"
 )
@@ -77,6 +78,12 @@ func (s *Shard) Apply(r *Record) error {
 // is at r.Seq.
 func (s *Shard) effect(r *Record) (*account, error) {
 	ai, a := s.lookup(r.Account)
+	if r.Op == OpQRPay {
+		// Forget expired used codes at the record's time, approved or
+		// declined: live Step purges (in Verify) only on steps that end in
+		// such a record, at the same time, so replay keeps the same set.
+		s.mkt.used.Room(time.Unix(0, r.Time).Unix())
+	}
 	if r.Code != terminals.CodeApproved {
 		// A journaled decline changes nothing but the sequence.
 		if r.Code == terminals.CodeUnknownInstrument && a != nil {
