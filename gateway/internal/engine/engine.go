@@ -30,6 +30,7 @@ import (
 	"scenepay/gateway/internal/idem"
 	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/registry"
+	"scenepay/gateway/internal/scene/hospital"
 	"scenepay/gateway/internal/vfs"
 	"scenepay/terminals"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	// after each snapshot the journal keeps everything after
 	// min(previous snapshot, HandedOff()). Nil keeps the journal whole.
 	HandedOff func() uint64
+	// Hospital is the hospital scene's rules (deposits, items, insurance
+	// split); nil = hospital.DefaultConfig.
+	Hospital *hospital.Rules
 }
 
 // DefaultConfig returns production defaults for dir.
@@ -387,6 +391,8 @@ func (e *Engine) applyEntry(p []byte) error {
 		return e.applyRecord(p[1:])
 	case entryConfig:
 		return e.applyConfigEntry(p[1:])
+	case entryHospital:
+		return e.applyHospitalEntry(p)
 	default:
 		return fmt.Errorf("%w: unknown type %d", errEntry, p[0])
 	}

@@ -9,6 +9,8 @@ package engine
 import (
 	"fmt"
 
+	"scenepay/gateway/internal/core"
+
 	"scenepay/terminals"
 )
 
@@ -30,11 +32,48 @@ func EntryRecord(payload []byte) (tid string, rec []byte, err error) {
 		return te.tid, te.record, nil
 	case entryOperator:
 		return "", payload[1:], nil
+	case entryHospital:
+		// A hospital entry may hold several core records (EntryRecords);
+		// this one-record view gives the first money-moving one.
+		tid, recs, err := hospitalRecords(payload)
+		if err != nil || len(recs) == 0 {
+			return tid, nil, err
+		}
+		for _, r := range recs {
+			if len(r) > 1 && (core.Op(r[1]) == core.OpCapture || core.Op(r[1]) == core.OpPurchase) {
+				return tid, r, nil
+			}
+		}
+		return tid, recs[0], nil
 	case entryTerminal, entryConfig:
 		return "", nil, nil
 	default:
 		return "", nil, fmt.Errorf("%w: unknown type %d", errEntry, payload[0])
 	}
+}
+
+// EntryRecords calls fn for every core record of a journal entry payload,
+// in order: none, one, or (a hospital entry, type 5) several. Settlement
+// must read hospital entries through it: a capture spanning two deposit
+// holds has two capture records in one entry.
+func EntryRecords(payload []byte, fn func(tid string, rec []byte) error) error {
+	if len(payload) > 0 && payload[0] == entryHospital {
+		tid, recs, err := hospitalRecords(payload)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := fn(tid, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tid, rec, err := EntryRecord(payload)
+	if err != nil || rec == nil {
+		return err
+	}
+	return fn(tid, rec)
 }
 
 // SetHandoffBusy switches the refusal of new payments (purchase, tap-in)

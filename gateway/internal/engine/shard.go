@@ -42,6 +42,8 @@ type work struct {
 
 	parked *sync.WaitGroup
 	resume chan struct{}
+
+	hosp hospStep // hospital requests (hospital.go)
 }
 
 func (w *work) reset() {
@@ -56,6 +58,8 @@ type shard struct {
 	id int
 	c  *core.Shard
 	ch chan *work
+
+	hosp hospShard // open hospital deposits of this shard's accounts (hospital.go)
 }
 
 func (e *Engine) shardFor(r *terminals.Request) *shard {
@@ -149,6 +153,10 @@ func (s *shard) balance(w *work) {
 }
 
 func (s *shard) request(w *work) {
+	if isHospital(&w.req) {
+		s.hospitalRequest(w)
+		return
+	}
 	now := s.e.cfg.Clock()
 	s.input(w)
 	s.c.Step(now, &w.in, &w.out)
@@ -203,6 +211,9 @@ func (w *work) Durable(lsn uint64, err error) {
 	waiters := e.idem.Complete(w.req.TID, w.req.Txn, w.hash, w.code.Class(), w.reply)
 	for i := 0; i <= waiters; i++ {
 		e.publish(w.req.TID, w.reply)
+	}
+	if w.hosp.notice {
+		e.publishNotice(w)
 	}
 	e.observe(w.req.Type, w.code, w.recv)
 	e.release()

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 	"time"
 
 	"scenepay/gateway/internal/bincur"
 	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/registry"
+	"scenepay/gateway/internal/scene/hospital"
 )
 
 // Snapshot payload (the journal package frames it with the LSN and a CRC):
@@ -20,12 +22,14 @@ import (
 //	uvarint terminals, each: uvarint len | registry JSON |
 //	idem snapshot (see package idem) |
 //	per shard: uvarint len | core shard snapshot |
-//	config store snapshot (see package confstore; since SPSNAP2)
+//	config store snapshot (see package confstore; since SPSNAP2) |
+//	per shard (since SPSNAP3): uvarint deposits, each uvarint len | hospital.Deposit.AppendBinary
 //
 // SPSNAP1 (no config section) still loads: its config state comes from the
 // journal entries after it, or is empty.
 var (
-	snapMagic   = []byte("SPSNAP2\n")
+	snapMagic   = []byte("SPSNAP3\n")
+	snapMagicV2 = []byte("SPSNAP2\n")
 	snapMagicV1 = []byte("SPSNAP1\n")
 )
 
@@ -112,7 +116,21 @@ func (e *Engine) appendState(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(buf.Len()))
 		dst = append(dst, buf.Bytes()...)
 	}
-	return e.conf.store.AppendSnapshot(dst)
+	dst = e.conf.store.AppendSnapshot(dst)
+	for _, s := range e.shards {
+		dst = binary.AppendUvarint(dst, uint64(len(s.hosp.deps)))
+		keys := make([]string, 0, len(s.hosp.deps))
+		for k := range s.hosp.deps {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // a deterministic image
+		for _, k := range keys {
+			b := s.hosp.deps[k].AppendBinary(nil)
+			dst = binary.AppendUvarint(dst, uint64(len(b)))
+			dst = append(dst, b...)
+		}
+	}
+	return dst
 }
 
 func (e *Engine) loadSnapshot() (uint64, error) {
@@ -136,8 +154,9 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 		return 0, nil
 	}
 	v1 := bytes.HasPrefix(data, snapMagicV1)
-	if !v1 && !bytes.HasPrefix(data, snapMagic) {
-		return 0, errors.New("engine: snapshot: bad magic (neither SPSNAP1 nor SPSNAP2)")
+	v2 := bytes.HasPrefix(data, snapMagicV2)
+	if !v1 && !v2 && !bytes.HasPrefix(data, snapMagic) {
+		return 0, errors.New("engine: snapshot: bad magic (not SPSNAP1, SPSNAP2 or SPSNAP3)")
 	}
 	c := bincur.New(data[len(snapMagic):], errEntry)
 	if n := c.Uvarint(); c.Err == nil && int(n) != len(e.shards) {
@@ -180,6 +199,31 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 			return 0, fmt.Errorf("engine: snapshot: config: %w", err)
 		}
 		c.B = rest
+	}
+	if !v1 && !v2 {
+		for _, s := range e.shards {
+			n := c.Uvarint()
+			if c.Err == nil && n > DepositsMax {
+				return 0, fmt.Errorf("engine: snapshot: shard %d: %d deposits", s.id, n)
+			}
+			for i := uint64(0); i < n && c.Err == nil; i++ {
+				b := c.Bytes()
+				if c.Err != nil {
+					break
+				}
+				d := &hospital.Deposit{}
+				if err := d.DecodeBinary(b); err != nil {
+					return 0, fmt.Errorf("engine: snapshot: shard %d: %w", s.id, err)
+				}
+				if s.hosp.deps == nil {
+					s.hosp.deps = make(map[string]*hospital.Deposit)
+				}
+				s.hosp.deps[d.ID] = d
+			}
+		}
+		if c.Err != nil {
+			return 0, fmt.Errorf("engine: snapshot: deposits: %w", c.Err)
+		}
 	}
 	if len(c.B) != 0 {
 		return 0, fmt.Errorf("engine: snapshot: %d trailing bytes", len(c.B))
