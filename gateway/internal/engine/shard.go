@@ -209,6 +209,10 @@ func (w *work) Durable(lsn uint64, err error) {
 		return
 	}
 	waiters := e.idem.Complete(w.req.TID, w.req.Txn, w.hash, w.code.Class(), w.reply)
+	// The request is answered from here on: free its in-flight slot before
+	// publishing, so that a terminal reacting to the reply at once is not
+	// told BUSY by its own finished request.
+	e.release()
 	for i := 0; i <= waiters; i++ {
 		e.publish(w.req.TID, w.reply)
 	}
@@ -216,7 +220,6 @@ func (w *work) Durable(lsn uint64, err error) {
 		e.publishNotice(w)
 	}
 	e.observe(w.req.Type, w.code, w.recv)
-	e.release()
 	if e.cfg.SnapshotEvery > 0 && e.since.Add(1) >= int64(e.cfg.SnapshotEvery) {
 		e.since.Store(0)
 		select {
