@@ -144,7 +144,8 @@ func (d *Device) Malformed() (Fault, error) {
 // accepted under the fault's txn id or 0. There is no retry and no reversal:
 // a fault is a probe, and its outcome (Fault set) goes to the Observer.
 func (d *Device) Inject(ctx context.Context, f Fault) (terminals.Reply, []byte, error) {
-	out := Outcome{TID: d.cfg.TID, Type: f.Req.Type, Txn: f.Req.Txn, Orig: f.Req.Orig, Inst: f.Req.Inst, Amt: f.Req.Amt, Fault: f.Kind}
+	out := Outcome{TID: d.cfg.TID, Type: f.Req.Type, Txn: f.Req.Txn, Orig: f.Req.Orig, Inst: f.Req.Inst, Amt: f.Req.Amt,
+		Route: f.Req.Route, Stop: f.Req.Stop, Fault: f.Kind}
 	d.zeroMu.Lock()
 	defer d.zeroMu.Unlock()
 	keys := []uint64{0}

@@ -18,6 +18,8 @@ type Outcome struct {
 	Orig    uint64 // reversals: the txn they void
 	Inst    terminals.Instrument
 	Amt     int64
+	Route   string // taps: the route and stop the reader reported
+	Stop    string
 	Fault   FaultKind // "" for a genuine request
 	Code    terminals.Code
 	Reply   *terminals.Reply // nil when no genuine reply came
@@ -60,6 +62,17 @@ func Purchase(inst terminals.Instrument, amt int64) terminals.Request {
 // Balance builds a balance inquiry for inst.
 func Balance(inst terminals.Instrument) terminals.Request {
 	return terminals.Request{Type: terminals.TypeBalance, Inst: inst}
+}
+
+// TapIn builds a boarding tap of inst on route at stop (stop "" on a flat
+// route). The amount is the gateway's to decide.
+func TapIn(inst terminals.Instrument, route, stop string) terminals.Request {
+	return terminals.Request{Type: terminals.TypeTapIn, Inst: inst, Route: route, Stop: stop}
+}
+
+// TapOut builds an alighting tap of inst on route at stop.
+func TapOut(inst terminals.Instrument, route, stop string) terminals.Request {
+	return terminals.Request{Type: terminals.TypeTapOut, Inst: inst, Route: route, Stop: stop}
 }
 
 // Heartbeat builds a heartbeat (no txn id).
@@ -109,15 +122,19 @@ func (d *Device) Do(ctx context.Context, req terminals.Request) (terminals.Reply
 
 // Send publishes a sealed request and waits for the genuine reply with its
 // txn id. On a timeout, or a retry-later code (BUSY, SYSTEM_ERROR), it
-// resends the identical bytes up to Config.Retries times. A purchase still
-// unanswered then is reversed: a reversal under a new txn id naming it,
+// resends the identical bytes up to Config.Retries times. Only a purchase
+// still unanswered then is reversed; taps are not (protocol 8: a reversal
+// naming a tap is declined ORIGINAL_NOT_FOUND), so an unanswered tap ends
+// ErrTimeout and its caller decides (a bus reader taps the rider out,
+// which closes whatever journey the gateway holds). A purchase is reversed: a reversal under a new txn id naming it,
 // repeated until acknowledged or ctx ends. A reversal sent through Send is
 // likewise repeated until acknowledged. The outcome goes to the Observer.
 //
 // raw is the reply payload exactly as received, so that a caller can check
 // that a duplicate got a byte-identical reply.
 func (d *Device) Send(ctx context.Context, s Sealed) (terminals.Reply, []byte, error) {
-	out := Outcome{TID: d.cfg.TID, Type: s.Req.Type, Txn: s.Req.Txn, Orig: s.Req.Orig, Inst: s.Req.Inst, Amt: s.Req.Amt}
+	out := Outcome{TID: d.cfg.TID, Type: s.Req.Type, Txn: s.Req.Txn, Orig: s.Req.Orig, Inst: s.Req.Inst, Amt: s.Req.Amt,
+		Route: s.Req.Route, Stop: s.Req.Stop}
 	var keys []uint64
 	if s.Req.Type == terminals.TypeHeartbeat {
 		d.zeroMu.Lock()

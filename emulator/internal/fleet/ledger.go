@@ -77,9 +77,18 @@ func add(a, b int64) (int64, bool) {
 }
 
 // Ledger records what terminals were told. It is a device.Observer.
+//
+// Taps: the reply's amt is what the tap charged, held or captured. On a
+// flat route a tap_in's amt is a debit (charge); on a distance route it is a
+// hold (no balance change) and the tap_out's amt is the captured fare (a
+// debit). The ledger therefore knows which routes are distance routes and
+// their maximum fare, the bound of what an unanswered tap may have cost.
 type Ledger struct {
 	mu        sync.Mutex
 	pos       map[string]*Position
+	routes    map[string]RouteSpec // by route id
+	merchant  map[string]string    // terminal id -> merchant id
+	merch     map[string]*MerchantPosition
 	approved  map[txnKey]approval
 	byTxn     map[idKey]uint64 // (tid, txn) -> content hash of the first approval
 	reversed  map[txnKey]bool  // purchases whose approval a reversal voided
@@ -94,7 +103,148 @@ func NewLedger() *Ledger {
 		approved: make(map[txnKey]approval),
 		byTxn:    make(map[idKey]uint64),
 		reversed: make(map[txnKey]bool),
+		routes:   make(map[string]RouteSpec),
+		merchant: make(map[string]string),
+		merch:    make(map[string]*MerchantPosition),
 	}
+}
+
+// MerchantPosition is what one merchant's terminals were told, in fen: the
+// settlement audit compares Net with the settlement store's net.
+type MerchantPosition struct {
+	Merchant string
+	Net      int64 // approved purchases and tap debits minus reversals that voided them
+	// Uncertain bounds what unanswered requests may have added to Net.
+	Uncertain int64
+	// Txns holds "tid/txn" -> fen of every approval counted (bounded by
+	// merchantTxnsMax), to name the offending ids when the totals differ.
+	Txns map[string]int64
+}
+
+// merchantTxnsMax bounds the approvals listed per merchant position.
+const merchantTxnsMax = 10_000
+
+// AddRoute tells the ledger a route's kind and maximum fare.
+func (l *Ledger) AddRoute(r RouteSpec) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.routes[r.ID] = r
+}
+
+// SetMerchant tells the ledger which merchant a terminal belongs to.
+func (l *Ledger) SetMerchant(tid, merchant string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.merchant[tid] = merchant
+	if l.merch[merchant] == nil {
+		l.merch[merchant] = &MerchantPosition{Merchant: merchant}
+	}
+}
+
+// merchantAdd adds amt to the merchant of tid (net or uncertain).
+func (l *Ledger) merchantAdd(tid string, txn uint64, amt int64, uncertain bool) {
+	m := l.merch[l.merchant[tid]]
+	if m == nil {
+		return // a terminal the run did not register: no settlement claim
+	}
+	f := &m.Net
+	if uncertain {
+		f = &m.Uncertain
+	}
+	v, ok := add(*f, amt)
+	if !ok {
+		l.anomaly("merchant %s: sum overflows", m.Merchant)
+		return
+	}
+	*f = v
+	if !uncertain && len(m.Txns) < merchantTxnsMax {
+		if m.Txns == nil {
+			m.Txns = map[string]int64{}
+		}
+		m.Txns[fmt.Sprintf("%s/%d", tid, txn)] += amt
+	}
+}
+
+// Merchants returns every merchant position, sorted by merchant.
+func (l *Ledger) Merchants() []MerchantPosition {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]MerchantPosition, 0, len(l.merch))
+	for _, m := range l.merch {
+		c := *m
+		c.Txns = make(map[string]int64, len(m.Txns))
+		for k, v := range m.Txns {
+			c.Txns[k] = v
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Merchant < out[j].Merchant })
+	return out
+}
+
+// debit records a balance debit of amt told to a terminal.
+func (l *Ledger) debit(acct, tid string, txn uint64, amt int64) {
+	p := l.position(acct)
+	v, ok := add(p.Purchases, amt)
+	if !ok {
+		l.anomaly("%s: approved debits overflow", acct)
+		return
+	}
+	p.Purchases = v
+	l.merchantAdd(tid, txn, amt, false)
+}
+
+// uncertain records that amt may or may not have been debited.
+func (l *Ledger) uncertain(acct, tid string, amt int64) {
+	p := l.position(acct)
+	if v, ok := add(p.Uncertain, amt); ok {
+		p.Uncertain = v
+	} else {
+		l.anomaly("%s: uncertain amount overflows", acct)
+	}
+	l.merchantAdd(tid, 0, amt, true)
+}
+
+// observeTap records an approved or unanswered tap.
+func (l *Ledger) observeTap(o device.Outcome) {
+	acct := o.Inst.Key()
+	r, known := l.routes[o.Route]
+	if o.Reply == nil {
+		// Unanswered after retries. A flat tap_in may have charged the fare;
+		// a distance tap_out may have captured up to the maximum fare; a
+		// distance tap_in only held (no balance change).
+		switch {
+		case !known:
+			l.anomaly("%s txn %d: tap on unknown route %q", o.TID, o.Txn, o.Route)
+		case o.Type == terminals.TypeTapIn && !r.Distance:
+			l.uncertain(acct, o.TID, r.MaxFare)
+		case o.Type == terminals.TypeTapOut && r.Distance:
+			l.uncertain(acct, o.TID, r.MaxFare)
+		}
+		return
+	}
+	if !o.Code.Approved() || o.Reply.Amt == nil || *o.Reply.Amt == 0 {
+		return
+	}
+	amt := *o.Reply.Amt
+	req := terminals.Request{Type: o.Type, Inst: o.Inst, Route: o.Route, Stop: o.Stop}
+	k := txnKey{o.TID, o.Txn, req.ContentHash()}
+	if _, dup := l.approved[k]; dup {
+		return
+	}
+	if len(l.approved) >= LedgerApprovalsMax {
+		l.anomaly("ledger full: tap %s txn %d not recorded", o.TID, o.Txn)
+		return
+	}
+	l.approved[k] = approval{acct: acct, amt: amt}
+	if !known {
+		l.anomaly("%s txn %d: tap on unknown route %q approved", o.TID, o.Txn, o.Route)
+		return
+	}
+	if r.Distance && o.Type == terminals.TypeTapIn {
+		return // a hold: the balance moves at tap_out
+	}
+	l.debit(acct, o.TID, o.Txn, amt)
 }
 
 func (l *Ledger) position(acct string) *Position {
@@ -152,14 +302,13 @@ func (l *Ledger) Observe(o device.Outcome) {
 		}
 		return
 	}
+	if o.Type == terminals.TypeTapIn || o.Type == terminals.TypeTapOut {
+		l.observeTap(o)
+		return
+	}
 	if o.Reply == nil {
 		if o.Type == terminals.TypePurchase && o.Unresolved {
-			p := l.position(acct)
-			if v, ok := add(p.Uncertain, o.Amt); ok {
-				p.Uncertain = v
-			} else {
-				l.anomaly("%s: uncertain amount overflows", acct)
-			}
+			l.uncertain(acct, o.TID, o.Amt)
 		}
 		// Reversed with no reply: the purchase had no effect, or it was voided.
 		return
@@ -183,13 +332,7 @@ func (l *Ledger) Observe(o device.Outcome) {
 			l.anomaly("ledger full: approval %s txn %d not recorded", o.TID, o.Txn)
 			return
 		}
-		p := l.position(acct)
-		v, ok := add(p.Purchases, o.Amt)
-		if !ok {
-			l.anomaly("%s: approved purchases overflow", acct)
-			return
-		}
-		p.Purchases = v
+		l.debit(acct, o.TID, o.Txn, o.Amt)
 		l.approved[k] = approval{acct: acct, amt: o.Amt}
 	case terminals.TypeReversal:
 		orig := terminals.Request{Type: terminals.TypePurchase, Amt: o.Amt, Inst: o.Inst}
@@ -203,6 +346,7 @@ func (l *Ledger) Observe(o device.Outcome) {
 		if v, fine := add(p.Reversals, a.amt); fine {
 			p.Reversals = v
 		}
+		l.merchantAdd(o.TID, o.Txn, -a.amt, false)
 	}
 }
 

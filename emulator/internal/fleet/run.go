@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"scenepay/emulator/internal/device"
@@ -32,7 +33,21 @@ type Options struct {
 	Accounts   int     // 0 = 4 per terminal, at least 8
 	Rate       float64 // load purchases per second across the fleet; 0 = script only
 	Duration   time.Duration
-	Scenario   string // "demo"
+	Scenario   string // "demo" or a name in Scenarios
+	// TimeScale is scenario seconds per wall second (scenarios only; < 1 = 1).
+	TimeScale float64
+	Faults    Faults
+	Rig       Rig // processes the run started itself; nil = none
+	// SettlementDB is the settlement store the gateway hands off to (a
+	// SQLite path or a postgres:// URL); "" = no settlement audit.
+	SettlementDB string
+	// SettleWait bounds the wait for the handoff to reach the run's end; 0 = 30 s.
+	SettleWait time.Duration
+	// Progress receives the live progress line (nil = none); ProgressTTY
+	// rewrites one line in place instead of printing a line per tick.
+	Progress      io.Writer
+	ProgressTTY   bool
+	ProgressEvery time.Duration // 0 = 1 s
 	// RunID makes operator references (top-ups) unique per run; TxnBase is
 	// where every terminal's txn counter starts, above anything an earlier
 	// run against the same gateway used. main derives both from the clock.
@@ -64,19 +79,24 @@ type Report struct {
 	Retries    int
 	Reversed   int
 	Unresolved int
-	Approved   int64 // fen approved in purchases
-	Skipped    int   // load ticks that found their terminal busy
-	Checks     int
-	Failed     int
-	Failures   []string
-	Device     device.Stats // summed over the fleet
-	Audit      AuditResult
-	latencies  []time.Duration
-	maxLatency time.Duration
+	Approved   int64          // fen approved in purchases
+	Skipped    int            // load ticks that found their terminal busy
+	Faults     map[string]int // faults injected, by name
+	// RetiredRiders: riders taken off the buses because a tap_out went
+	// unanswered on a distance route (their journey may be open).
+	RetiredRiders int
+	Settlement    SettleResult
+	Checks        int
+	Failed        int
+	Failures      []string
+	Device        device.Stats // summed over the fleet
+	Audit         AuditResult
+	latencies     []time.Duration
+	maxLatency    time.Duration
 }
 
 // OK reports whether every scenario check held and the audit passed.
-func (r *Report) OK() bool { return r.Failed == 0 && r.Audit.OK() }
+func (r *Report) OK() bool { return r.Failed == 0 && r.Audit.OK() && r.Settlement.OK() }
 
 type runner struct {
 	o      Options
@@ -85,8 +105,12 @@ type runner struct {
 	ledger *Ledger
 	devs   []*device.Device
 	byKind map[string][]*device.Device
-	mu     sync.Mutex // guards rep and output
+	slots  []*slot
+	town   Town
+	quiet  bool       // scenarios: no line per outcome, only failures
+	mu     sync.Mutex // guards rep, prog and output
 	rep    *Report
+	prog   progress
 	out    io.Writer
 }
 
@@ -98,8 +122,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Scenario == "" {
 		o.Scenario = "demo"
 	}
+	var sc Scenario
 	if o.Scenario != "demo" {
-		return nil, fmt.Errorf("%w %q (known: demo)", ErrUnknownScenario, o.Scenario)
+		var err error
+		if sc, err = LookupScenario(o.Scenario); err != nil {
+			return nil, err
+		}
 	}
 	if o.KeyVersion == 0 {
 		o.KeyVersion = 1
@@ -126,7 +154,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r := &runner{
 		o: o, pop: pop, op: opclient.New(o.API, o.Token, nil), ledger: NewLedger(),
 		byKind: map[string][]*device.Device{},
-		rep:    &Report{ByCode: map[terminals.Code]int{}}, out: o.Out,
+		rep:    &Report{ByCode: map[terminals.Code]int{}, Faults: map[string]int{}}, out: o.Out,
+		town: pop.NewTown(), quiet: o.Scenario != "demo",
+	}
+	for _, rt := range r.town.Routes {
+		r.ledger.AddRoute(rt)
+	}
+	for _, t := range pop.Terminals {
+		r.ledger.SetMerchant(t.TID, t.Merchant)
 	}
 	start := time.Now()
 	if err := r.provision(ctx); err != nil {
@@ -144,9 +179,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(drain, cancelWork) })
 	defer stop()
 
-	r.demo(ctx, workCtx)
-	r.load(ctx, workCtx)
+	stopProgress := r.startProgress()
+	if o.Scenario == "demo" {
+		r.demo(ctx, workCtx)
+		r.load(ctx, workCtx)
+	} else {
+		r.scenario(ctx, workCtx, sc)
+	}
+	stopProgress()
 	cancelWork()
+	for _, s := range r.slots {
+		r.devs[s.i] = s.dev // a reboot replaced it
+	}
 	r.closeAll()
 	r.rep.Elapsed = time.Since(start)
 	for _, d := range r.devs {
@@ -161,9 +205,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	auditCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if o.Rig != nil {
+		r.op = opclient.New(o.Rig.API(), o.Token, nil) // a restart moved it
+	}
 	r.rep.Audit = r.ledger.Audit(auditCtx, balances{r.op})
+	if o.SettlementDB != "" {
+		r.rep.Settlement = r.settleAudit(auditCtx, start)
+	}
 	r.printSummary()
 	r.printAudit()
+	r.printSettlement()
 	return r.rep, nil
 }
 
@@ -196,17 +247,30 @@ func (r *runner) provision(ctx context.Context) error {
 
 func (r *runner) connect(ctx context.Context) error {
 	obs := device.ObserverFunc(r.observe)
-	for _, t := range r.pop.Terminals {
-		d, err := device.New(device.Config{
+	nbus := 0
+	for i, t := range r.pop.Terminals {
+		skew := new(atomic.Int64)
+		cfg := device.Config{
 			TID: t.TID, Key: terminals.DeriveKey(r.o.Master, t.TID, r.o.KeyVersion),
 			Broker: r.o.Broker, Username: r.o.Username, Password: r.o.Password,
 			Topics: r.o.Topics, Group: t.Kind,
+			// The Store is the terminal's non-volatile counter: a reboot
+			// builds a new Device over the same one.
 			Store: device.NewMemStore(r.o.TxnBase), Observer: obs,
 			ReplyTimeout: r.o.ReplyTimeout, Retries: r.o.Retries,
-		})
+			Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+		}
+		d, err := device.New(cfg)
 		if err != nil {
 			return err
 		}
+		s := &slot{i: i, spec: t, cfg: cfg, dev: d, skew: skew,
+			rng: rand.New(rand.NewPCG(r.o.Seed, uint64(i)+0x7e41))}
+		if t.Kind == KindBus {
+			s.route = r.town.Routes[nbus%len(r.town.Routes)]
+			nbus++
+		}
+		r.slots = append(r.slots, s)
 		r.devs = append(r.devs, d)
 		r.byKind[t.Kind] = append(r.byKind[t.Kind], d)
 	}
@@ -262,7 +326,10 @@ func (r *runner) observe(o device.Outcome) {
 		rep.latencies = append(rep.latencies, o.Latency)
 	}
 	rep.maxLatency = max(rep.maxLatency, o.Latency)
-	fmt.Fprintln(r.out, formatOutcome(r.o.Now(), o))
+	r.prog.observe(o)
+	if !r.quiet {
+		fmt.Fprintln(r.out, formatOutcome(r.o.Now(), o))
+	}
 }
 
 func instString(in terminals.Instrument) string {
@@ -339,7 +406,9 @@ func (r *runner) check(what string, ok bool, detail string) {
 			r.rep.Failures = append(r.rep.Failures, what+": "+detail)
 		}
 	}
-	fmt.Fprintf(r.out, "         check %s: %s (%s)\n", what, mark, detail)
+	if !r.quiet || !ok {
+		fmt.Fprintf(r.out, "         check %s: %s (%s)\n", what, mark, detail)
+	}
 }
 
 func (r *runner) expect(what string, rep terminals.Reply, err error, want ...terminals.Code) bool {
