@@ -125,6 +125,20 @@
 // and amount is charge + hold + capture (what the reply reports). Other
 // ops stay version 1, so journals from before taps replay unchanged.
 //
+// Market records (OpQRPay 12, OpRefund 13) are version 3: the version 1
+// layout, then before the CRC the market extension:
+//
+//	class u8 (PBoC QR class 1..4 = A..D; 0 in declines)
+//	flags u8 (bit 0: static merchant code, class D, no consumer code)
+//	tag [16] (the consumer code's tag, its identity in the used set)
+//	expiry i64 (Unix seconds the code stops verifying)
+//	paid-at i64 (UTC Unix ns of the payment; a refund: the original's)
+//	stall, operator i64 fen (the legs; a refund: the legs taken back)
+//	operator merchant len u8 (<= market.MaxIDLen), operator merchant
+//	QR day i32, QR spent i64 (the account's counter of the class after)
+//
+// Declines carry a zero extension. Ref is empty; Merchant is the stall.
+//
 // A version 1 record is 90 to 1110 bytes and self-checking, so DecodeRecord reports
 // corruption whatever framing the journal adds. DecodeRecord accepts only
 // what AppendBinary writes, so decode followed by encode is the identity.
@@ -145,13 +159,43 @@
 // before and after, and never consults the fare policy. Not journaled: a
 // tap naming an unknown route or stop (CodeMalformed, a refusal).
 //
+// # Market payments
+//
+// A stall terminal's scan of a consumer payment code is OpQRPay on the
+// shard of the account the code is bound to (the gateway reads the claimed
+// account only to route; Step verifies the MAC under Config.PayCodeKeys).
+// One Step verifies the code (form, MAC, issue time, lifetime, single use),
+// checks the PBoC QR daily limit of its class (Config.Market), then the
+// core rules (blocked, e-CNY limits, funds), and applies: code marked used
+// until it expires, QR counter, debit, and the payment with its stall and
+// operator legs (market.SplitPayment) in the shard's refund ledger, keyed
+// "TID/Txn". Precedence: refusals (merchant or ids too long, txn id in
+// use, malformed code, full used-code set: not journaled), then code
+// invalid/expired/reused (a code bound to another account is invalid),
+// amount, unknown account, blocked, QR class limit, e-CNY limits, funds.
+// A declined payment does not burn the code. OpRefund names the payment by
+// (TID, Orig) and has its own id (TID, Txn); it is refused as not found
+// (not journaled) for another account or an unknown or evicted payment,
+// declined REFUND_EXCEEDS past what remains, credits the account, takes
+// the legs back in proportion (market.Ledger) and takes the amount off the
+// QR and e-CNY counters when it is still the payment's day. A QR payment
+// is not in the reversal table: a terminal that lost the reply repeats the
+// request (idempotent) and refunds. Apply takes class, legs and code from
+// the record (the fee ratio and limits are policy), re-derives the refund
+// legs from the ledger, marks the code (a second use is corruption), and
+// compares the QR counter after with the record. Replay purges expired
+// codes at every QR record's time, as Step does, so the used set matches.
+//
 // # Snapshots
 //
 // Snapshot writes a deterministic image (sorted accounts, FIFO tables in
 // eviction order, holds sorted, CRC-32C trailer; format in snapshot.go)
 // tagged with the shard id and the last sequence number. Restore loads it
 // into an empty shard and checks every invariant, including that each
-// account's held total equals the sum of its live holds; replay then
+// account's held total equals the sum of its live holds. Version 3 adds
+// the market state (QR counters by account, used codes, refund ledger,
+// each in the market package's own versioned encoding); versions 1 and 2
+// still load, with empty market state. Replay then
 // continues with record Seq()+1. The bounds in Config (ReversibleMax,
 // RefsMax, HoldsMax) must be the same on replay as when the journal was
 // written, because FIFO eviction is part of the state.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"scenepay/gateway/internal/scene/market"
 	"scenepay/terminals"
 )
 
@@ -29,6 +30,12 @@ type gen struct {
 	purchases []txnRef
 	holds     []txnRef
 	refs      int
+	// market: the step's time (codes are issued at it), codes issued, and
+	// approved-or-not QR payments a refund may name.
+	now   time.Time
+	codes []string
+	qrs   []txnRef
+	paid  string // the last code that paid (set by the test loop)
 }
 
 func (g *gen) pick(xs []string) string { return xs[g.rng.IntN(len(xs))] }
@@ -50,6 +57,9 @@ func (g *gen) txn(tid string) uint64 { g.next[tid]++; return g.next[tid] }
 func (g *gen) input() Input {
 	tid := g.pick(g.tids)
 	acct := g.pick(g.accounts)
+	if g.rng.IntN(7) == 0 {
+		return g.marketInput(tid, acct)
+	}
 	if g.rng.IntN(6) == 0 {
 		// Bus taps on the default demo routes, with a share of unknown
 		// routes and stops; boarding and alighting need not pair up.
@@ -109,6 +119,50 @@ func (g *gen) input() Input {
 	return Input{Op: OpBalance, Account: acct}
 }
 
+// marketInput makes QR payments (fresh, reused, old or static codes, some
+// bound to another account) and refunds of earlier QR payments, partial,
+// full or too large.
+func (g *gen) marketInput(tid, acct string) Input {
+	if g.rng.IntN(3) == 0 && len(g.qrs) > 0 {
+		p := g.qrs[len(g.qrs)-1-g.rng.IntN(min(len(g.qrs), 30))]
+		amt := 1 + g.rng.Int64N(max(1, p.amt))
+		if g.rng.IntN(6) == 0 {
+			amt = p.amt + 1
+		}
+		return Input{Op: OpRefund, Account: p.acct, Amount: amt, TID: p.tid, Txn: g.txn(p.tid), Orig: p.txn, Merchant: "m-" + p.tid}
+	}
+	in := Input{Op: OpQRPay, Account: acct, Amount: g.amount(), TID: tid, Txn: g.txn(tid), Merchant: "m-" + tid, Hash: g.rng.Uint64()}
+	switch k := g.rng.IntN(10); {
+	case k == 0:
+		in.QRStatic = true
+	case k <= 5 && len(g.codes) > 0:
+		// The last code again: reused if it paid, else maybe expired; or
+		// presented for another account (invalid while it is fresh).
+		in.Code = g.codes[len(g.codes)-1]
+		if k < 2 && g.paid != "" {
+			in.Code = g.paid
+		}
+		if k > 2 {
+			in.Account, _ = market.CodeAccount(in.Code)
+		}
+	default:
+		at := g.now
+		if k == 6 {
+			at = at.Add(-time.Duration(g.rng.Int64N(int64(30 * time.Minute))))
+		}
+		c, err := market.Issue(issuerKey, 1, acct, market.Class(1+g.rng.IntN(3)), at, g.rng.Uint64())
+		if err != nil {
+			panic(err)
+		}
+		in.Code = c
+		g.codes = append(g.codes, c)
+	}
+	if in.Amount > 0 && in.Amount < 1<<40 {
+		g.qrs = append(g.qrs, txnRef{tid, in.Txn, acct, in.Amount})
+	}
+	return in
+}
+
 // TestRandomReplay runs thousands of random Steps, then rebuilds the shard
 // from the journal alone and from snapshots taken at random points plus
 // the journal tail, and requires the identical state each time. It also
@@ -117,7 +171,16 @@ func (g *gen) input() Input {
 func TestRandomReplay(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			mc := market.DefaultConfig()
+			mc.LimitBFen, mc.LimitCFen, mc.LimitDFen = 6000, 3000, 1500
+			mc.UsedCodesMax, mc.PaymentsMax, mc.RefundsPerPaymentMax = 40, 30, 3
+			mc.CodeLifetimeSeconds = 600
+			mr, err := market.NewRules(mc)
+			if err != nil {
+				t.Fatal(err)
+			}
 			cfg := &Config{
+				Market: mr, PayCodeKeys: map[uint8][]byte{1: issuerKey},
 				ReversibleMax: 40, RefsMax: 8, HoldsMax: 6,
 				ECNY: [5]ClassLimits{
 					1: {Balance: 20000, Single: 2500, Daily: 6000},
@@ -151,9 +214,13 @@ func TestRandomReplay(t *testing.T) {
 				default:
 					now = now.Add(time.Duration(g.rng.Int64N(int64(time.Minute))))
 				}
+				g.now = now
 				in := g.input()
 				live.Step(now, &in, &out)
 				codes[out.Code]++
+				if in.Op == OpQRPay && in.Code != "" && out.Code == terminals.CodeApproved {
+					g.paid = in.Code
+				}
 				if len(out.Record) > 0 {
 					recs = append(recs, bytes.Clone(out.Record))
 				}
@@ -169,7 +236,8 @@ func TestRandomReplay(t *testing.T) {
 				}
 			}
 			t.Logf("%d records, %d snapshots, codes %v", len(recs), len(snaps), codes)
-			for _, c := range []terminals.Code{terminals.CodeApproved, terminals.CodeInsufficientFunds, terminals.CodeLimitDaily, terminals.CodeOriginalNotFound, terminals.CodeInstrumentBlocked, terminals.CodeBusy} {
+			for _, c := range []terminals.Code{terminals.CodeApproved, terminals.CodeInsufficientFunds, terminals.CodeLimitDaily, terminals.CodeOriginalNotFound, terminals.CodeInstrumentBlocked, terminals.CodeBusy,
+				terminals.CodePayCodeReused, terminals.CodePayCodeExpired, terminals.CodePayCodeInvalid, terminals.CodeRefundExceeds} {
 				if codes[c] == 0 {
 					t.Errorf("the generator never produced %s %s: the test lost coverage", c, c.Name())
 				}
@@ -195,7 +263,7 @@ func TestRandomReplay(t *testing.T) {
 
 			// Conservation of money, from the journal alone.
 			var sum, want int64
-			taps := 0
+			taps, qr, refunds := 0, 0, 0
 			live.Accounts(func(v AccountView) bool { sum += v.Balance; return true })
 			for _, b := range recs {
 				var r Record
@@ -213,10 +281,22 @@ func TestRandomReplay(t *testing.T) {
 				case OpTapIn, OpTapOut:
 					want -= r.Tap.PrevCapture + r.Tap.Capture + r.Tap.Charge
 					taps++
+				case OpQRPay:
+					want -= r.Amount
+					qr++
+				case OpRefund:
+					want += r.Amount
+					refunds++
+				}
+				if r.Op.market() && r.Market.Stall+r.Market.Operator != r.Amount {
+					t.Fatalf("record %d: legs %d + %d != %d", r.Seq, r.Market.Stall, r.Market.Operator, r.Amount)
 				}
 			}
 			if sum != want {
 				t.Fatalf("sum of balances %d, journal says %d", sum, want)
+			}
+			if qr == 0 || refunds == 0 {
+				t.Errorf("%d QR payments and %d refunds journaled: the test lost coverage", qr, refunds)
 			}
 			if taps == 0 {
 				t.Error("no tap was journaled: the test lost coverage")
