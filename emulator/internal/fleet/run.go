@@ -630,6 +630,18 @@ func (r *runner) printSummary() {
 	fmt.Fprintf(w, "  latency ms: p50 %s, p99 %s, max %s\n", ms(rep.percentile(0.5)), ms(rep.percentile(0.99)), ms(rep.maxLatency))
 	fmt.Fprintf(w, "  terminals: published %d, replies %d, unknown replies %d, bad reply MACs %d, malformed replies %d, connections lost %d\n",
 		rep.Device.Published, rep.Device.Replies, rep.Device.UnknownReplies, rep.Device.BadReplyMAC, rep.Device.MalformedReplies, rep.Device.ConnectionLost)
+	if len(rep.Faults) > 0 {
+		names := make([]string, 0, len(rep.Faults))
+		for n := range rep.Faults {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var b strings.Builder
+		for _, n := range names {
+			fmt.Fprintf(&b, " %s %d,", n, rep.Faults[n])
+		}
+		fmt.Fprintf(w, "  faults injected:%s riders retired (open journey after an unanswered tap_out) %d\n", strings.TrimSuffix(b.String(), ","), rep.RetiredRiders)
+	}
 	fmt.Fprintf(w, "  scenario checks: %d of %d as expected\n", rep.Checks-rep.Failed, rep.Checks)
 	for _, f := range rep.Failures {
 		fmt.Fprintf(w, "    FAILED %s\n", f)

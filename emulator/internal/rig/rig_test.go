@@ -1,0 +1,93 @@
+package rig
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"scenepay/emulator/internal/fleet"
+	"scenepay/terminals"
+)
+
+// machineBroker is the machine's Mosquitto (anonymous, loopback).
+const machineBroker = "tcp://127.0.0.1:1883"
+
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gateway")
+	out, err := exec.Command("go", "build", "-o", bin, "scenepay/gateway/cmd/gateway").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build gateway: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func readMaster(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestMixedScenarioWithFaultsPassesAudit runs a compressed town day against
+// the real gateway binary on the machine's Mosquitto (a topic root of its
+// own), with every per-work fault and a gateway SIGKILL + restart in the
+// middle, and requires the balance and settlement audits to pass.
+func TestMixedScenarioWithFaultsPassesAudit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the gateway binary")
+	}
+	if _, err := exec.LookPath("mosquitto"); err != nil {
+		t.Skip("mosquitto not installed")
+	}
+	bin := buildGateway(t)
+	root := fmt.Sprintf("t-rig-%d/scp/v1", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rg, err := Start(ctx, Config{GatewayBin: bin, DataDir: t.TempDir(), BrokerURL: machineBroker, TopicRoot: root, Token: "rig-op"})
+	if err != nil {
+		t.Skipf("gateway on the machine broker: %v", err)
+	}
+	defer rg.Close()
+	f, err := fleet.ParseFaults("all", 0.15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.BrokerRestarts = 0 // the machine's broker is not ours to restart
+	var out, prog bytes.Buffer
+	now := time.Now()
+	rep, err := fleet.Run(ctx, fleet.Options{
+		Broker: rg.BrokerURL(), API: rg.API(), Token: "rig-op", Master: readMaster(t, rg.MasterKeyFile()),
+		Topics: terminals.Topics{Root: root, Group: terminals.DefaultTopics.Group},
+		Seed:   11, Terminals: 9, Rate: 60, Scenario: "town-day", TimeScale: 15.5 * 3600 / 6,
+		TxnBase: uint64(now.UnixMilli()) * 1000, RunID: uint64(now.UnixNano()),
+		ReplyTimeout: 700 * time.Millisecond, Retries: 2, Faults: f, Rig: rg,
+		SettlementDB: rg.SettlementDB(), Out: &out, Progress: &prog, ProgressEvery: time.Second,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + prog.String() + out.String())
+	if !rep.OK() {
+		t.Fatalf("run failed the audit or a check\n%s\ngateway log:\n%s", out.String(), rg.GatewayLog())
+	}
+	if rep.ByCode[terminals.CodeApproved] < 50 || rep.Faults["gateway-kill"] != 1 || len(rep.Faults) < 7 {
+		t.Fatalf("too little happened: approvals %d, faults %v", rep.ByCode[terminals.CodeApproved], rep.Faults)
+	}
+	if !rep.Settlement.Ran || len(rep.Settlement.Merchants) == 0 {
+		t.Fatalf("settlement audit did not run: %+v", rep.Settlement)
+	}
+}
