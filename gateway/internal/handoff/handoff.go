@@ -41,9 +41,10 @@ type Config struct {
 	Source  string // gateway instance id: the batches' source
 	Store   Store  // settlement store
 	Journal Journal
-	// Entry returns the core record in a journal entry payload, nil when
-	// the entry has none (engine.EntryRecord).
-	Entry func(payload []byte) (tid string, rec []byte, err error)
+	// Entry calls fn for every core record in a journal entry payload
+	// (engine.EntryRecords): most entries hold one or none, a hospital
+	// order spanning several holds holds several.
+	Entry func(payload []byte, fn func(tid string, rec []byte) error) error
 	// Scene returns the scene (terminal kind) of a terminal.
 	Scene func(tid string) (string, bool)
 	// Busy is told when the backlog passes BacklogMax (true) and when it
@@ -299,24 +300,13 @@ func (h *Handoff) fill(p *pending, now time.Time) error {
 		if len(p.rows) >= h.cfg.BatchRowsMax {
 			return errBatchFull
 		}
-		_, raw, err := h.cfg.Entry(payload)
+		row, rows, at, err := entryRow(h.cfg.Source, lsn, payload, h.cfg.Entry, h.cfg.Scene, &rec)
 		if err != nil {
-			return &rowError{LSN: lsn, Reason: err.Error()}
+			return err
 		}
-		var at time.Time
-		if raw != nil {
-			if err := core.DecodeRecord(raw, &rec); err != nil {
-				return &rowError{LSN: lsn, Reason: err.Error()}
-			}
-			at = time.Unix(0, rec.Time).UTC()
-			row, ok, err := rowOf(h.cfg.Source, lsn, &rec, h.cfg.Scene)
-			if err != nil {
-				return err
-			}
-			if ok {
-				p.rows = append(p.rows, row)
-				p.maxAt = maxTime(p.maxAt, row.At)
-			}
+		if rows > 0 {
+			p.rows = append(p.rows, row)
+			p.maxAt = maxTime(p.maxAt, row.At)
 		}
 		if p.first == 0 {
 			p.first, p.opened = lsn, now
@@ -337,6 +327,44 @@ func (h *Handoff) fill(p *pending, now time.Time) error {
 }
 
 var errBatchFull = errors.New("handoff: batch full")
+
+// entryRow turns one journal entry into at most one settlement row. Rows
+// are keyed by (source, LSN), so the money-moving records of one entry (a
+// hospital capture spread over two holds) are summed into one row. at is
+// the time of the entry's first record (zero when it has none).
+func entryRow(source string, lsn uint64, payload []byte, entry func([]byte, func(string, []byte) error) error,
+	scene func(string) (string, bool), rec *core.Record) (row settle.Txn, rows int, at time.Time, err error) {
+	err = entry(payload, func(_ string, raw []byte) error {
+		if err := core.DecodeRecord(raw, rec); err != nil {
+			return &rowError{LSN: lsn, Reason: err.Error()}
+		}
+		if at.IsZero() {
+			at = time.Unix(0, rec.Time).UTC()
+		}
+		r, ok, err := rowOf(source, lsn, rec, scene)
+		if err != nil || !ok {
+			return err
+		}
+		if rows == 0 {
+			row = r
+		} else {
+			sum := row.Amount + r.Amount
+			if (r.Amount > 0 && sum < row.Amount) || (r.Amount < 0 && sum > row.Amount) {
+				return &rowError{LSN: lsn, Reason: "amount overflow merging the records of one entry"}
+			}
+			row.Amount = sum
+		}
+		rows++
+		return nil
+	})
+	if err != nil {
+		var re *rowError
+		if !errors.As(err, &re) {
+			err = &rowError{LSN: lsn, Reason: err.Error()}
+		}
+	}
+	return row, rows, at, err
+}
 
 // send ingests one batch, with the test hooks around it.
 func (h *Handoff) send(ctx context.Context, b *settle.Batch) error {

@@ -143,7 +143,7 @@ func (f *flaky) Ingest(ctx context.Context, b *settle.Batch) (store.IngestResult
 func runHandoff(t *testing.T, e *engine.Engine, st store.Store, until func(h *handoff.Handoff) bool) *handoff.Handoff {
 	t.Helper()
 	h, err := handoff.New(handoff.Config{
-		Source: "gw-test", Store: st, Journal: e.Journal(), Entry: engine.EntryRecord,
+		Source: "gw-test", Store: st, Journal: e.Journal(), Entry: engine.EntryRecords,
 		Scene: func(tid string) (string, bool) {
 			te, ok := e.Registry().Get(tid)
 			if !ok {

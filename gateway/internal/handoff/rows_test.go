@@ -52,3 +52,30 @@ func TestRowOf(t *testing.T) {
 		}
 	}
 }
+
+// A hospital order captured across two holds is one journal entry with two
+// core records: settlement gets one row (keyed by the entry's LSN) with the sum.
+func TestEntryRowMergesRecordsOfOneEntry(t *testing.T) {
+	scene := func(string) (string, bool) { return settle.SceneKiosk, true }
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC).UnixNano()
+	mk := func(amt int64, orig uint64) []byte {
+		r := core.Record{Version: core.RecordVersion, Op: core.OpCapture, Code: terminals.CodeApproved, Shard: 1, Seq: 7, Time: at,
+			Account: "county:P1", TID: "K1", Txn: 30, Orig: orig, Merchant: "HOSP", Amount: amt}
+		return r.AppendBinary(nil)
+	}
+	two := func(_ []byte, fn func(string, []byte) error) error {
+		if err := fn("K1", mk(300, 10)); err != nil {
+			return err
+		}
+		return fn("K1", mk(50, 11))
+	}
+	var rec core.Record
+	row, n, when, err := entryRow("gw1", 77, nil, two, scene, &rec)
+	if err != nil || n != 2 || row.Amount != 350 || row.LSN != 77 || row.Op != settle.OpCapture || when.IsZero() {
+		t.Fatalf("row %+v n %d at %v err %v; want one capture row of 350 at LSN 77", row, n, when, err)
+	}
+	none := func([]byte, func(string, []byte) error) error { return nil }
+	if _, n, when, err := entryRow("gw1", 78, nil, none, scene, &rec); err != nil || n != 0 || !when.IsZero() {
+		t.Fatalf("entry without records: n %d at %v err %v", n, when, err)
+	}
+}
