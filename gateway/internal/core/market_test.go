@@ -248,3 +248,25 @@ func TestMarketRecordTampering(t *testing.T) {
 		t.Errorf("second use of a code in replay: %v", err)
 	}
 }
+
+// marketRecords is a small market history for fuzz seeds: payments (code
+// and static), a decline, refunds.
+func marketRecords(tb testing.TB) (*Shard, [][]byte) {
+	s := NewShard(5, marketCfg())
+	var recs [][]byte
+	var out Output
+	for i, in := range []Input{
+		open(cust, 100_000),
+		qrPay(cust, code(tb, issuerKey, cust, market.ClassC, t0, 1), 10_000, 1),
+		qrStatic(cust, 60_000, 2),
+		qrStatic(cust, 30_000, 3),
+		refund(cust, 2_500, 4, 1),
+		refund(cust, 9_000, 5, 1),
+	} {
+		s.Step(t0.Add(time.Duration(i)*time.Second), &in, &out)
+		if len(out.Record) > 0 {
+			recs = append(recs, bytes.Clone(out.Record))
+		}
+	}
+	return s, recs
+}

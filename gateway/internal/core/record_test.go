@@ -258,7 +258,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 // to the same bytes and applies or fails with a typed error.
 func FuzzDecodeRecord(f *testing.F) {
 	_, recs := sampleRecords(f)
-	for _, b := range recs {
+	_, mrecs := marketRecords(f)
+	for _, b := range append(recs, mrecs...) {
 		f.Add(b)
 	}
 	check := func(t *testing.T, b []byte) {
@@ -302,6 +303,12 @@ func FuzzRestore(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b.Bytes())
+	mlive, _ := marketRecords(f)
+	var mb bytes.Buffer
+	if err := mlive.Snapshot(&mb); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(mb.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, in := range [][]byte{b, resealSnapshot(b)} {
 			s := NewShard(5, &Config{ReversibleMax: 64, RefsMax: 64, HoldsMax: 64})

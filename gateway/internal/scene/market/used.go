@@ -18,6 +18,10 @@ type usedEntry struct {
 	exp int64 // Unix seconds; the entry may go once now >= exp
 }
 
+// usedIndexHint is the initial size of the used-code index: the map grows
+// with use up to the bound, so an idle shard does not pay for a full one.
+const usedIndexHint = 1024
+
 // NewUsedCodes returns an empty set for at most max codes.
 func NewUsedCodes(max int) *UsedCodes {
 	if max < 1 {
@@ -26,7 +30,7 @@ func NewUsedCodes(max int) *UsedCodes {
 	if max > usedCodesMaxLimit {
 		max = usedCodesMaxLimit
 	}
-	return &UsedCodes{ring: make([]usedEntry, max), idx: make(map[[tagLen]byte]struct{}, max)}
+	return &UsedCodes{ring: make([]usedEntry, max), idx: make(map[[tagLen]byte]struct{}, min(max, usedIndexHint))}
 }
 
 // Len is the number of codes remembered.
