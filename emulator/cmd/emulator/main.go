@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -24,6 +25,7 @@ import (
 
 	"scenepay/emulator/internal/fleet"
 	"scenepay/emulator/internal/opclient"
+	"scenepay/emulator/internal/rig"
 	"scenepay/terminals"
 )
 
@@ -56,7 +58,15 @@ func run() int {
 		nAcct        = fs.Int("accounts", 0, "number of accounts (0 = 4 per terminal)")
 		rate         = fs.Float64("rate", 2, "load purchases per second across the fleet (0 = scripted demo only)")
 		duration     = fs.Duration("duration", 0, "load duration (0 = until Ctrl-C)")
-		scenario     = fs.String("scenario", "demo", "scenario to run (demo)")
+		scenario     = fs.String("scenario", "demo", "scenario to run: "+fleet.ScenarioNames())
+		timeScale    = fs.Float64("time-scale", 60, "scenario seconds per wall second (scenarios other than demo)")
+		faultList    = fs.String("faults", "", "faults to inject, comma separated: "+fleet.FaultNames)
+		faultRate    = fs.Float64("fault-rate", 0.05, "probability that a piece of terminal work gets one of the enabled faults")
+		gatewayBin   = fs.String("gateway-bin", "", "start this gateway binary (and, without -broker-external, a private Mosquitto) instead of using a running gateway; needed by the gateway-kill and broker-restart faults")
+		dataDir      = fs.String("data-dir", "var/emulator-gateway", "with -gateway-bin: the gateway's data directory")
+		brokerExt    = fs.Bool("broker-external", false, "with -gateway-bin: use -broker instead of starting a private Mosquitto")
+		settleDB     = fs.String("settlement-db", "", "settlement store to audit (SQLite path or postgres:// URL); with -gateway-bin defaults to {data-dir}/settlement.db")
+		progressOn   = fs.Bool("progress", true, "print a live progress line on stderr for scenarios other than demo (rewritten in place on a terminal)")
 		readyTimeout = fs.Duration("ready-timeout", 30*time.Second, "how long to wait for the gateway's /readyz")
 		replyTimeout = fs.Duration("reply-timeout", 3*time.Second, "per-attempt reply timeout of a terminal")
 		retries      = fs.Int("retries", 2, "resends of identical bytes after a reply timeout")
@@ -72,7 +82,7 @@ func run() int {
 		}
 		return exitUsage
 	}
-	if *masterFile == "" {
+	if *masterFile == "" && *gatewayBin == "" {
 		fmt.Fprintln(os.Stderr, "emulator: -master-key-file (or SCENEPAY_MASTER_KEY_FILE) is required: the gateway's master key in hex (make run: var/run/master.key)")
 		return exitUsage
 	}
@@ -81,13 +91,45 @@ func run() int {
 		return exitUsage
 	}
 
+	faults, err := fleet.ParseFaults(*faultList, *faultRate)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "emulator:", err)
+		return exitUsage
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var rg *rig.Rig
+	if *gatewayBin != "" {
+		ext := ""
+		if *brokerExt {
+			ext = *broker
+		}
+		tokBytes := make([]byte, 16)
+		rand.Read(tokBytes)
+		*token = hex.EncodeToString(tokBytes)
+		rg, err = rig.Start(ctx, rig.Config{GatewayBin: *gatewayBin, DataDir: *dataDir, BrokerURL: ext,
+			TopicRoot: *topicRoot, Token: *token})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "emulator:", err)
+			return exitGateway
+		}
+		defer rg.Close()
+		*broker, *api, *masterFile = rg.BrokerURL(), rg.API(), rg.MasterKeyFile()
+		if *settleDB == "" {
+			*settleDB = rg.SettlementDB()
+		}
+		fmt.Printf("emulator: started %s (data %s) on broker %s, API %s\n", *gatewayBin, *dataDir, *broker, *api)
+	}
+
 	op := opclient.New(*api, "", nil) // /readyz needs no token
+	var progressW io.Writer
+	if *progressOn && *scenario != "demo" { // the demo prints a line per outcome instead
+		progressW = os.Stderr
+	}
 	fmt.Printf("emulator: waiting up to %s for the gateway at %s/readyz\n", *readyTimeout, *api)
 	rctx, cancel := context.WithTimeout(ctx, *readyTimeout)
-	err := op.WaitReady(rctx, 200*time.Millisecond)
+	err = op.WaitReady(rctx, 200*time.Millisecond)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emulator: the gateway did not become ready within %s: %v\n"+
@@ -112,7 +154,8 @@ func run() int {
 		API: *api, Token: tok, Master: master, KeyVersion: uint32(*keyVersion),
 		Topics: terminals.Topics{Root: *topicRoot, Group: terminals.DefaultTopics.Group},
 		Seed:   *seed, Terminals: *nTerm, Accounts: *nAcct, Rate: *rate, Duration: *duration,
-		Scenario: *scenario,
+		Scenario: *scenario, TimeScale: *timeScale, Faults: faults, SettlementDB: *settleDB,
+		Progress: progressW, ProgressTTY: isTerminal(os.Stderr),
 		// Txn ids start above anything an earlier run against the same
 		// gateway used (1000 ids per millisecond of wall clock), so a gateway
 		// that kept its replay windows sees fresh ids, not duplicates.
@@ -120,6 +163,7 @@ func run() int {
 		RunID:        uint64(now.UnixNano()),
 		ReplyTimeout: *replyTimeout, Retries: *retries,
 		Out: os.Stdout,
+		Rig: rigOrNil(rg),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "emulator:", err)
@@ -132,6 +176,21 @@ func run() int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// rigOrNil keeps a nil *rig.Rig from becoming a non-nil fleet.Rig.
+func rigOrNil(r *rig.Rig) fleet.Rig {
+	if r == nil {
+		return nil
+	}
+	return r
+}
+
+// isTerminal reports whether f is a character device (a TTY), where the
+// progress line is rewritten in place.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // envDefaults sets each flag from SCENEPAY_<NAME> when that is set, before

@@ -210,7 +210,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r.rep.Audit = r.ledger.Audit(auditCtx, balances{r.op})
 	if o.SettlementDB != "" {
-		r.rep.Settlement = r.settleAudit(auditCtx, start)
+		// Its own deadline: the wait for the handoff is bounded by SettleWait.
+		settleCtx, cancel := context.WithTimeout(context.Background(), o.SettleWait+time.Minute)
+		r.rep.Settlement = r.settleAudit(settleCtx, start)
+		cancel()
 	}
 	r.printSummary()
 	r.printAudit()
@@ -460,7 +463,7 @@ func (r *runner) demo(ctx, work context.Context) {
 			r.expect("hospital bill on bank card approved", rep, err, terminals.CodeApproved)
 		},
 		func() {
-			ref := fmt.Sprintf("emu-%d-%d-topup", r.o.Seed, r.o.RunID)
+			ref := fmt.Sprintf("emu-%x-%x-topup", r.o.Seed, r.o.RunID) // hex: no digit run that could look like a card number
 			a, err := r.op.TopUp(work, county.Inst.Key(), 5_000, ref)
 			if err == nil {
 				err = r.ledger.TopUp(county.Inst.Key(), 5_000)
