@@ -111,6 +111,8 @@ func (s *Shard) effect(r *Record) (*account, error) {
 		a, err = s.effectHold(r)
 	case OpTapIn, OpTapOut:
 		err = s.effectTap(r, a)
+	case OpTapUpload:
+		err = s.effectUpload(r, a)
 	case OpQRPay:
 		err = s.effectQRPay(r, a)
 	case OpRefund:
@@ -153,7 +155,11 @@ func (s *Shard) effectTopUp(r *Record, ai int32, a *account) error {
 	if r.Amount <= 0 {
 		return fmt.Errorf("top-up of %d fen", r.Amount)
 	}
-	nb, ok := credit(a, r.Amount)
+	pay := debtPay(a, r.Amount)
+	if r.Orig != uint64(pay) {
+		return fmt.Errorf("top-up pays %d fen of debt, the record says %d", pay, r.Orig)
+	}
+	nb, ok := credit(a, r.Amount-pay)
 	if !ok {
 		return fmt.Errorf("top-up of %d fen overflows balance %d", r.Amount, a.balance)
 	}
@@ -165,6 +171,9 @@ func (s *Shard) effectTopUp(r *Record, ai int32, a *account) error {
 		}
 	}
 	a.balance = nb
+	if pay > 0 {
+		a.card.Debt -= pay
+	}
 	if r.Ref != "" {
 		s.refs.push(r.Ref, h, refEntry{acct: ai, amount: r.Amount})
 	}

@@ -159,6 +159,26 @@
 // before and after, and never consults the fare policy. Not journaled: a
 // tap naming an unknown route or stop (CodeMalformed, a refusal).
 //
+// # Offline uploads and debt
+//
+// OpTapUpload (14, a version 2 record) is one card's part of a bus
+// reader's offline upload: Input.Taps (at most UploadTapsMax) go through
+// transit.Engine.ProcessUpload in time order on a copy of the card; a tap
+// already applied (reader id + reader seq, the card's dedupe ring) is a
+// duplicate, a fare the available balance cannot cover becomes debt on
+// the card. The record's tap amounts are the sums over the part, Ref holds
+// one outcome byte per tap (UploadCharged, UploadDebt, UploadNothing,
+// UploadDuplicate, UploadTooOld, UploadRefused), and Card is the card
+// after the upload with its dedupe ring (transit.Card.AppendBinary, at
+// most uploadCardMax bytes), so duplicates are recognised after replay.
+// An unknown account is a journaled decline (the gateway books it to the
+// route's first-ride budget). Output.Flags carries transit.FlagDeny when
+// the upload put debt on the card. A top-up pays debt first: Orig of a
+// top-up record is the fen of debt it paid (to the bus company, not the
+// balance); Output.DebtPaid reports it and Output.Flags FlagUndeny when
+// the debt reached 0. Replay recomputes the part from the card's debt and
+// checks it against Orig.
+//
 // # Market payments
 //
 // A stall terminal's scan of a consumer payment code is OpQRPay on the

@@ -49,7 +49,7 @@ const (
 	// tapExtMax is the longest tap extension: route, stop, six amounts,
 	// reason, flags and the card state.
 	tapExtFixed = 1 + 1 + 6*8 + 1 + 2 + 2
-	tapExtMax   = tapExtFixed + 2*transit.IDLenMax + transit.StateBytesMax
+	tapExtMax   = tapExtFixed + 2*transit.IDLenMax + uploadCardMax
 	// mktExtFixed is the market extension without the operator merchant:
 	// class, flags, tag, expiry, paid-at, stall, operator, merchant
 	// length, QR day, QR spent.
@@ -115,7 +115,7 @@ func (r *Record) AppendBinary(dst []byte) []byte {
 	n := MinRecordLen + len(acct) + len(tid) + len(merch) + len(ref)
 	ext := r.Version == RecordVersionTap
 	route, stop, card := clipN(r.Route, transit.IDLenMax), clipN(r.Stop, transit.IDLenMax), r.Card
-	if len(card) > transit.StateBytesMax {
+	if len(card) > cardLenMax(r.Op) {
 		card = card[:0] // unrepresentable; decodes but never applies
 	}
 	if ext {
@@ -413,8 +413,8 @@ func parseTapExt(b []byte, off int) (tapExt, error) {
 		return bad("length", p, "truncated before the card state")
 	}
 	x.card, x.cardLen = p+2, int(binary.LittleEndian.Uint16(b[p:]))
-	if x.cardLen > transit.StateBytesMax {
-		return bad("card", p, fmt.Sprintf("%d bytes over %d", x.cardLen, transit.StateBytesMax))
+	if x.cardLen > cardLenMax(Op(b[1])) {
+		return bad("card", p, fmt.Sprintf("%d bytes over %d", x.cardLen, cardLenMax(Op(b[1]))))
 	}
 	x.len = x.card + x.cardLen - off
 	return x, nil

@@ -29,9 +29,10 @@ const (
 	OpTapOut      Op = 11 // bus tap-out on Route at Stop: capture the fare, release the rest of the hold
 	OpQRPay       Op = 12 // market: debit Amount for the consumer payment Code scanned by stall terminal TID/Txn
 	OpRefund      Op = 13 // market: refund Amount of the QR payment (TID, Orig) to its account; own id (TID, Txn)
+	OpTapUpload   Op = 14 // transit: one card's part of a reader's offline upload (Taps), applied in order; debt when uncovered
 )
 
-var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund"}
+var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund", "tap_upload"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -41,10 +42,10 @@ func (o Op) String() string {
 }
 
 // journaled reports whether records of o can exist (every op but balance).
-func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpRefund && o != OpBalance }
+func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpTapUpload && o != OpBalance }
 
 // tap reports whether o is a transit tap (records of version 2).
-func (o Op) tap() bool { return o == OpTapIn || o == OpTapOut }
+func (o Op) tap() bool { return o == OpTapIn || o == OpTapOut || o == OpTapUpload }
 
 // terminalOp reports whether o comes from a terminal and so needs TID/Txn.
 func (o Op) terminalOp() bool {
@@ -79,6 +80,10 @@ type Input struct {
 	// (PBoC class D, no consumer code): the wallet backend's report of a
 	// scan of a stall's static code. Not reachable from the terminal wire.
 	QRStatic bool
+	// Taps is one card's part of an offline upload (OpTapUpload), at most
+	// UploadTapsMax; each tap's Reader is the uploading terminal. Step sorts
+	// it in place (by time, reader, seq) and reports outcomes in that order.
+	Taps []transit.Tap
 }
 
 // Output is the decision of one Step. The caller reuses it across Steps so
@@ -89,6 +94,13 @@ type Output struct {
 	Seq       uint64         // shard sequence number given to this record (0 if no record); used as the authorization reference
 	Amount    int64          // taps: fen charged, held or captured by this tap (Record.Amount), for replies
 	Record    []byte         // the encoded record to journal (Step appends into out.Record[:0]; empty when nothing to journal)
+	// Flags are the transit flags of an approved tap, upload or top-up
+	// (transit.FlagDeny: the card went into debt, transit.FlagUndeny: a
+	// top-up paid its debt off): the gateway updates the deny list.
+	Flags uint16
+	// DebtPaid is the part of an approved top-up that paid transit debt
+	// (fen; it goes to the bus company's receivable, not the balance).
+	DebtPaid int64
 }
 
 type kind uint8
@@ -184,11 +196,12 @@ type Shard struct {
 	refs     fifo[string, refEntry]
 	holds    pool[txnKey, holdEntry]
 	clock    bizClock
-	rec      Record       // Step's scratch record, reused so that Step does not allocate
-	card     transit.Card // decideTap's scratch copy of a card (the fare rules mutate it)
-	mkt      marketState  // market scene state: used codes, refund ledger, code verifier
-	cardBuf  []byte       // reused buffer of the card state a tap record carries
-	last     int32        // lookup's cached account index
+	rec      Record             // Step's scratch record, reused so that Step does not allocate
+	card     transit.Card       // decideTap's scratch copy of a card (the fare rules mutate it)
+	mkt      marketState        // market scene state: used codes, refund ledger, code verifier
+	cardBuf  []byte             // reused buffer of the card state a tap record carries
+	upDec    []transit.Decision // decideUpload's reused per-tap decisions (<= UploadTapsMax)
+	last     int32              // lookup's cached account index
 }
 
 // NewShard returns an empty shard. A nil cfg means DefaultConfig; zero
@@ -325,6 +338,7 @@ func sub64(a, b int64) (int64, bool) {
 // CodeUnsupported, CodeIDConflict, CodeBusy).
 func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 	out.Code, out.Available, out.Seq, out.Amount = "", 0, 0, 0
+	out.Flags, out.DebtPaid = 0, 0
 	out.Record = out.Record[:0]
 	r := &s.rec
 	*r = Record{
@@ -377,6 +391,7 @@ func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 	}
 	out.Seq = r.Seq
 	out.Amount = r.Amount
+	offlineOutput(r, a, out)
 	out.Record = r.AppendBinary(out.Record)
 }
 
@@ -394,7 +409,7 @@ func (s *Shard) decide(in *Input, r *Record) (terminals.Code, bool) {
 	case OpOpenAccount:
 		return s.decideOpen(in, r)
 	case OpTopUp:
-		return s.decideTopUp(in)
+		return s.decideTopUp(in, r)
 	case OpBlock:
 		if _, a := s.lookup(in.Account); a == nil {
 			return terminals.CodeUnknownInstrument, false
@@ -413,6 +428,8 @@ func (s *Shard) decide(in *Input, r *Record) (terminals.Code, bool) {
 		return s.decideRelease(in, r)
 	case OpTapIn, OpTapOut:
 		return s.decideTap(in, r)
+	case OpTapUpload:
+		return s.decideUpload(in, r)
 	case OpQRPay:
 		return s.decideQRPay(in, r)
 	case OpRefund:
@@ -475,7 +492,7 @@ func credit(a *account, amt int64) (int64, bool) {
 	return nb, true
 }
 
-func (s *Shard) decideTopUp(in *Input) (terminals.Code, bool) {
+func (s *Shard) decideTopUp(in *Input, r *Record) (terminals.Code, bool) {
 	if in.Ref == "" {
 		return terminals.CodeMalformed, false // a top-up without a ref could not be deduplicated
 	}
@@ -492,7 +509,11 @@ func (s *Shard) decideTopUp(in *Input) (terminals.Code, bool) {
 	if a == nil {
 		return terminals.CodeUnknownInstrument, false
 	}
-	nb, ok := credit(a, in.Amount)
+	// Transit debt is paid first (DOMAIN: paying the debt takes the card
+	// off the deny list); the record carries the part in Orig.
+	pay := debtPay(a, in.Amount)
+	r.Orig = uint64(pay)
+	nb, ok := credit(a, in.Amount-pay)
 	if !ok {
 		return terminals.CodeInvalidAmount, false
 	}
