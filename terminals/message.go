@@ -22,7 +22,16 @@ const (
 	TypeHold      = "hold"      // hospital kiosk: open an inpatient deposit (no orig) or top it up (orig = opening txn)
 	TypeCapture   = "capture"   // hospital kiosk: charge a service order against a deposit (orig = opening txn)
 	TypeRelease   = "release"   // hospital kiosk: discharge; capture the last charges (amt, may be 0), release the rest
+	TypeQRPay     = "qr_pay"    // market stall: debit the account a scanned consumer payment code is bound to ("code")
+	TypeRefund    = "refund"    // market stall: return part or all of an earlier qr_pay of the same terminal ("orig")
 )
+
+// MaxPayCodeLen bounds "code" of a qr_pay: the longest consumer payment code
+// the gateway's market scene issues or verifies ("SPC1" and the base32 of a
+// 67-byte payload). It must equal the gateway's market.MaxCodeLen; the
+// wire contract cannot import the gateway, so a gateway test keeps the two
+// in step.
+const MaxPayCodeLen = 112
 
 // ReplyDepositLow is the type of the gateway's unsolicited notice that a
 // deposit fell below the hospital's low-balance threshold (docs/protocol.md).
@@ -46,7 +55,6 @@ const MaxRouteIDLen = 32
 // answers UNSUPPORTED.
 var reservedTypes = map[string]bool{
 	"offline_upload": true,
-	"refund":         true,
 }
 
 // Instrument kinds.
@@ -95,6 +103,10 @@ type Request struct {
 	// (purchase, optional) is an insurance split of the amount.
 	Item string    `json:"item,omitempty"`
 	Ins  Insurance `json:"ins,omitzero"`
+	// PayCode (qr_pay only, required) is the consumer payment code the
+	// stall terminal scanned, as read: 1..MaxPayCodeLen of A-Z 0-9. It names
+	// the account it is bound to, so "inst" is optional on a qr_pay.
+	PayCode string `json:"code,omitempty"`
 }
 
 // Reply is the body of a gateway -> terminal message.
@@ -203,7 +215,7 @@ func DecodeRequestInto(body []byte, r *Request) error {
 func knownType(t string) bool {
 	switch t {
 	case TypePurchase, TypeReversal, TypeBalance, TypeHeartbeat, TypeTapIn, TypeTapOut,
-		TypeHold, TypeCapture, TypeRelease:
+		TypeHold, TypeCapture, TypeRelease, TypeQRPay, TypeRefund:
 		return true
 	}
 	return reservedTypes[t]
@@ -293,6 +305,15 @@ func decodeRequest(body []byte, r *Request) error {
 			if err := decodeInsurance(&s, &r.Ins); err != nil {
 				return err
 			}
+		case keyCode:
+			b, err := s.str(name)
+			if err != nil {
+				return err
+			}
+			if !validPayCode(b) {
+				return bad(name, "a payment code is 1..112 of [A-Z0-9]")
+			}
+			r.PayCode = string(b)
 		case keyRoute, keyStop:
 			b, err := s.str(name)
 			if err != nil {
@@ -345,8 +366,26 @@ func requestKey(k []byte) (uint32, string) {
 		return keyItem, "item"
 	case "ins":
 		return keyIns, "ins"
+	case "code":
+		return keyCode, "code"
 	}
 	return 0, ""
+}
+
+// validPayCode reports whether b has the shape of a consumer payment code:
+// 1..MaxPayCodeLen of A-Z 0-9 (QR alphanumeric, upper case). Whether it
+// verifies is the gateway's decision; the shape keeps hostile bytes out of
+// the request path.
+func validPayCode(b []byte) bool {
+	if len(b) == 0 || len(b) > MaxPayCodeLen {
+		return false
+	}
+	for _, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // unknownKey names the key in the error only when it is a short plain
@@ -472,6 +511,10 @@ func internType(b []byte) string {
 		return TypeCapture
 	case TypeRelease:
 		return TypeRelease
+	case TypeQRPay:
+		return TypeQRPay
+	case TypeRefund:
+		return TypeRefund
 	}
 	return string(b)
 }
@@ -503,14 +546,15 @@ func (r *Request) Validate() error {
 		if r.TS <= 0 {
 			return bad("ts", "timestamp must be Unix milliseconds")
 		}
-		if r.Amt != 0 || r.Orig != 0 || r.Inst != (Instrument{}) {
-			return bad("amt", "a heartbeat carries no amount, instrument or original")
+		if r.Amt != 0 || r.Orig != 0 || r.Inst != (Instrument{}) || r.PayCode != "" {
+			return bad("amt", "a heartbeat carries no amount, instrument, original or payment code")
 		}
 		if r.Route != "" || r.Stop != "" {
 			return bad("route", "only a tap names a route and stop")
 		}
 		return nil
-	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut, TypeHold, TypeCapture, TypeRelease:
+	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut, TypeHold, TypeCapture, TypeRelease,
+		TypeQRPay, TypeRefund:
 		if r.Cfg.Len() != 0 {
 			return bad("cfg", "only a heartbeat reports configuration versions")
 		}
@@ -533,8 +577,15 @@ func (r *Request) Validate() error {
 	if r.TS <= 0 {
 		return bad("ts", "timestamp must be Unix milliseconds")
 	}
-	if err := r.Inst.validate(); err != nil {
-		return err
+	// A qr_pay may leave "inst" out: the code names its account, and the
+	// gateway reads it from there (docs/protocol.md section 15).
+	if r.Type != TypeQRPay || r.Inst != (Instrument{}) {
+		if err := r.Inst.validate(); err != nil {
+			return err
+		}
+	}
+	if r.Type != TypeQRPay && r.PayCode != "" {
+		return bad("code", "only a qr_pay carries a payment code")
 	}
 	if r.Type != TypePurchase && (r.Item != "" || r.Ins.Set) {
 		return bad("item", "only a purchase names an item or an insurance split")
@@ -578,6 +629,23 @@ func (r *Request) Validate() error {
 		}
 		if r.Orig == 0 || r.Orig >= r.Txn {
 			return bad("orig", "a release names its deposit (an earlier txn id of the same terminal)")
+		}
+	case TypeQRPay:
+		if r.PayCode == "" {
+			return bad("code", "a qr_pay carries the scanned payment code")
+		}
+		if r.Amt <= 0 || r.Amt > MaxAmount {
+			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "amount must be 1..1000000000 fen"}
+		}
+		if r.Orig != 0 {
+			return bad("orig", "only a reversal or refund names an original")
+		}
+	case TypeRefund:
+		if r.Orig == 0 || r.Orig >= r.Txn {
+			return bad("orig", "a refund names an earlier qr_pay txn id of the same terminal")
+		}
+		if r.Amt <= 0 || r.Amt > MaxAmount {
+			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "the refund must be 1..1000000000 fen"}
 		}
 	case TypeBalance:
 		if r.Amt != 0 {
@@ -728,6 +796,8 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 	if r.Type != TypeHeartbeat {
 		dst = append(dst, `,"amt":`...)
 		dst = strconv.AppendInt(dst, r.Amt, 10)
+	}
+	if r.Type != TypeHeartbeat && (r.Type != TypeQRPay || r.Inst != (Instrument{})) {
 		dst = append(dst, `,"inst":{"k":`...)
 		dst = appendJSONString(dst, r.Inst.Kind)
 		dst = append(dst, `,"id":`...)
@@ -766,6 +836,10 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"self":`...)
 		dst = strconv.AppendInt(dst, r.Ins.Self, 10)
 		dst = append(dst, '}')
+	}
+	if r.PayCode != "" {
+		dst = append(dst, `,"code":`...)
+		dst = appendJSONString(dst, r.PayCode)
 	}
 	return append(dst, '}')
 }
@@ -953,6 +1027,11 @@ func (r *Request) ContentHash() uint64 {
 		num(uint64(r.Ins.Pool))
 		num(uint64(r.Ins.Personal))
 		num(uint64(r.Ins.Self))
+	}
+	if r.PayCode != "" {
+		// Only a qr_pay carries it: the same txn id with another code (a
+		// second customer's scan) is a conflict, not a duplicate.
+		str(r.PayCode)
 	}
 	return h
 }

@@ -184,7 +184,7 @@ func TestDecodeRequestRefusals(t *testing.T) {
 		{"ins missing self", body(`"type":"purchase"`, `"ins":{"pool":1,"personal":2}`), CodeMalformed, "ins"},
 		{"ins unknown key", body(`"type":"purchase"`, `"ins":{"pool":1,"personal":2,"self":3,"x":1}`), CodeMalformed, "ins.x"},
 	}...)
-	for _, typ := range []string{"offline_upload", "refund"} {
+	for typ := range reservedTypes {
 		cases = append(cases, struct {
 			name  string
 			body  string
@@ -267,9 +267,15 @@ func TestDecodeRequestAccepts(t *testing.T) {
 // the refusal, but never an unknown type's text.
 func TestDecodeRequestIntoPartial(t *testing.T) {
 	var r Request
+	for typ := range reservedTypes {
+		err := DecodeRequestInto([]byte(body(`"type":"`+typ+`"`)), &r)
+		if codeOf(err) != CodeUnsupported || r.Type != typ || r.Txn != 42 {
+			t.Fatalf("reserved type: %v, type %q txn %d", err, r.Type, r.Txn)
+		}
+	}
 	err := DecodeRequestInto([]byte(body(`"type":"refund"`)), &r)
-	if codeOf(err) != CodeUnsupported || r.Type != "refund" || r.Txn != 42 {
-		t.Fatalf("reserved type: %v, type %q txn %d", err, r.Type, r.Txn)
+	if codeOf(err) != CodeMalformed || r.Type != TypeRefund || r.Txn != 42 {
+		t.Fatalf("refund without orig: %v, type %q txn %d", err, r.Type, r.Txn)
 	}
 	err = DecodeRequestInto([]byte(body(`"type":"`+strings.Repeat("x", 3000)+`"`)), &r)
 	if codeOf(err) != CodeUnsupported || r.Type != "" || r.Txn != 42 {
@@ -437,6 +443,7 @@ func TestContentHash(t *testing.T) {
 		"Stop":       func(r *Request) { r.Stop = "S1" },
 		"Item":       func(r *Request) { r.Item = "REG" },
 		"Ins":        func(r *Request) { r.Ins = Insurance{Pool: 1, Personal: 0, Self: 199, Set: true} },
+		"PayCode":    func(r *Request) { r.PayCode = "SPC1AB" },
 	}
 	var fields []string
 	rt := reflect.TypeOf(Request{})
