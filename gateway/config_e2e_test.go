@@ -7,6 +7,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"scenepay/gateway/internal/confstore"
+	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/testkit"
 	"scenepay/terminals"
@@ -25,10 +26,10 @@ func TestConfigPushToOfflineTerminal(t *testing.T) {
 	if err := h.eng.RegisterTerminal(registry.Terminal{TID: tid, Kind: "bus", Merchant: "BUSCO", KeyVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.eng.PutConfig("transit", []byte(`{"fare":200}`)); err != nil {
+	if _, err := h.eng.PutConfig("transit", []byte(e2eTransitDoc(t, 200))); err != nil {
 		t.Fatal(err)
 	}
-	d, err := h.eng.PutConfig("transit", []byte(`{"fare":250,"cap":600}`))
+	d, err := h.eng.PutConfig("transit", []byte(e2eTransitDoc(t, 250)))
 	if err != nil || d.Version != 2 {
 		t.Fatalf("put: %+v %v", d, err)
 	}
@@ -56,7 +57,7 @@ func TestConfigPushToOfflineTerminal(t *testing.T) {
 		t.Fatal("no retained config on subscribe")
 	}
 	env, err := confstore.Open(confstore.SigningKey(h.master, confstore.SigningKeyVersion), raw)
-	if err != nil || env.Name != "transit" || env.Version != 2 || string(env.Doc) != `{"fare":250,"cap":600}` {
+	if err != nil || env.Name != "transit" || env.Version != 2 || string(env.Doc) != e2eTransitDoc(t, 250) {
 		t.Fatalf("retained config: %+v %v", env, err)
 	}
 	if _, err := terminals.Open(terminals.DeriveKey(h.master, tid, 1), raw); err == nil {
@@ -72,7 +73,7 @@ func TestConfigPushToOfflineTerminal(t *testing.T) {
 		t.Fatalf("still lagging after the report: %+v", list)
 	}
 	// A newer version makes it lag again until the next report.
-	if _, err := h.eng.PutConfig("transit", []byte(`{"fare":300}`)); err != nil {
+	if _, err := h.eng.PutConfig("transit", []byte(e2eTransitDoc(t, 300))); err != nil {
 		t.Fatal(err)
 	}
 	if _, list, total := h.eng.ConfigLagging("transit"); total != 1 || list[0].Reported != 2 {
@@ -90,4 +91,16 @@ func clearRetained(t *testing.T, topic string) {
 	}
 	c.Publish(topic, 1, true, []byte{}).WaitTimeout(5 * time.Second)
 	c.Disconnect(100)
+}
+
+// e2eTransitDoc is the default fare table with route B1's flat fare set.
+func e2eTransitDoc(t *testing.T, b1Fare int64) string {
+	t.Helper()
+	c := core.DefaultTransit().Config()
+	c.Routes[0].Fare = b1Fare
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

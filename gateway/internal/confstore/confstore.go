@@ -77,6 +77,9 @@ const (
 	ErrUnknownName ErrCode = "unknown_name"
 	ErrBadJSON     ErrCode = "bad_json"
 	ErrTooLarge    ErrCode = "too_large"
+	// ErrInvalid is a well-formed document its scene's strict decoder
+	// refuses (an unknown field, a value out of range); the message says which.
+	ErrInvalid ErrCode = "invalid"
 )
 
 // Error is a refused document.

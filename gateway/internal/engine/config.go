@@ -64,6 +64,12 @@ func (e *Engine) PutConfig(name string, body []byte) (confstore.Doc, error) {
 	if err != nil {
 		return confstore.Doc{}, err
 	}
+	// Validate with the scene's strict decoder before anything is
+	// journaled: a refused document leaves no trace but the audit line.
+	rules, err := e.compileDoc(d.Name, d.Body)
+	if err != nil {
+		return confstore.Doc{}, err
+	}
 	payload := confstore.AppendDoc([]byte{entryConfig}, d)
 	e.snapMu.Lock()
 	lsn, err := e.j.Append(payload, nil)
@@ -77,6 +83,13 @@ func (e *Engine) PutConfig(name string, body []byte) (confstore.Doc, error) {
 	}
 	if err := e.j.Sync(lsn); err != nil {
 		e.fail(err)
+		return confstore.Doc{}, err
+	}
+	// Durable: every shard takes the new rules before the operator is
+	// answered, so the next request is decided with them. A request decided
+	// under them is journaled after this entry, so it never survives a
+	// crash that loses the change.
+	if err := e.installRules(&rules); err != nil {
 		return confstore.Doc{}, err
 	}
 	e.m.ConfigVersion.WithLabelValues(d.Name).Set(float64(d.Version))
@@ -151,6 +164,7 @@ func (e *Engine) applyConfigEntry(p []byte) error {
 		}
 		return err
 	}
+	e.installDoc(d) // replay: the rules at this point of the journal
 	e.m.ConfigVersion.WithLabelValues(d.Name).Set(float64(d.Version))
 	return nil
 }

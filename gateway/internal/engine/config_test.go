@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"scenepay/gateway/internal/confstore"
+	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/vfs"
 	"scenepay/terminals"
@@ -54,7 +55,7 @@ func TestConfigSurvivesRestartAndIsPublished(t *testing.T) {
 	e, _ := openEngine(t, dir, vfs.Default)
 	rp := newRetainedPub()
 	e.SetPublisher(rp)
-	for i, body := range []string{`{"fare":200}`, `{"fare":250}`} {
+	for i, body := range []string{transitDoc(t, 200), transitDoc(t, 250)} {
 		d, err := e.PutConfig("transit", []byte(body))
 		if err != nil || d.Version != uint64(i+1) {
 			t.Fatalf("put %d: %+v %v", i, d, err)
@@ -64,7 +65,7 @@ func TestConfigSurvivesRestartAndIsPublished(t *testing.T) {
 		}
 	}
 	env, err := confstore.Open(confstore.SigningKey(master, 1), rp.get("scp/v1/g/bus/cfg"))
-	if err != nil || env.Version != 2 || string(env.Doc) != `{"fare":250}` {
+	if err != nil || env.Version != 2 || string(env.Doc) != transitDoc(t, 250) {
 		t.Fatalf("retained: %+v %v", env, err)
 	}
 	var bad *confstore.Error
@@ -76,10 +77,10 @@ func TestConfigSurvivesRestartAndIsPublished(t *testing.T) {
 	}
 
 	e2, _ := openEngine(t, dir, vfs.Default)
-	if _, err := e2.PutConfig("limits", []byte(`{"x":1}`)); err != nil { // journal only
+	if _, err := e2.PutConfig("limits", core.EncodeLimits(core.DefaultConfig().ECNY)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e2.PutConfig("transit", []byte(`{"fare":300}`)); err != nil {
+	if _, err := e2.PutConfig("transit", []byte(transitDoc(t, 300))); err != nil {
 		t.Fatal(err)
 	}
 	// Crash: no closing snapshot; the journal has the two changes.
@@ -90,7 +91,7 @@ func TestConfigSurvivesRestartAndIsPublished(t *testing.T) {
 
 	e3, _ := openEngine(t, dir, vfs.Default)
 	defer e3.Close()
-	if d, ok := e3.Config("transit"); !ok || d.Version != 3 || string(d.Body) != `{"fare":300}` {
+	if d, ok := e3.Config("transit"); !ok || d.Version != 3 || string(d.Body) != transitDoc(t, 300) {
 		t.Fatalf("transit after restart: %+v", d)
 	}
 	if d, ok := e3.Config("limits"); !ok || d.Version != 1 {
@@ -117,7 +118,7 @@ func TestHeartbeatReportsClearLagging(t *testing.T) {
 	if err := e.RegisterTerminal(registry.Terminal{TID: "S1", Kind: "stall", Merchant: "M", KeyVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.PutConfig("transit", []byte(`{"fare":200}`)); err != nil {
+	if _, err := e.PutConfig("transit", []byte(transitDoc(t, 200))); err != nil {
 		t.Fatal(err)
 	}
 	cur, list, total := e.ConfigLagging("transit")

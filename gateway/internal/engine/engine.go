@@ -174,6 +174,7 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.rulesFromStore() // the snapshot's scene rules, before replay (scenecfg.go)
 	jo := cfg.Journal
 	jo.FS = e.fs
 	jo.Dir = e.journalDir()

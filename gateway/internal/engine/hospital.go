@@ -61,6 +61,9 @@ const DepositsMax = 65536
 type hospShard struct {
 	deps map[string]*hospital.Deposit // key depKey(tid, opening txn)
 	plan [2]hospital.Plan             // reused: [0] lazy expiry, [1] the request
+	// rules is the last "hospital" document installed (scenecfg.go); nil
+	// until one is, then hospitalRules falls back to Config.Hospital.
+	rules *hospital.Rules
 }
 
 func depKey(tid string, txn uint64) string { return tid + "/" + strconv.FormatUint(txn, 10) }
@@ -114,7 +117,7 @@ func (h *hospStep) addRecord(rec []byte) {
 
 func (s *shard) hospitalRequest(w *work) {
 	now := s.e.cfg.Clock()
-	rules := s.e.hospitalRules()
+	rules := s.hospitalRules()
 	r := &w.req
 	hs := &w.hosp
 	hs.reset()
@@ -465,8 +468,8 @@ func (e *Engine) applyHospitalEntry(p []byte) error {
 	if len(he.plans) > 0 && sh == nil {
 		return fmt.Errorf("%w: hospital plans without records", errEntry)
 	}
-	rules := e.hospitalRules()
 	for _, pb := range he.plans {
+		rules := sh.hospitalRules() // sh is set: plans come with records
 		var pl hospital.Plan
 		if err := decodePlan(pb, &pl); err != nil {
 			return err

@@ -32,6 +32,7 @@ type Metrics struct {
 	// failures, and terminals lagging per name (computed at scrape time).
 	ConfigVersion       *prometheus.GaugeVec // name
 	ConfigPublishErrors prometheus.Counter
+	ConfigInvalidStored prometheus.Counter // stored documents that did not compile at recovery
 	configLagging       *lagCollector
 }
 
@@ -123,11 +124,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "scenepay_gateway_config_publish_errors_total",
 		Help: "Retained config publications the broker did not acknowledge (republished on the next change or restart).",
 	})
+	m.ConfigInvalidStored = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "scenepay_gateway_config_invalid_stored_total",
+		Help: "Journaled config documents that did not compile at recovery (the previous rules stayed for that name).",
+	})
 	m.configLagging = &lagCollector{desc: prometheus.NewDesc("scenepay_gateway_config_lagging_terminals",
 		"Registered terminals of a document's group whose last reported version is below the current one, or that never reported it since the gateway started.",
 		[]string{"name"}, nil)}
 	if reg != nil {
-		reg.MustRegister(m.ConfigVersion, m.ConfigPublishErrors, m.configLagging)
+		reg.MustRegister(m.ConfigVersion, m.ConfigPublishErrors, m.ConfigInvalidStored, m.configLagging)
 		reg.MustRegister(m.FsyncSeconds, m.GroupRecords, m.JournalBytes)
 		reg.MustRegister(m.Requests, m.Latency, m.InFlight, m.Busy, m.UnknownTerminal, m.BadTopic,
 			m.DuplicateReplays, m.Snapshots, m.SnapshotSeconds, m.SnapshotPause, m.JournalFailed, m.ReplayedEntries, m.SnapshotFallbacks)

@@ -17,6 +17,7 @@ const (
 	workBalance                      // balance inquiry: read only
 	workOperator                     // operator ledger operation
 	workBarrier                      // snapshot: park the writer
+	workConfig                       // install new scene rules (scenecfg.go)
 )
 
 // work is one unit for a shard writer; for journaled kinds it is also the
@@ -44,6 +45,8 @@ type work struct {
 	resume chan struct{}
 
 	hosp hospStep // hospital requests (hospital.go)
+
+	rules *sceneRules // workConfig: the rules to install; resume is signalled after
 }
 
 func (w *work) reset() {
@@ -95,6 +98,9 @@ func (s *shard) run() {
 			s.request(w)
 		case workOperator:
 			s.operator(w)
+		case workConfig:
+			s.setRules(w.rules)
+			w.resume <- struct{}{}
 		}
 	}
 }

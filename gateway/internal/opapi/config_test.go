@@ -7,12 +7,25 @@ import (
 	"testing"
 
 	"scenepay/gateway/internal/confstore"
+	"scenepay/gateway/internal/core"
 )
+
+// transitDoc is the default fare table with route B1's flat fare set.
+func transitDoc(t *testing.T, b1Fare int64) string {
+	t.Helper()
+	c := core.DefaultTransit().Config()
+	c.Routes[0].Fare = b1Fare
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func TestConfigEndpoints(t *testing.T) {
 	base := start(t)
 	const tok = "secret-token"
-	for i, body := range []string{`{"fare": 200}`, `{"fare":250}`} {
+	for i, body := range []string{transitDoc(t, 200), transitDoc(t, 250)} {
 		st, m := call(t, "PUT", base+"/v1/config/transit", tok, body)
 		if st != 200 || m["version"] != float64(i+1) || m["group"] != "bus" {
 			t.Fatalf("put %d: %d %v", i, st, m)
@@ -20,7 +33,8 @@ func TestConfigEndpoints(t *testing.T) {
 	}
 	st, m := call(t, "GET", base+"/v1/config/transit", tok, "")
 	doc, _ := m["doc"].(map[string]any)
-	if st != 200 || m["version"] != float64(2) || doc["fare"] != float64(250) {
+	routes, _ := doc["routes"].([]any)
+	if st != 200 || m["version"] != float64(2) || len(routes) == 0 || routes[0].(map[string]any)["fare_fen"] != float64(250) {
 		t.Fatalf("get: %d %v", st, m)
 	}
 	// Register a bus terminal: it has never reported, so it lags.
@@ -38,6 +52,9 @@ func TestConfigEndpoints(t *testing.T) {
 		{"not an object", "/v1/config/transit", `[1]`, "bad_json"},
 		{"oversize", "/v1/config/transit", `{"a":"` + strings.Repeat("x", confstore.DocBytesMax) + `"}`, "too_large"},
 		{"unknown name", "/v1/config/fares", `{}`, "unknown_name"},
+		{"unknown field", "/v1/config/transit", `{"fare":300}`, "invalid"},
+		{"negative fare", "/v1/config/transit", transitDoc(t, -1), "invalid"},
+		{"limits without class 4", "/v1/config/limits", `{"classes":[{"class":1,"balance_fen":1,"single_fen":1,"daily_fen":1,"annual_fen":0}]}`, "invalid"},
 	} {
 		st, m := call(t, "PUT", base+c.path, tok, c.body)
 		msg, _ := m["error"].(string)
