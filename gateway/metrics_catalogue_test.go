@@ -88,7 +88,7 @@ func TestMetricsCatalogue(t *testing.T) {
 		}
 	}
 	// Traffic reached the counters (the scrape is not of an idle gateway).
-	if !regexp.MustCompile(`(?m)^scenepay_gateway_requests_total\{code="00",type="purchase"\} [1-9]`).Match(scrape) {
+	if !regexp.MustCompile(`(?m)^scenepay_gateway_requests_total\{code="00",instrument="(county|bank|ecny)",scene="(bus|stall|kiosk)",type="purchase"\} [1-9]`).Match(scrape) {
 		t.Error("no approved purchase counted in the scrape")
 	}
 

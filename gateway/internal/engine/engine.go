@@ -203,6 +203,7 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	e.m.ReplayedEntries.Add(float64(n))
 	e.configRecovered()
 	e.m.setConfigLagging(e.configLaggingCounts)
+	e.m.setTerminalCounts(e.terminalCounts)
 	e.lastSnp.Store(snapLSN)
 	e.log.Info("engine recovered", "snapshot_lsn", snapLSN, "replayed_entries", n, "last_lsn", j.LastLSN(),
 		"terminals", e.reg.Len(), "took", time.Since(start).String())

@@ -56,7 +56,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	}
 	r := &w.req
 	if r.TID != tid {
-		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeIDMismatch, recv)
+		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeIDMismatch, recv)
 		e.pool.Put(w)
 		return
 	}
@@ -64,41 +64,41 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	d := now.Sub(msTime(r.TS))
 	stale := d > e.cfg.SkewMax || d < -e.cfg.SkewMax
 	if stale && r.Type != terminals.TypePurchase && r.Type != terminals.TypeReversal && !isTap(r.Type) {
-		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeClockSkew, recv)
+		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeClockSkew, recv)
 		e.pool.Put(w)
 		return
 	}
 	if e.closed.Load() {
-		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)
 		e.pool.Put(w)
 		return
 	}
 	if e.Ready() != nil {
-		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeSystemError, recv)
+		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeSystemError, recv)
 		e.pool.Put(w)
 		return
 	}
 	switch r.Type {
 	case terminals.TypeHeartbeat:
 		e.noteConfigReport(tid, &r.Cfg, now)
-		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeApproved, recv)
+		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeApproved, recv)
 		e.pool.Put(w)
 		return
 	case terminals.TypeBalance:
 		if hw := e.idem.HighWater(tid); hw > e.cfg.Idem.Window && r.Txn <= hw-e.cfg.Idem.Window {
-			e.refuse(term, tid, r.Type, r.Txn, terminals.CodeReplay, recv)
+			e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeReplay, recv)
 			e.pool.Put(w)
 			return
 		}
 		if !e.acquire() {
-			e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+			e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)
 			e.pool.Put(w)
 			return
 		}
 		w.kind = workBalance
 		if !e.shardFor(r).offer(w) {
 			e.release()
-			e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+			e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)
 			e.pool.Put(w)
 		}
 		return
@@ -106,7 +106,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	// purchase, reversal, tap_in, tap_out: idempotency first.
 	if e.handoffRefuses(r.Type) || !e.acquire() {
 		e.m.Busy.Inc()
-		e.refuse(term, tid, r.Type, r.Txn, terminals.CodeBusy, recv)
+		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)
 		e.pool.Put(w)
 		return
 	}
@@ -124,26 +124,26 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 		return // w now belongs to the shard
 	}
 	e.release()
-	typ, txn := r.Type, r.Txn
+	typ, txn, inst := r.Type, r.Txn, r.Inst.Kind
 	e.pool.Put(w)
 	switch res.Verdict {
 	case idem.Duplicate:
 		e.m.DuplicateReplays.Inc()
 		e.publish(tid, res.Reply)
-		e.observe(typ, codeOfReply(res.Reply), recv)
+		e.observe(term, inst, typ, codeOfReply(res.Reply), recv)
 	case idem.Waiting:
 		// The reply will be published again for this copy on completion.
 	case idem.Conflict:
-		e.refuse(term, tid, typ, txn, terminals.CodeIDConflict, recv)
+		e.refuseAs(term, tid, typ, inst, txn, terminals.CodeIDConflict, recv)
 	case idem.TooOld:
-		e.refuse(term, tid, typ, txn, terminals.CodeReplay, recv)
+		e.refuseAs(term, tid, typ, inst, txn, terminals.CodeReplay, recv)
 	case idem.Reversed:
-		e.refuse(term, tid, typ, txn, terminals.CodeAlreadyReversed, recv)
+		e.refuseAs(term, tid, typ, inst, txn, terminals.CodeAlreadyReversed, recv)
 	case idem.Stale:
-		e.refuse(term, tid, typ, txn, terminals.CodeClockSkew, recv)
+		e.refuseAs(term, tid, typ, inst, txn, terminals.CodeClockSkew, recv)
 	default: // Busy, Full
 		e.m.Busy.Inc()
-		e.refuse(term, tid, typ, txn, terminals.CodeBusy, recv)
+		e.refuseAs(term, tid, typ, inst, txn, terminals.CodeBusy, recv)
 	}
 }
 
@@ -165,6 +165,12 @@ func (e *Engine) release() {
 // refuse answers a request that never reaches the ledger. Refusals are not
 // journaled and not stored: a repeat gets the same code again.
 func (e *Engine) refuse(term *registry.Entry, tid, typ string, txn uint64, code terminals.Code, recv time.Time) {
+	e.refuseAs(term, tid, typ, "", txn, code, recv)
+}
+
+// refuseAs is refuse for a decoded request: inst (its instrument kind)
+// labels the request metrics.
+func (e *Engine) refuseAs(term *registry.Entry, tid, typ, inst string, txn uint64, code terminals.Code, recv time.Time) {
 	if typ == "" {
 		typ = "error"
 	}
@@ -172,18 +178,21 @@ func (e *Engine) refuse(term *registry.Entry, tid, typ string, txn uint64, code 
 	var buf [256]byte
 	body := rep.AppendJSON(buf[:0])
 	e.publish(tid, term.Seal(nil, body))
-	e.observe(typ, code, recv)
+	e.observe(term, inst, typ, code, recv)
 }
 
-func (e *Engine) observe(typ string, code terminals.Code, recv time.Time) {
+// observe counts an answered request by type, code, scene (the terminal's
+// kind) and instrument kind; every label is from a bounded set.
+func (e *Engine) observe(term *registry.Entry, inst, typ string, code terminals.Code, recv time.Time) {
 	switch typ {
 	case terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat,
 		terminals.TypeTapIn, terminals.TypeTapOut:
 	default:
 		typ = "other"
 	}
-	e.m.Requests.WithLabelValues(typ, string(code)).Inc()
-	e.m.Latency.WithLabelValues(typ).Observe(time.Since(recv).Seconds())
+	scene, il := sceneLabel(term), instLabel(inst)
+	e.m.Requests.WithLabelValues(typ, string(code), scene, il).Inc()
+	e.m.Latency.WithLabelValues(typ, scene, il).Observe(time.Since(recv).Seconds())
 }
 
 func codeOf(err error) terminals.Code {

@@ -5,15 +5,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"scenepay/terminals"
 )
 
 // Metrics of the request path. Labels are bounded: message type (a fixed
 // set), result code (the catalogue) and stage; never a terminal or card.
 type Metrics struct {
-	Requests          *prometheus.CounterVec   // type, code
-	Latency           *prometheus.HistogramVec // type
+	Requests          *prometheus.CounterVec   // type, code, scene, instrument
+	Latency           *prometheus.HistogramVec // type, scene, instrument
 	InFlight          prometheus.Gauge
 	Busy              prometheus.Counter
 	UnknownTerminal   prometheus.Counter
@@ -34,6 +32,7 @@ type Metrics struct {
 	ConfigPublishErrors prometheus.Counter
 	ConfigInvalidStored prometheus.Counter // stored documents that did not compile at recovery
 	configLagging       *lagCollector
+	terminals           *terminalsCollector // online/registered by kind (scene_metrics.go)
 }
 
 // OnJournalSync is the journal's per-group hook.
@@ -48,13 +47,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scenepay_gateway_requests_total",
-			Help: "Terminal requests answered, by message type and result code.",
-		}, []string{"type", "code"}),
+			Help: "Terminal requests answered, by message type, result code, scene (terminal kind) and instrument kind.",
+		}, []string{"type", "code", "scene", "instrument"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "scenepay_gateway_request_duration_seconds",
 			Help:    "Time from receipt of a terminal request to the publication of its reply.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2},
-		}, []string{"type"}),
+		}, []string{"type", "scene", "instrument"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "scenepay_gateway_inflight_requests",
 			Help: "Admitted requests not yet answered (bounded by -inflight-max).",
@@ -137,13 +136,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Requests, m.Latency, m.InFlight, m.Busy, m.UnknownTerminal, m.BadTopic,
 			m.DuplicateReplays, m.Snapshots, m.SnapshotSeconds, m.SnapshotPause, m.JournalFailed, m.ReplayedEntries, m.SnapshotFallbacks)
 	}
-	// Pre-create the series of every code so that rates exist before the first event.
-	for _, t := range []string{terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat} {
-		for _, c := range terminals.Catalogue() {
-			m.Requests.WithLabelValues(t, string(c.Code))
-		}
-		m.Latency.WithLabelValues(t)
+	m.terminals = newTerminalsCollector()
+	if reg != nil {
+		reg.MustRegister(m.terminals)
 	}
+	m.precreateSceneSeries()
 	return m
 }
 

@@ -153,7 +153,7 @@ func (s *shard) balance(w *work) {
 	s.c.Step(now, &w.in, &w.out)
 	sealed := s.sealReply(w, now, w.out.Code, w.out.Code == terminals.CodeApproved)
 	s.e.publish(w.req.TID, sealed)
-	s.e.observe(w.req.Type, w.out.Code, w.recv)
+	s.e.observe(w.term, w.req.Inst.Kind, w.req.Type, w.out.Code, w.recv)
 	s.e.release()
 	s.e.pool.Put(w)
 }
@@ -210,7 +210,7 @@ func (w *work) Durable(lsn uint64, err error) {
 		// for this id until restart.
 		rep := terminals.Reply{V: terminals.Version, Type: w.req.Type, TID: w.req.TID, Txn: w.req.Txn, Code: terminals.CodeSystemError, GTS: e.cfg.Clock().UnixMilli()}
 		e.publish(w.req.TID, w.term.Seal(nil, rep.AppendJSON(nil)))
-		e.observe(w.req.Type, terminals.CodeSystemError, w.recv)
+		e.observe(w.term, w.req.Inst.Kind, w.req.Type, terminals.CodeSystemError, w.recv)
 		e.release()
 		return
 	}
@@ -225,7 +225,7 @@ func (w *work) Durable(lsn uint64, err error) {
 	if w.hosp.notice {
 		e.publishNotice(w)
 	}
-	e.observe(w.req.Type, w.code, w.recv)
+	e.observe(w.term, w.req.Inst.Kind, w.req.Type, w.code, w.recv)
 	if e.cfg.SnapshotEvery > 0 && e.since.Add(1) >= int64(e.cfg.SnapshotEvery) {
 		e.since.Store(0)
 		select {
