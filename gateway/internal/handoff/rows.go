@@ -27,6 +27,31 @@ import (
 // The terminal's scene is its kind in the registry at handoff time. The
 // mapping is deterministic for a given record and registry, so a batch
 // re-cut after a crash carries identical rows.
+//
+// Market records (version 3) and the operator's leg. A QR payment becomes
+// one purchase row of the whole Amount for the stall merchant (the
+// record's Merchant, the terminal's), a refund one refund row of -Amount
+// with Orig; the row's Amount is what the customer paid or got back, so
+// the per-merchant sum of rows still equals the ledger's postings
+// (DESIGN.md promise 4). The core also splits each payment into a stall
+// leg and the market operator's leg (Record.Market.Stall, .Operator,
+// .OpMerch; a refund takes both back in proportion). That division does
+// not reach settlement per payment: settle.Txn has no field for it, and
+// rows are keyed by (source, LSN), so a second row for the operator under
+// the same LSN is impossible. Settlement's clearing takes the market fee
+// as a division of the day's settlement instead (store.DivisionMarketFee:
+// the stall merchant's window net x its configured market_fee_rate,
+// rounded half-even once per window, paid to its configured operator).
+// With the same rate in both places the two agree up to rounding: the
+// gateway rounds each payment, clearing rounds the window, so they may
+// differ by up to half a fen per payment. Carrying the per-payment leg
+// would need in settlement/handoff a Txn field (e.g. Division int64 and
+// DivisionPayee string, signed like Amount, in the codec and the store's
+// rows), and in clearing a sum of those legs replacing the rate-based
+// market fee for stall merchants. Until then the handoff checks the legs
+// it drops (they sum to Amount, neither is negative, an operator leg names
+// its payee), so a record whose division is inconsistent stops the
+// handoff instead of settling.
 
 // errRow marks a record that cannot become a valid row: a software or data
 // bug, which stops the handoff (with an alarm) rather than drop money.
@@ -48,9 +73,17 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 	var amt int64
 	var orig uint64
 	switch r.Op {
-	case core.OpPurchase, core.OpQRPay:
+	case core.OpPurchase:
+		op, amt = settle.OpPurchase, r.Amount
+	case core.OpQRPay:
+		if why := marketLegs(r); why != "" {
+			return settle.Txn{}, false, &rowError{LSN: lsn, Reason: why}
+		}
 		op, amt = settle.OpPurchase, r.Amount
 	case core.OpRefund:
+		if why := marketLegs(r); why != "" {
+			return settle.Txn{}, false, &rowError{LSN: lsn, Reason: why}
+		}
 		op, amt, orig = settle.OpRefund, -r.Amount, r.Orig
 	case core.OpReversal:
 		op, amt, orig = settle.OpReversal, -r.Amount, r.Orig
@@ -90,6 +123,22 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: err.Error()}
 	}
 	return row, true, nil
+}
+
+// marketLegs checks the stall/operator division of an approved market
+// record; it returns why it is inconsistent, or "".
+func marketLegs(r *core.Record) string {
+	m := &r.Market
+	switch {
+	case m.Stall < 0 || m.Operator < 0:
+		return "market record with a negative leg"
+	case m.Stall > r.Amount || m.Operator != r.Amount-m.Stall:
+		return "market legs " + strconv.FormatInt(m.Stall, 10) + " + " + strconv.FormatInt(m.Operator, 10) +
+			" do not make the amount " + strconv.FormatInt(r.Amount, 10)
+	case m.Operator > 0 && m.OpMerch == "":
+		return "market operator leg without its merchant"
+	}
+	return ""
 }
 
 // authRef is the gateway's authorization reference of a record, the same

@@ -15,6 +15,9 @@ func TestRowOf(t *testing.T) {
 	base := core.Record{Code: terminals.CodeApproved, Shard: 3, Seq: 42, Time: at, Account: "county:C1",
 		TID: "T1", Txn: 9, Merchant: "M", Amount: 250}
 	with := func(f func(r *core.Record)) core.Record { r := base; f(&r); return r }
+	legs := func(stall, operator int64) core.MarketAmounts {
+		return core.MarketAmounts{Class: 2, Stall: stall, Operator: operator, OpMerch: "MKT-OP"}
+	}
 	cases := []struct {
 		name   string
 		r      core.Record
@@ -26,7 +29,19 @@ func TestRowOf(t *testing.T) {
 	}{
 		{"purchase", with(func(r *core.Record) { r.Op = core.OpPurchase }), settle.OpPurchase, 250, 0, true, false},
 		{"reversal", with(func(r *core.Record) { r.Op = core.OpReversal; r.Orig = 8 }), settle.OpReversal, -250, 8, true, false},
-		{"refund", with(func(r *core.Record) { r.Op = core.OpRefund; r.Orig = 7 }), settle.OpRefund, -250, 7, true, false},
+		{"refund", with(func(r *core.Record) { r.Op = core.OpRefund; r.Orig = 7; r.Market = legs(245, 5) }), settle.OpRefund, -250, 7, true, false},
+		{"qr pay with operator leg", with(func(r *core.Record) { r.Op = core.OpQRPay; r.Market = legs(245, 5) }), settle.OpPurchase, 250, 0, true, false},
+		{"qr pay without operator leg", with(func(r *core.Record) { r.Op = core.OpQRPay; r.Market = legs(250, 0) }), settle.OpPurchase, 250, 0, true, false},
+		{"declined qr pay", with(func(r *core.Record) { r.Op = core.OpQRPay; r.Code = terminals.CodePayCodeReused }), "", 0, 0, false, false},
+		{"declined refund", with(func(r *core.Record) { r.Op = core.OpRefund; r.Orig = 7; r.Code = terminals.CodeRefundExceeds }), "", 0, 0, false, false},
+		{"qr pay legs short", with(func(r *core.Record) { r.Op = core.OpQRPay; r.Market = legs(240, 5) }), "", 0, 0, false, true},
+		{"qr pay legs over", with(func(r *core.Record) { r.Op = core.OpQRPay; r.Market = legs(300, -50) }), "", 0, 0, false, true},
+		{"refund leg over amount", with(func(r *core.Record) { r.Op = core.OpRefund; r.Orig = 7; r.Market = legs(251, -1) }), "", 0, 0, false, true},
+		{"operator leg without payee", with(func(r *core.Record) {
+			r.Op = core.OpQRPay
+			r.Market = legs(245, 5)
+			r.Market.OpMerch = ""
+		}), "", 0, 0, false, true},
 		{"capture", with(func(r *core.Record) { r.Op = core.OpCapture; r.Orig = 6 }), settle.OpCapture, 250, 6, true, false},
 		{"declined purchase", with(func(r *core.Record) { r.Op = core.OpPurchase; r.Code = terminals.CodeInsufficientFunds }), "", 0, 0, false, false},
 		{"hold", with(func(r *core.Record) { r.Op = core.OpHold }), "", 0, 0, false, false},
@@ -46,7 +61,7 @@ func TestRowOf(t *testing.T) {
 		if !ok {
 			continue
 		}
-		if row.Op != c.op || row.Amount != c.amt || row.Orig != c.orig || row.Auth != "03-0000000042" ||
+		if row.Op != c.op || row.Amount != c.amt || row.Orig != c.orig || row.Auth != "03-0000000042" || row.Merchant != "M" ||
 			row.InstKind != "county" || row.Account != "C1" || row.Scene != settle.SceneBus || row.At.Nanosecond()%1000 != 0 {
 			t.Errorf("%s: row %+v", c.name, row)
 		}
@@ -77,5 +92,40 @@ func TestEntryRowMergesRecordsOfOneEntry(t *testing.T) {
 	none := func([]byte, func(string, []byte) error) error { return nil }
 	if _, n, when, err := entryRow("gw1", 78, nil, none, scene, &rec); err != nil || n != 0 || !when.IsZero() {
 		t.Fatalf("entry without records: n %d at %v err %v", n, when, err)
+	}
+}
+
+// A journaled market record (version 3) reaches settlement as one row of
+// the stall merchant: the payment +Amount, a partial refund -Amount with
+// the payment's txn id as Orig.
+func TestEntryRowMarketRecords(t *testing.T) {
+	scene := func(tid string) (string, bool) { return settle.SceneStall, tid == "STALL-1" }
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC).UnixNano()
+	mk := func(op core.Op, amt int64, txn, orig uint64, stall, operator int64) []byte {
+		r := core.Record{Version: core.RecordVersionMarket, Op: op, Code: terminals.CodeApproved, Shard: 2, Seq: txn, Time: at,
+			Account: "county:C-1", TID: "STALL-1", Txn: txn, Orig: orig, Merchant: "STALL-M", Amount: amt,
+			Market: core.MarketAmounts{Class: 2, PaidAt: at, Stall: stall, Operator: operator, OpMerch: "MKT-OP"}}
+		return r.AppendBinary(nil)
+	}
+	var rec core.Record
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		op   string
+		amt  int64
+		orig uint64
+	}{
+		{"qr pay", mk(core.OpQRPay, 1550, 9001, 0, 1519, 31), settle.OpPurchase, 1550, 0},
+		{"partial refund", mk(core.OpRefund, 500, 9002, 9001, 490, 10), settle.OpRefund, -500, 9001},
+	} {
+		one := func(_ []byte, fn func(string, []byte) error) error { return fn("STALL-1", c.raw) }
+		row, n, _, err := entryRow("gw1", 90, nil, one, scene, &rec)
+		if err != nil || n != 1 {
+			t.Fatalf("%s: n %d err %v", c.name, n, err)
+		}
+		if row.Op != c.op || row.Amount != c.amt || row.Orig != c.orig || row.Merchant != "STALL-M" ||
+			row.Scene != settle.SceneStall || row.Account != "C-1" || row.LSN != 90 {
+			t.Errorf("%s: row %+v", c.name, row)
+		}
 	}
 }
