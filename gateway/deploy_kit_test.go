@@ -172,6 +172,9 @@ func dashboardQueries(v any, where string, out map[string]string) {
 	}
 }
 
+// sceneSelector matches a metric selector with its label matchers.
+var sceneSelector = regexp.MustCompile(`(scenepay_[a-zA-Z0-9_:]*)\{([^}]*)\}`)
+
 type dashboard struct {
 	Title  string `json:"title"`
 	Panels []struct {
@@ -213,26 +216,52 @@ func TestDashboardAndAlertsUseServedMetrics(t *testing.T) {
 	}
 
 	// The layout the operators were promised: hot path, a row per scene
-	// (placeholders said so until a scene label exists), settlement.
+	// whose every query selects that scene (scene="bus" on request
+	// metrics, kind="bus" on terminal gauges), settlement.
 	var d dashboard
 	if err := json.Unmarshal(raw, &d); err != nil {
 		t.Fatal(err)
 	}
+	sceneOf := map[string]string{
+		"Scene: Transit (bus readers)":          "bus",
+		"Scene: Market (stall QR terminals)":    "stall",
+		"Scene: Hospital (self-service kiosks)": "kiosk",
+	}
 	rows := map[string]bool{}
-	scene := ""
+	scene, row := "", ""
 	for _, p := range d.Panels {
 		switch {
 		case p.Type == "row":
 			rows[p.Title] = true
-			scene = ""
-			if strings.HasPrefix(p.Title, "Scene: ") {
-				scene = p.Title
+			row, scene = p.Title, sceneOf[p.Title]
+			if strings.HasPrefix(p.Title, "Scene: ") && scene == "" {
+				t.Errorf("row %q names no known scene", p.Title)
 			}
 		case p.Type == "text":
 		case len(p.Targets) == 0:
 			t.Errorf("panel %q has no query", p.Title)
-		case scene != "" && !strings.Contains(p.Description, "PLACEHOLDER"):
-			t.Errorf("%s / %q: a scene panel without a scene label must say it is a placeholder", scene, p.Title)
+		case scene != "":
+			for _, raw := range p.Targets {
+				var tg struct {
+					Expr string `json:"expr"`
+				}
+				if err := json.Unmarshal(raw, &tg); err != nil {
+					t.Fatal(err)
+				}
+				sels := sceneSelector.FindAllStringSubmatch(tg.Expr, -1)
+				if len(sels) == 0 {
+					t.Errorf("%s / %q: no metric selector in %s", row, p.Title, tg.Expr)
+				}
+				for _, m := range sels {
+					label := `scene="` + scene + `"`
+					if strings.HasPrefix(m[1], "scenepay_gateway_terminals_") {
+						label = `kind="` + scene + `"`
+					}
+					if !strings.Contains(m[2], label) {
+						t.Errorf("%s / %q: %s is not selected by %s", row, p.Title, m[0], label)
+					}
+				}
+			}
 		}
 	}
 	for _, want := range []string{"Hot path (gateway)", "Scene: Transit (bus readers)", "Scene: Market (stall QR terminals)", "Scene: Hospital (self-service kiosks)", "Settlement"} {
