@@ -115,6 +115,7 @@ type Engine struct {
 	// the replies in the idempotency store, run after that.
 	journaling sync.WaitGroup
 	conf       configState // versioned scene configuration (config.go)
+	deny       denyState   // the bus readers' deny list (denylist.go)
 	// handoffBusy refuses new payments while the settlement handoff is
 	// past its backlog bound (handoff.go).
 	handoffBusy atomic.Bool
@@ -163,6 +164,7 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	}
 	e.pool.New = func() any { return new(work) }
 	e.conf.init(master, cfg.TerminalsMax)
+	e.deny.init()
 	e.shards = make([]*shard, cfg.Shards)
 	for i := range e.shards {
 		e.shards[i] = &shard{e: e, id: i, c: core.NewShard(uint32(i), cfg.Core), ch: make(chan *work, cfg.ShardQueueMax)}
@@ -203,6 +205,7 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	e.m.ReplayedEntries.Add(float64(n))
 	e.configRecovered()
 	e.m.setConfigLagging(e.configLaggingCounts)
+	e.m.deny.set(e)
 	e.m.setTerminalCounts(e.terminalCounts)
 	e.lastSnp.Store(snapLSN)
 	e.log.Info("engine recovered", "snapshot_lsn", snapLSN, "replayed_entries", n, "last_lsn", j.LastLSN(),
@@ -225,6 +228,7 @@ func (e *Engine) SetPublisher(p Publisher) {
 	e.pub.Store(&pubHolder{p})
 	if _, ok := p.(RetainedPublisher); ok {
 		go e.RepublishConfig()
+		go e.RepublishDeny()
 	}
 }
 
@@ -304,6 +308,7 @@ type OperatorResult struct {
 	Code    terminals.Code
 	Account core.AccountView
 	Found   bool
+	flags   uint16 // core.Output.Flags: deny-list facts (denylist.go)
 }
 
 // Operate runs an operator ledger operation (open account, top-up, block, or
@@ -325,6 +330,7 @@ func (e *Engine) Operate(ctx context.Context, in core.Input) (OperatorResult, er
 	}
 	select {
 	case r := <-w.res:
+		e.denyFlags(in.Account, r.flags)
 		return r, nil
 	case err := <-w.errc:
 		return OperatorResult{}, err
@@ -393,6 +399,8 @@ func (e *Engine) applyEntry(p []byte) error {
 		return e.applyRecord(p[1:])
 	case entryConfig:
 		return e.applyConfigEntry(p[1:])
+	case entryDeny:
+		return e.applyDenyEntry(p[1:])
 	case entryHospital:
 		return e.applyHospitalEntry(p)
 	default:

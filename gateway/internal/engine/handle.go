@@ -81,6 +81,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	switch r.Type {
 	case terminals.TypeHeartbeat:
 		e.noteConfigReport(tid, &r.Cfg, now)
+		e.noteDenyReport(tid, &r.Cfg)
 		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeApproved, recv)
 		e.pool.Put(w)
 		return

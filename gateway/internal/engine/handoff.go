@@ -45,7 +45,7 @@ func EntryRecord(payload []byte) (tid string, rec []byte, err error) {
 			}
 		}
 		return tid, recs[0], nil
-	case entryTerminal, entryConfig:
+	case entryTerminal, entryConfig, entryDeny:
 		return "", nil, nil
 	default:
 		return "", nil, fmt.Errorf("%w: unknown type %d", errEntry, payload[0])

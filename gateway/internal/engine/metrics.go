@@ -32,6 +32,7 @@ type Metrics struct {
 	ConfigPublishErrors prometheus.Counter
 	ConfigInvalidStored prometheus.Counter // stored documents that did not compile at recovery
 	configLagging       *lagCollector
+	deny                *denyCollector      // deny-list version and lagging readers (denylist.go)
 	terminals           *terminalsCollector // online/registered by kind (scene_metrics.go)
 }
 
@@ -130,7 +131,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.configLagging = &lagCollector{desc: prometheus.NewDesc("scenepay_gateway_config_lagging_terminals",
 		"Registered terminals of a document's group whose last reported version is below the current one, or that never reported it since the gateway started.",
 		[]string{"name"}, nil)}
+	m.deny = newDenyCollector()
 	if reg != nil {
+		reg.MustRegister(m.deny)
 		reg.MustRegister(m.ConfigVersion, m.ConfigPublishErrors, m.ConfigInvalidStored, m.configLagging)
 		reg.MustRegister(m.FsyncSeconds, m.GroupRecords, m.JournalBytes)
 		reg.MustRegister(m.Requests, m.Latency, m.InFlight, m.Busy, m.UnknownTerminal, m.BadTopic,

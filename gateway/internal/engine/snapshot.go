@@ -24,11 +24,13 @@ import (
 //	per shard: uvarint len | core shard snapshot |
 //	config store snapshot (see package confstore; since SPSNAP2) |
 //	per shard (since SPSNAP3): uvarint deposits, each uvarint len | hospital.Deposit.AppendBinary
+//	deny list (since SPSNAP4): uvarint len | transit.DenyList.AppendBinary
 //
 // SPSNAP1 (no config section) still loads: its config state comes from the
 // journal entries after it, or is empty.
 var (
-	snapMagic   = []byte("SPSNAP3\n")
+	snapMagic   = []byte("SPSNAP4\n")
+	snapMagicV3 = []byte("SPSNAP3\n")
 	snapMagicV2 = []byte("SPSNAP2\n")
 	snapMagicV1 = []byte("SPSNAP1\n")
 )
@@ -130,7 +132,7 @@ func (e *Engine) appendState(dst []byte) []byte {
 			dst = append(dst, b...)
 		}
 	}
-	return dst
+	return e.appendDenySnapshot(dst)
 }
 
 func (e *Engine) loadSnapshot() (uint64, error) {
@@ -155,8 +157,9 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 	}
 	v1 := bytes.HasPrefix(data, snapMagicV1)
 	v2 := bytes.HasPrefix(data, snapMagicV2)
-	if !v1 && !v2 && !bytes.HasPrefix(data, snapMagic) {
-		return 0, errors.New("engine: snapshot: bad magic (not SPSNAP1, SPSNAP2 or SPSNAP3)")
+	v3 := bytes.HasPrefix(data, snapMagicV3)
+	if !v1 && !v2 && !v3 && !bytes.HasPrefix(data, snapMagic) {
+		return 0, errors.New("engine: snapshot: bad magic (not SPSNAP1 to SPSNAP4)")
 	}
 	c := bincur.New(data[len(snapMagic):], errEntry)
 	if n := c.Uvarint(); c.Err == nil && int(n) != len(e.shards) {
@@ -223,6 +226,11 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 		}
 		if c.Err != nil {
 			return 0, fmt.Errorf("engine: snapshot: deposits: %w", c.Err)
+		}
+	}
+	if !v1 && !v2 && !v3 {
+		if err := e.restoreDenySnapshot(c); err != nil {
+			return 0, err
 		}
 	}
 	if len(c.B) != 0 {

@@ -1,0 +1,434 @@
+package engine
+
+// The deny list: the cards bus readers refuse offline. The gateway owns one
+// list (like the terminal registry, gateway-level state, not a shard's):
+// its changes are journal entries (type 6) and it is in snapshots
+// (SPSNAP4). Cards go on it when an offline upload leaves debt
+// (transit.FlagDeny) or an operator lists them, and come off when a top-up
+// pays the debt (transit.FlagUndeny) or an operator takes them off.
+//
+// Distribution, the exact rule. Two signed retained messages per bus group,
+// under the config-signing key and in the config envelope's style:
+//
+//	{root}/g/bus/deny/full   {"v":1,"kind":"full","version":F,"cards":[...]}
+//	{root}/g/bus/deny/delta  {"v":1,"kind":"delta","from":F,"version":V,"add":[...],"remove":[...]}
+//
+// The delta is cumulative from the version F of the last full list to the
+// current version V (the net state of every card changed after F), so a
+// reader only ever needs the latest retained delta: a reader holding
+// version h with F <= h applies it (adds and removes are idempotent) and
+// holds V; a reader with h < F (it missed more than one full period, or
+// it is new) first replaces its list with the full message, then applies
+// the delta. A new full list is published, and F moves to V, when the
+// delta would list more than DenyDeltaCardsMax cards or DenyFullEvery
+// versions have passed since F, and at every start (republish; F starts
+// at 0, the empty list, before any full list was published). The full
+// message goes out before the delta, so a delta's From always names a
+// full list the broker holds. Readers report the version they applied as
+// "deny" in the heartbeat's cfg object; GET /v1/denylist/lagging lists the
+// registered bus readers below the current version (or never reporting).
+//
+// Ordering: a change is journaled and durable before it is published, as
+// config documents are. A top-up's removal is journaled after the top-up
+// record is durable: a crash between the two leaves the card listed (the
+// safe side) until the operator removes it or the next debt change.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"scenepay/gateway/internal/bincur"
+	"scenepay/gateway/internal/registry"
+	"scenepay/gateway/internal/scene/transit"
+	"scenepay/terminals"
+)
+
+// entryDeny is a deny-list change:
+//
+//	u8 type (6) | u8 op (1 add, 2 remove) | u8 source (1 operator, 2 debt) |
+//	varint at (Unix ms) | uvarint len(card) | card
+const entryDeny = 6
+
+const (
+	denyOpAdd    = 1
+	denyOpRemove = 2
+
+	// DenySourceOperator and DenySourceDebt say who changed the list.
+	DenySourceOperator = 1
+	DenySourceDebt     = 2
+)
+
+// Bounds of deny-list distribution.
+const (
+	DenyFullEvery     = 256  // versions after the last full list before the next one
+	DenyDeltaCardsMax = 1024 // cards one delta may list before a full list replaces it
+	DenyLagListMax    = 1000 // terminals one lagging answer lists
+	// DenyCfgName is the heartbeat cfg key readers report the applied
+	// deny-list version under.
+	DenyCfgName = "deny"
+	// DenyGroup is the terminal kind (group) that receives the deny list.
+	DenyGroup = registry.KindBus
+)
+
+// ErrDenyBadCard is an operator's malformed card key.
+var ErrDenyBadCard = errors.New("engine: deny list: card key must be 1..64 bytes without NUL or newline")
+
+// Lock order: mu, then Engine.snapMu, then lmu. lmu is held only briefly
+// and never while taking another lock, so a snapshot (which holds snapMu)
+// can read the list.
+type denyState struct {
+	mu   sync.Mutex // serializes changes and their publication; guards full
+	lmu  sync.Mutex // guards list (changes, reads, reports)
+	list *transit.DenyList
+	full uint64 // version of the last full list published (base of the delta)
+}
+
+func (d *denyState) init() { d.list = transit.NewDenyList() }
+
+// DenyTopicFull and DenyTopicDelta are the retained topics of the bus
+// group's deny list.
+func DenyTopicFull(t terminals.Topics) string {
+	return t.Root + "/g/" + DenyGroup + "/deny/full"
+}
+
+// DenyTopicDelta: see DenyTopicFull.
+func DenyTopicDelta(t terminals.Topics) string {
+	return t.Root + "/g/" + DenyGroup + "/deny/delta"
+}
+
+// DenyAdd lists card (an operator change) and returns the list's version.
+func (e *Engine) DenyAdd(card string) (uint64, error) {
+	return e.denyChange(denyOpAdd, DenySourceOperator, card)
+}
+
+// DenyRemove takes card off the list (an operator change).
+func (e *Engine) DenyRemove(card string) (uint64, error) {
+	return e.denyChange(denyOpRemove, DenySourceOperator, card)
+}
+
+// denyFlags applies a core decision's deny-list facts for account.
+func (e *Engine) denyFlags(account string, flags uint16) {
+	var op byte
+	switch {
+	case flags&uint16(transit.FlagDeny) != 0:
+		op = denyOpAdd
+	case flags&uint16(transit.FlagUndeny) != 0:
+		op = denyOpRemove
+	default:
+		return
+	}
+	if _, err := e.denyChange(op, DenySourceDebt, account); err != nil {
+		e.log.Error("deny list change after a debt change failed", "op", op, "err", err)
+	}
+}
+
+func appendDenyEntry(dst []byte, op, source byte, at time.Time, card string) []byte {
+	dst = append(dst, entryDeny, op, source)
+	dst = binary.AppendVarint(dst, at.UnixMilli())
+	dst = binary.AppendUvarint(dst, uint64(len(card)))
+	return append(dst, card...)
+}
+
+// denyChange journals and applies one change, waits until it is durable,
+// then publishes. A change that changes nothing (adding a listed card) is
+// not journaled.
+func (e *Engine) denyChange(op, source byte, card string) (uint64, error) {
+	if len(card) == 0 || len(card) > transit.CardKeyLenMax {
+		return 0, ErrDenyBadCard
+	}
+	for i := 0; i < len(card); i++ {
+		if card[i] == 0 || card[i] == '\n' {
+			return 0, ErrDenyBadCard
+		}
+	}
+	if err := e.Ready(); err != nil {
+		return 0, err
+	}
+	d := &e.deny
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lmu.Lock()
+	same, full, v := (op == denyOpAdd) == d.list.Has(card), d.list.Len() >= transit.DenyCardsMax, d.list.Version()
+	d.lmu.Unlock()
+	if same {
+		return v, nil
+	}
+	if op == denyOpAdd && full {
+		return v, transit.ErrDenyFull
+	}
+	payload := appendDenyEntry(nil, op, source, e.cfg.Clock(), card)
+	e.snapMu.Lock()
+	lsn, err := e.j.Append(payload, nil)
+	if err == nil {
+		d.lmu.Lock()
+		err = d.apply(op, card)
+		v = d.list.Version()
+		d.lmu.Unlock()
+	}
+	e.snapMu.Unlock()
+	if err != nil {
+		e.fail(err)
+		return 0, err
+	}
+	if err := e.j.Sync(lsn); err != nil {
+		e.fail(err)
+		return 0, err
+	}
+	e.log.Info("deny list changed", "op", op, "source", source, "version", v)
+	e.publishDenyLocked(false)
+	return v, nil
+}
+
+func (d *denyState) apply(op byte, card string) error {
+	switch op {
+	case denyOpAdd:
+		_, err := d.list.Add(card)
+		return err
+	case denyOpRemove:
+		d.list.Remove(card)
+		return nil
+	}
+	return fmt.Errorf("%w: deny op %d", errEntry, op)
+}
+
+func (e *Engine) applyDenyEntry(p []byte) error {
+	c := bincur.New(p, errEntry)
+	h := c.Take(2)
+	if c.Err == nil {
+		if _, n := binary.Varint(c.B); n > 0 {
+			c.B = c.B[n:]
+		} else {
+			return fmt.Errorf("%w: deny entry time", errEntry)
+		}
+	}
+	card := string(c.Bytes())
+	if c.Err != nil {
+		return c.Err
+	}
+	if len(c.B) != 0 || (h[0] != denyOpAdd && h[0] != denyOpRemove) || (h[1] != DenySourceOperator && h[1] != DenySourceDebt) {
+		return fmt.Errorf("%w: deny entry", errEntry)
+	}
+	e.deny.lmu.Lock()
+	defer e.deny.lmu.Unlock()
+	if err := e.deny.apply(h[0], card); err != nil {
+		return fmt.Errorf("%w: deny entry: %v", errEntry, err)
+	}
+	return nil
+}
+
+// DenyVersion is the list's current version.
+func (e *Engine) DenyVersion() uint64 {
+	e.deny.lmu.Lock()
+	defer e.deny.lmu.Unlock()
+	return e.deny.list.Version()
+}
+
+// DenyDelta returns what a reader at since must apply (Full when since is
+// older than the kept history).
+func (e *Engine) DenyDelta(since uint64) transit.Delta {
+	e.deny.lmu.Lock()
+	defer e.deny.lmu.Unlock()
+	return e.deny.list.Delta(since)
+}
+
+// DenyListed reports whether card is on the list.
+func (e *Engine) DenyListed(card string) bool {
+	e.deny.lmu.Lock()
+	defer e.deny.lmu.Unlock()
+	return e.deny.list.Has(card)
+}
+
+// DenyLag is one bus reader behind the current deny-list version.
+type DenyLag struct {
+	TID      string `json:"tid"`
+	Reported uint64 `json:"reported"` // 0: never reported
+}
+
+// DenyLagging lists the registered bus readers whose reported deny-list
+// version is below the current one, or that never reported one (sorted by
+// id, at most DenyLagListMax; total counts them all).
+func (e *Engine) DenyLagging() (cur uint64, list []DenyLag, total int) {
+	ts := e.reg.All()
+	e.deny.lmu.Lock()
+	cur = e.deny.list.Version()
+	reported := map[string]uint64{}
+	for _, tv := range e.deny.list.Lagging(cur + 1) { // every reporter
+		reported[tv.Terminal] = tv.Version
+	}
+	e.deny.lmu.Unlock()
+	if cur == 0 {
+		return 0, nil, 0
+	}
+	for _, t := range ts {
+		if t.Kind != DenyGroup {
+			continue
+		}
+		if v := reported[t.TID]; v < cur {
+			total++
+			if len(list) < DenyLagListMax {
+				list = append(list, DenyLag{TID: t.TID, Reported: v})
+			}
+		}
+	}
+	return cur, list, total
+}
+
+// noteDenyReport records the deny-list version a heartbeat reported.
+func (e *Engine) noteDenyReport(tid string, v *terminals.CfgVersions) {
+	ver, ok := v.Get(DenyCfgName)
+	if !ok {
+		return
+	}
+	e.deny.lmu.Lock()
+	err := e.deny.list.Report(tid, ver)
+	e.deny.lmu.Unlock()
+	if err != nil {
+		e.log.Warn("deny-list report refused", "tid", tid, "version", ver, "err", err)
+	}
+}
+
+// RepublishDeny publishes a full list and an empty delta at the current
+// version (start-up, or a new publisher); a list never changed (version 0)
+// publishes nothing: a reader without a list is current.
+func (e *Engine) RepublishDeny() {
+	e.deny.mu.Lock()
+	defer e.deny.mu.Unlock()
+	if e.DenyVersion() == 0 {
+		return
+	}
+	e.publishDenyLocked(true)
+}
+
+func (e *Engine) publishDenyLocked(forceFull bool) {
+	d := &e.deny
+	d.lmu.Lock()
+	v := d.list.Version()
+	delta := d.list.Delta(d.full)
+	all := d.list.Delta(v + 1) // newer than the list: the full list
+	d.lmu.Unlock()
+	full := forceFull || delta.Full || v-d.full >= DenyFullEvery || len(delta.Add)+len(delta.Remove) > DenyDeltaCardsMax
+	h := e.pub.Load()
+	if h == nil {
+		return
+	}
+	rp, ok := h.p.(RetainedPublisher)
+	if !ok {
+		return
+	}
+	if full {
+		if err := rp.PublishRetained(DenyTopicFull(e.cfg.Topics), terminals.Seal(e.conf.key, AppendDenyFull(nil, v, all.Add))); err != nil {
+			e.log.Error("deny list publish failed; retried on the next change or restart", "version", v, "err", err)
+			return
+		}
+		d.full = v
+		delta = transit.Delta{From: v, To: v}
+	}
+	if err := rp.PublishRetained(DenyTopicDelta(e.cfg.Topics), terminals.Seal(e.conf.key, AppendDenyDelta(nil, delta))); err != nil {
+		e.log.Error("deny list publish failed; retried on the next change or restart", "version", v, "err", err)
+	}
+}
+
+func appendStrings(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = strconv.AppendQuote(dst, s)
+	}
+	return append(dst, ']')
+}
+
+// AppendDenyFull appends the body of the full-list message.
+func AppendDenyFull(dst []byte, version uint64, cards []string) []byte {
+	dst = append(dst, `{"v":1,"kind":"full","version":`...)
+	dst = strconv.AppendUint(dst, version, 10)
+	dst = append(dst, `,"cards":`...)
+	dst = appendStrings(dst, cards)
+	return append(dst, '}')
+}
+
+// AppendDenyDelta appends the body of the delta message.
+func AppendDenyDelta(dst []byte, d transit.Delta) []byte {
+	dst = append(dst, `{"v":1,"kind":"delta","from":`...)
+	dst = strconv.AppendUint(dst, d.From, 10)
+	dst = append(dst, `,"version":`...)
+	dst = strconv.AppendUint(dst, d.To, 10)
+	dst = append(dst, `,"add":`...)
+	dst = appendStrings(dst, d.Add)
+	dst = append(dst, `,"remove":`...)
+	dst = appendStrings(dst, d.Remove)
+	return append(dst, '}')
+}
+
+// DenyMessage is a decoded deny-list message (what a reader reads).
+type DenyMessage struct {
+	V       int      `json:"v"`
+	Kind    string   `json:"kind"`
+	From    uint64   `json:"from"`
+	Version uint64   `json:"version"`
+	Cards   []string `json:"cards"`
+	Add     []string `json:"add"`
+	Remove  []string `json:"remove"`
+}
+
+// appendDenySnapshot appends the list (transit.DenyList.AppendBinary,
+// with the readers' reported versions) as uvarint len | bytes.
+func (e *Engine) appendDenySnapshot(dst []byte) []byte {
+	e.deny.lmu.Lock()
+	b := e.deny.list.AppendBinary(nil)
+	e.deny.lmu.Unlock()
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+func (e *Engine) restoreDenySnapshot(c *bincur.Cursor) error {
+	b := c.Bytes()
+	if c.Err != nil {
+		return c.Err
+	}
+	l, err := transit.DecodeDenyList(b)
+	if err != nil {
+		return fmt.Errorf("engine: snapshot: deny list: %w", err)
+	}
+	e.deny.lmu.Lock()
+	e.deny.list = l
+	e.deny.lmu.Unlock()
+	return nil
+}
+
+// denyCollector exports the deny-list version and the lagging readers at
+// scrape time (no label: one list).
+type denyCollector struct {
+	version, lagging *prometheus.Desc
+	e                atomic.Pointer[Engine]
+}
+
+func newDenyCollector() *denyCollector {
+	return &denyCollector{
+		version: prometheus.NewDesc("scenepay_gateway_denylist_version", "Current version of the bus readers' deny list.", nil, nil),
+		lagging: prometheus.NewDesc("scenepay_gateway_denylist_lagging_terminals",
+			"Registered bus readers whose last reported deny-list version is below the current one, or that never reported one.", nil, nil),
+	}
+}
+
+func (c *denyCollector) set(e *Engine) { c.e.Store(e) }
+
+func (c *denyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.version; ch <- c.lagging }
+
+func (c *denyCollector) Collect(ch chan<- prometheus.Metric) {
+	e := c.e.Load()
+	if e == nil {
+		return
+	}
+	cur, _, n := e.DenyLagging()
+	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(cur))
+	ch <- prometheus.MustNewConstMetric(c.lagging, prometheus.GaugeValue, float64(n))
+}
