@@ -155,6 +155,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.blockTerminal(ctx, parts[1])
 	case len(parts) >= 2 && parts[0] == "config":
 		s.config(ctx, parts)
+	case parts[0] == "denylist":
+		s.denylist(ctx, parts)
 	case len(parts) == 1 && parts[0] == "accounts" && post:
 		s.openAccount(ctx)
 	case len(parts) == 2 && parts[0] == "accounts" && ctx.IsGet():
