@@ -185,12 +185,7 @@ func (e *Engine) refuseAs(term *registry.Entry, tid, typ, inst string, txn uint6
 // observe counts an answered request by type, code, scene (the terminal's
 // kind) and instrument kind; every label is from a bounded set.
 func (e *Engine) observe(term *registry.Entry, inst, typ string, code terminals.Code, recv time.Time) {
-	switch typ {
-	case terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat,
-		terminals.TypeTapIn, terminals.TypeTapOut:
-	default:
-		typ = "other"
-	}
+	typ = typeLabel(typ)
 	scene, il := sceneLabel(term), instLabel(inst)
 	e.m.Requests.WithLabelValues(typ, string(code), scene, il).Inc()
 	e.m.Latency.WithLabelValues(typ, scene, il).Observe(time.Since(recv).Seconds())

@@ -39,6 +39,19 @@ func sceneLabel(term *registry.Entry) string {
 	return labelNone
 }
 
+// typeLabel maps a message type to the type label: every served type of
+// the wire contract, "other" for anything else (unknown types, refusals
+// before the type is read).
+func typeLabel(typ string) string {
+	switch typ {
+	case terminals.TypePurchase, terminals.TypeReversal, terminals.TypeBalance, terminals.TypeHeartbeat,
+		terminals.TypeTapIn, terminals.TypeTapOut, terminals.TypeHold, terminals.TypeCapture, terminals.TypeRelease,
+		terminals.TypeQRPay, terminals.TypeRefund:
+		return typ
+	}
+	return "other"
+}
+
 func instLabel(kind string) string {
 	switch kind {
 	case terminals.InstCounty:
