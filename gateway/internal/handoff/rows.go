@@ -89,7 +89,9 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		op, amt, orig = settle.OpReversal, -r.Amount, r.Orig
 	case core.OpCapture:
 		op, amt, orig = settle.OpCapture, r.Amount, r.Orig
-	case core.OpTapIn, core.OpTapOut:
+	case core.OpTapIn, core.OpTapOut, core.OpTapUpload:
+		// An offline upload's record carries the sums over one card's
+		// taps in the same fields (debt is not money received).
 		t := &r.Tap
 		amt = t.Charge + t.PrevCapture + t.Capture // each <= transit.FareMax: no overflow
 		if t.PrevCapture == 0 && t.Capture == 0 {
