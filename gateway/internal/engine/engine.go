@@ -65,6 +65,11 @@ type Config struct {
 	// Hospital is the hospital scene's rules (deposits, items, insurance
 	// split); nil = hospital.DefaultConfig.
 	Hospital *hospital.Rules
+	// PayCodeKeyIDs are the consumer payment code issuer key versions the
+	// market scene accepts, each derived from the master key with
+	// market.IssuerKey (market.go); empty = DefaultPayCodeKeyIDs. Ignored
+	// when Core already carries PayCodeKeys.
+	PayCodeKeyIDs []uint8
 }
 
 // DefaultConfig returns production defaults for dir.
@@ -150,6 +155,11 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	if len(master) < 16 {
 		return nil, errors.New("engine: master key shorter than 16 bytes")
 	}
+	pc, err := withPayCodeKeys(cfg.Core, master, cfg.PayCodeKeyIDs)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Core = pc
 	e := &Engine{
 		cfg:      cfg,
 		fs:       cfg.FS,

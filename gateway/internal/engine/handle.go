@@ -63,7 +63,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	now := e.cfg.Clock()
 	d := now.Sub(msTime(r.TS))
 	stale := d > e.cfg.SkewMax || d < -e.cfg.SkewMax
-	if stale && r.Type != terminals.TypePurchase && r.Type != terminals.TypeReversal && !isTap(r.Type) {
+	if stale && r.Type != terminals.TypePurchase && r.Type != terminals.TypeReversal && !isTap(r.Type) && !isMarket(r.Type) {
 		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeClockSkew, recv)
 		e.pool.Put(w)
 		return
@@ -104,7 +104,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 		}
 		return
 	}
-	// purchase, reversal, tap_in, tap_out: idempotency first.
+	// purchase, reversal, tap_in, tap_out, qr_pay, refund, hospital: idempotency first.
 	if e.handoffRefuses(r.Type) || !e.acquire() {
 		e.m.Busy.Inc()
 		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)

@@ -76,17 +76,17 @@ func EntryRecords(payload []byte, fn func(tid string, rec []byte) error) error {
 	return fn(tid, rec)
 }
 
-// SetHandoffBusy switches the refusal of new payments (purchase, tap-in)
+// SetHandoffBusy switches the refusal of new payments (purchase, tap-in, qr_pay)
 // with BUSY on or off. The handoff turns it on while its backlog is past
 // its bound, so that an unreachable settlement store cannot make the
-// journal grow without limit; reversals and tap-outs still proceed, since
-// they finish or undo money already moved.
+// journal grow without limit; reversals, refunds and tap-outs still
+// proceed, since they finish or undo money already moved.
 func (e *Engine) SetHandoffBusy(on bool) { e.handoffBusy.Store(on) }
 
 // handoffRefuses reports whether a request of type typ is refused because
 // the handoff backlog is past its bound.
 func (e *Engine) handoffRefuses(typ string) bool {
-	return e.handoffBusy.Load() && (typ == terminals.TypePurchase || typ == terminals.TypeTapIn)
+	return e.handoffBusy.Load() && (typ == terminals.TypePurchase || typ == terminals.TypeTapIn || typ == terminals.TypeQRPay)
 }
 
 // retainJournal removes journal segments no longer needed after a snapshot

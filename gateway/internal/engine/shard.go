@@ -66,7 +66,7 @@ type shard struct {
 }
 
 func (e *Engine) shardFor(r *terminals.Request) *shard {
-	return e.shards[core.ShardOf(r.Inst.Key(), len(e.shards))]
+	return e.shards[core.ShardOf(routeKey(r), len(e.shards))]
 }
 
 // offer queues w without blocking; false when the shard queue is at its bound.
@@ -105,27 +105,37 @@ func (s *shard) run() {
 	}
 }
 
+// opOf maps a request type to its core op. There is no fallback: a type
+// not listed is op 0, which the core refuses UNSUPPORTED without a ledger
+// effect, so a type added to the wire can never run as another op (an
+// unknown type once became a balance inquiry here).
 func opOf(typ string) core.Op {
 	switch typ {
 	case terminals.TypePurchase:
 		return core.OpPurchase
 	case terminals.TypeReversal:
 		return core.OpReversal
+	case terminals.TypeBalance:
+		return core.OpBalance
 	case terminals.TypeTapIn:
 		return core.OpTapIn
 	case terminals.TypeTapOut:
 		return core.OpTapOut
+	case terminals.TypeQRPay:
+		return core.OpQRPay
+	case terminals.TypeRefund:
+		return core.OpRefund
 	}
-	return core.OpBalance
+	return 0
 }
 
 func (s *shard) input(w *work) {
 	r := &w.req
 	t := w.term.Terminal()
 	w.in = core.Input{
-		Op: opOf(r.Type), Account: r.Inst.Key(), Amount: r.Amt,
+		Op: opOf(r.Type), Account: accountOf(r), Amount: r.Amt,
 		TID: r.TID, Txn: r.Txn, Orig: r.Orig, Hash: w.hash, Merchant: t.Merchant,
-		Route: r.Route, Stop: r.Stop,
+		Route: r.Route, Stop: r.Stop, Code: r.PayCode,
 	}
 }
 
@@ -138,8 +148,8 @@ func (s *shard) sealReply(w *work, now time.Time, code terminals.Code, withBal b
 		bal := w.out.Available
 		rep.Bal = &bal
 	}
-	if isTap(w.req.Type) && code == terminals.CodeApproved {
-		amt := w.out.Amount // charged, held or captured by this tap
+	if (isTap(w.req.Type) || isMarket(w.req.Type)) && code == terminals.CodeApproved {
+		amt := w.out.Amount // charged, held or captured by this tap; debited or refunded
 		rep.Amt = &amt
 	}
 	var buf [320]byte
@@ -173,7 +183,7 @@ func (s *shard) request(w *work) {
 		code = terminals.CodeApproved
 	}
 	w.code = code
-	w.reply = s.sealReply(w, now, code, code == terminals.CodeApproved && (w.req.Type == terminals.TypePurchase || isTap(w.req.Type)))
+	w.reply = s.sealReply(w, now, code, code == terminals.CodeApproved && (w.req.Type == terminals.TypePurchase || isTap(w.req.Type) || isMarket(w.req.Type)))
 	w.s = s
 	w.entry = appendTxnEntry(w.entry[:0], &txnEntry{
 		tid: w.req.TID, txn: w.req.Txn, hash: w.hash, code: code, tomb: w.tomb, orig: w.req.Orig,
