@@ -83,11 +83,16 @@ func (h *harness) terminal(t *testing.T, tid string) *testkit.Terminal {
 	return testkit.Connect(t, testkit.MQTTURL(), h.topics, tid, terminals.DeriveKey(h.master, tid, 1))
 }
 
-// codeCount sums the requests counter of code over every message type.
+// codeCount sums the requests counter of code over every message type,
+// scene and instrument.
 func codeCount(m *engine.Metrics, code terminals.Code) float64 {
 	n := 0.0
-	for _, typ := range []string{"purchase", "reversal", "balance", "heartbeat", "other"} {
-		n += testutil.ToFloat64(m.Requests.WithLabelValues(typ, string(code)))
+	for _, typ := range []string{"purchase", "reversal", "balance", "heartbeat", "tap_in", "tap_out", "hold", "capture", "release", "qr_pay", "refund", "other"} {
+		for _, scene := range []string{"bus", "stall", "kiosk", "none"} {
+			for _, inst := range []string{"county", "bank", "ecny", "none"} {
+				n += testutil.ToFloat64(m.Requests.WithLabelValues(typ, string(code), scene, inst))
+			}
+		}
 	}
 	return n
 }
