@@ -176,3 +176,15 @@ func TestMarketDocExamples(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkDecodeQRPay(b *testing.B) {
+	body := []byte(qrPayNoInstBody)
+	var r Request
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := DecodeRequestInto(body, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
