@@ -113,6 +113,8 @@ func (s *Shard) effect(r *Record) (*account, error) {
 		err = s.effectTap(r, a)
 	case OpTapUpload:
 		err = s.effectUpload(r, a)
+	case OpECNYOffline:
+		err = s.effectECNYOffline(r, a)
 	case OpQRPay:
 		err = s.effectQRPay(r, a)
 	case OpRefund:
@@ -125,6 +127,9 @@ func (s *Shard) effect(r *Record) (*account, error) {
 	}
 	if err := checkAccount(a); err != nil {
 		return nil, err
+	}
+	if syncsOffline(r.Op) {
+		a.offN = 0 // an online operation is the wallet's sync
 	}
 	s.seq = r.Seq
 	return a, nil

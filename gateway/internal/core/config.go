@@ -27,6 +27,8 @@ type Config struct {
 	Loc *time.Location
 	// ECNY holds the wallet class limits at index 1..4; index 0 is unused.
 	ECNY [5]ClassLimits
+	// Offline holds the e-CNY double-offline caps (zero fields: defaults).
+	Offline OfflineCaps
 	// ReversibleMax bounds the per-shard table of approved purchases that a
 	// reversal can still find (entries, FIFO eviction).
 	ReversibleMax int

@@ -106,7 +106,7 @@
 //	 64     8  balance of the account after apply (0 if no account)
 //	 72     8  held of the account after apply (0 if no account)
 //	 80     1  class of the account (e-CNY 1..4, else 0)
-//	 81     1  flags: bit 0 blocked (account after apply); other bits 0
+//	 81     1  flags: bit 0 blocked (account after apply); bit 1 unsynced (approved OpECNYOffline only); other bits 0
 //	 82     1  length of account key   (<= 255)
 //	 83     1  length of tid            (<= 255)
 //	 84     1  length of merchant       (<= 255)
@@ -178,6 +178,19 @@
 // balance); Output.DebtPaid reports it and Output.Flags FlagUndeny when
 // the debt reached 0. Replay recomputes the part from the card's debt and
 // checks it against Orig.
+//
+// # e-CNY double-offline payments
+//
+// OpECNYOffline (15, version 1 record) is a wallet's offline payment
+// uploaded later by the payee's terminal: a debit of the wallet checked in
+// one step against the offline caps (Config.Offline: per payment, default
+// 500 CNY, declined CodeLimitSingle; count since the wallet's last online
+// operation, default 10, declined CodeOfflineCountExceeded), the class
+// limits and funds. Only e-CNY wallets pay double offline (another kind is
+// refused CodeMalformed). An approved record has the Unsynced flag and
+// carries the wallet's offline count after it in Orig; an approved online
+// operation of the account (top-up, purchase, hold, QR payment, tap) resets
+// the count. Counts are in snapshots since version 4.
 //
 // # Market payments
 //

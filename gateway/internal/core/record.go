@@ -61,8 +61,9 @@ const (
 
 	mktFlagStatic = 1 << 0
 
-	flagBlocked = 1 << 0
-	flagsKnown  = flagBlocked
+	flagBlocked  = 1 << 0
+	flagUnsynced = 1 << 1 // OpECNYOffline approved: payee's value not spendable until the wallet syncs
+	flagsKnown   = flagBlocked | flagUnsynced
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -88,6 +89,7 @@ type Record struct {
 	Class    uint8 // account's e-CNY class after apply (0 for other kinds)
 	Floor    int64 // account's floor after apply
 	Blocked  bool  // account's blocked flag after apply
+	Unsynced bool  // OpECNYOffline approved: the payee's value is not spendable until the wallet syncs
 	Balance  int64 // account's balance after apply (0 if the account does not exist)
 	Held     int64 // account's held total after apply (0 if the account does not exist)
 	// Tap records only (version 2): the tap's route and stop, the fare
@@ -147,6 +149,9 @@ func (r *Record) AppendBinary(dst []byte) []byte {
 	var flags byte
 	if r.Blocked {
 		flags |= flagBlocked
+	}
+	if r.Unsynced {
+		flags |= flagUnsynced
 	}
 	b[81] = flags
 	b[82], b[83], b[84], b[85] = byte(len(acct)), byte(len(tid)), byte(len(merch)), byte(len(ref))
@@ -308,22 +313,26 @@ func DecodeRecord(b []byte, r *Record) error {
 	if b[81]&^flagsKnown != 0 {
 		return &DecodeError{Field: "flags", Offset: 81, Msg: fmt.Sprintf("unknown flag bits %02x", b[81])}
 	}
+	if b[81]&flagUnsynced != 0 && (op != OpECNYOffline || code != terminals.CodeApproved) {
+		return &DecodeError{Field: "flags", Offset: 81, Msg: "unsynced flag on a record that is not an approved offline e-CNY payment"}
+	}
 	*r = Record{
-		Version: b[0],
-		Op:      op,
-		Code:    code,
-		Shard:   le.Uint32(b[4:]),
-		Seq:     le.Uint64(b[8:]),
-		Time:    int64(le.Uint64(b[16:])),
-		Amount:  int64(le.Uint64(b[24:])),
-		Txn:     le.Uint64(b[32:]),
-		Orig:    le.Uint64(b[40:]),
-		Hash:    le.Uint64(b[48:]),
-		Floor:   int64(le.Uint64(b[56:])),
-		Balance: int64(le.Uint64(b[64:])),
-		Held:    int64(le.Uint64(b[72:])),
-		Class:   b[80],
-		Blocked: b[81]&flagBlocked != 0,
+		Version:  b[0],
+		Op:       op,
+		Code:     code,
+		Shard:    le.Uint32(b[4:]),
+		Seq:      le.Uint64(b[8:]),
+		Time:     int64(le.Uint64(b[16:])),
+		Amount:   int64(le.Uint64(b[24:])),
+		Txn:      le.Uint64(b[32:]),
+		Orig:     le.Uint64(b[40:]),
+		Hash:     le.Uint64(b[48:]),
+		Floor:    int64(le.Uint64(b[56:])),
+		Balance:  int64(le.Uint64(b[64:])),
+		Held:     int64(le.Uint64(b[72:])),
+		Class:    b[80],
+		Blocked:  b[81]&flagBlocked != 0,
+		Unsynced: b[81]&flagUnsynced != 0,
 	}
 	p := recHeaderLen
 	str := func(l byte) string {

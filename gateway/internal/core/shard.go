@@ -30,9 +30,10 @@ const (
 	OpQRPay       Op = 12 // market: debit Amount for the consumer payment Code scanned by stall terminal TID/Txn
 	OpRefund      Op = 13 // market: refund Amount of the QR payment (TID, Orig) to its account; own id (TID, Txn)
 	OpTapUpload   Op = 14 // transit: one card's part of a reader's offline upload (Taps), applied in order; debt when uncovered
+	OpECNYOffline Op = 15 // e-CNY double offline: debit Amount paid offline to Merchant, uploaded by TID/Txn; offline caps
 )
 
-var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund", "tap_upload"}
+var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund", "tap_upload", "ecny_offline"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -42,14 +43,14 @@ func (o Op) String() string {
 }
 
 // journaled reports whether records of o can exist (every op but balance).
-func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpTapUpload && o != OpBalance }
+func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpECNYOffline && o != OpBalance }
 
 // tap reports whether o is a transit tap (records of version 2).
 func (o Op) tap() bool { return o == OpTapIn || o == OpTapOut || o == OpTapUpload }
 
 // terminalOp reports whether o comes from a terminal and so needs TID/Txn.
 func (o Op) terminalOp() bool {
-	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease || o.tap() || o.market()
+	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease || o.tap() || o.market() || o == OpECNYOffline
 }
 
 // market reports whether o is a market op (records of version 3).
@@ -153,6 +154,9 @@ type account struct {
 	// qr is the account's PBoC QR class counters (nil until its first QR
 	// payment), beside the balance for the same reason as card.
 	qr *market.Customer
+	// offN counts the wallet's double-offline payments since its last
+	// online operation (ecny_offline.go).
+	offN uint16
 }
 
 func (a *account) available() int64 { return a.balance - a.held - a.floor }
@@ -430,6 +434,8 @@ func (s *Shard) decide(in *Input, r *Record) (terminals.Code, bool) {
 		return s.decideTap(in, r)
 	case OpTapUpload:
 		return s.decideUpload(in, r)
+	case OpECNYOffline:
+		return s.decideECNYOffline(in, r)
 	case OpQRPay:
 		return s.decideQRPay(in, r)
 	case OpRefund:

@@ -32,6 +32,8 @@ import (
 //	                     market.Customer.AppendBinary;
 //	                     used codes: len u32, market.UsedCodes.AppendBinary;
 //	                     refund ledger: len u32, market.Ledger.AppendBinary
+//	(version 4 only) offline counts u32, then by account: account u32, count u16
+//	                     (e-CNY double-offline payments since the wallet's last sync)
 //	crc32c u32 of everything before it
 //
 // Version 3 added the market state; the used-code set and the ledger keep
@@ -44,7 +46,7 @@ import (
 // account kind is not stored because the key carries it.
 const (
 	snapMagic   = "SCPSNAP\x00"
-	SnapVersion = 3
+	SnapVersion = 4
 	// blobBytesMax bounds one market blob of a snapshot (the used-code set
 	// or the refund ledger); it is read in chunks, so a corrupt length
 	// costs no more memory than the bytes actually present.
@@ -207,6 +209,7 @@ func (s *Shard) Snapshot(w io.Writer) error {
 	cb = s.mkt.ledger.AppendBinary(cb[:0])
 	sw.u32(uint32(len(cb)))
 	sw.put(cb)
+	s.appendOffline(sw, order, pos)
 	sum := sw.crc.Sum32()
 	if sw.err == nil {
 		binary.LittleEndian.PutUint32(sw.buf[:], sum)
@@ -441,6 +444,9 @@ func (s *Shard) restore(r io.Reader) error {
 	}
 	if version >= 3 && sr.err == nil {
 		s.restoreMarket(sr, nAcct)
+	}
+	if version >= 4 && sr.err == nil {
+		s.restoreOffline(sr, nAcct)
 	}
 	if sr.err != nil {
 		return sr.err

@@ -73,7 +73,9 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 	var amt int64
 	var orig uint64
 	switch r.Op {
-	case core.OpPurchase:
+	case core.OpPurchase, core.OpECNYOffline:
+		// An offline e-CNY payment (r.Unsynced) settles as a purchase; the
+		// payee's value is not spendable until the wallet syncs.
 		op, amt = settle.OpPurchase, r.Amount
 	case core.OpQRPay:
 		if why := marketLegs(r); why != "" {
