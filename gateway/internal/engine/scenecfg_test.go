@@ -3,14 +3,17 @@ package engine
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"scenepay/gateway/internal/confstore"
 	"scenepay/gateway/internal/core"
+	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/scene/hospital"
 	"scenepay/gateway/internal/scene/market"
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/gateway/internal/vfs"
 	"scenepay/terminals"
 )
@@ -216,5 +219,114 @@ func TestHospitalAndMarketPush(t *testing.T) {
 	var ce *confstore.Error
 	if _, err := e.PutConfig("market", mb); !errors.As(err, &ce) || ce.Code != confstore.ErrInvalid || !strings.Contains(ce.Msg, "used_codes_max") {
 		t.Fatalf("market bound change: %v", err)
+	}
+}
+
+// Replay is deterministic across config changes and independent of the
+// process's own scene config: a journal holding taps under two fare
+// tables, hospital traffic under a pushed hospital document and payments
+// under a pushed limits table replays, in a process started with other
+// defaults, to a state byte-identical to the live one.
+func TestReplayUnderConfigChangesIsDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	e, p := openEngine(t, dir, vfs.Default)
+	setup(t, e, 1_000_000)
+	openCard(t, e, "C2", 10_000)
+	tapB1(t, e, p, 1, "C2")
+	if _, err := e.PutConfig("transit", []byte(transitDoc(t, 350))); err != nil {
+		t.Fatal(err)
+	}
+	openCard(t, e, "C3", 10_000)
+	tapB1(t, e, p, 2, "C3")
+	hc := hospital.DefaultConfig()
+	hc.OrdersMax = 2 // the order window is read when plans replay
+	hb, _ := hc.EncodeJSON()
+	if _, err := e.PutConfig("hospital", hb); err != nil {
+		t.Fatal(err)
+	}
+	want(t, must(send(t, e, p, kiosk(terminals.TypeHold, 10, 0, 300_000))), terminals.CodeApproved, 300_000)
+	for i := uint64(0); i < 4; i++ {
+		want(t, must(send(t, e, p, kiosk(terminals.TypeCapture, 11+i, 10, 1_000))), terminals.CodeApproved, 300_000-int64(i+1)*1_000)
+	}
+	tab := core.DefaultConfig().ECNY
+	tab[4].Single = 100
+	if _, err := e.PutConfig("limits", core.EncodeLimits(tab)); err != nil {
+		t.Fatal(err)
+	}
+	e.HandleMessage(topic, buy(20, 500))
+	if rep := decode(t, p.next(t, 5*time.Second)); rep.Code != terminals.CodeApproved {
+		t.Fatalf("purchase: %s", rep.Code)
+	}
+	if err := e.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	_, live, err := journalSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	// A second data dir with the journal only, opened with other defaults.
+	dir2 := t.TempDir()
+	copyDir(t, dir+"/journal", dir2+"/journal")
+	cfg := DefaultConfig(dir2)
+	cfg.Shards = 2
+	cfg.SnapshotEvery = 0
+	other := core.DefaultConfig()
+	other.Transit = mustTransit(t, 999)
+	other.ECNY[1].Single = 1
+	cfg.Core = other
+	oh := hospital.DefaultConfig()
+	oh.OrdersMax = 7
+	cfg.Hospital, _ = hospital.NewRules(oh)
+	e2, err := Open(cfg, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	if err := e2.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	_, replayed, err := journalSnapshot(dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(live) != string(replayed) {
+		t.Fatalf("replayed state differs from the live state (%d vs %d bytes)", len(replayed), len(live))
+	}
+	// And the replayed process decides with the journaled rules, not its defaults.
+	openCard(t, e2, "C4", 10_000)
+	if got := tapB1(t, e2, newFakePubFor(e2), 30, "C4"); got != 350 {
+		t.Fatalf("replayed fare %d, want 350", got)
+	}
+}
+
+func must(rep *terminals.Reply, _ []byte) *terminals.Reply { return rep }
+
+func newFakePubFor(e *Engine) *fakePub {
+	p := newFakePub()
+	e.SetPublisher(p)
+	return p
+}
+
+func mustTransit(t *testing.T, b1Fare int64) *transit.Engine {
+	t.Helper()
+	c := core.DefaultTransit().Config()
+	c.Routes[0].Fare = b1Fare
+	te, err := transit.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return te
+}
+
+func journalSnapshot(dir string) (uint64, []byte, error) {
+	return journal.LoadSnapshot(vfs.Default, dir+"/snapshots")
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
 	}
 }
