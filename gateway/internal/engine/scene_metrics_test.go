@@ -25,17 +25,27 @@ func TestRequestMetricsBySceneAndInstrument(t *testing.T) {
 	}
 	e.HandleMessage(topic, []byte("garbage"))
 	p.next(t, 5*time.Second)
-	if got := testutil.ToFloat64(e.m.Requests.WithLabelValues(terminals.TypePurchase, "00", "bus", "county")); got != 1 {
+	// The reply is published before the request is counted: wait for it.
+	approved := e.m.Requests.WithLabelValues(terminals.TypePurchase, "00", "bus", "county")
+	for deadline := time.Now().Add(5 * time.Second); testutil.ToFloat64(approved) != 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := testutil.ToFloat64(approved); got != 1 {
 		t.Fatalf("approved bus/county purchases = %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(e.m.Requests.WithLabelValues(terminals.TypePurchase, "00", "stall", "county")); got != 0 {
 		t.Fatalf("a bus purchase counted for stalls: %v", got)
 	}
-	var none float64
-	for _, c := range terminals.Catalogue() {
-		none += testutil.ToFloat64(e.m.Requests.WithLabelValues("other", string(c.Code), "bus", "none"))
+	none := func() (n float64) {
+		for _, c := range terminals.Catalogue() {
+			n += testutil.ToFloat64(e.m.Requests.WithLabelValues("other", string(c.Code), "bus", "none"))
+		}
+		return n
 	}
-	if none != 1 {
+	for deadline := time.Now().Add(5 * time.Second); none() != 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if none := none(); none != 1 {
 		t.Fatalf("undecodable request counted %v times as bus/none, want 1", none)
 	}
 	if got := testutil.CollectAndCount(e.m.Latency); got == 0 {
