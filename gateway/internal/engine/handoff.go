@@ -29,6 +29,12 @@ func EntryRecord(payload []byte) (tid string, rec []byte, err error) {
 		if err := decodeTxnEntry(payload, &te); err != nil {
 			return "", nil, err
 		}
+		if len(te.record) == 0 {
+			// Answered without a ledger decision (a reversal of an unseen
+			// original, a refusal by the core): the entry's record field
+			// is present but empty, and there is nothing to settle.
+			return te.tid, nil, nil
+		}
 		return te.tid, te.record, nil
 	case entryOperator:
 		return "", payload[1:], nil

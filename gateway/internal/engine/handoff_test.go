@@ -28,3 +28,22 @@ func TestHandoffBusyRefusesNewPayments(t *testing.T) {
 		t.Fatalf("purchase after the backlog cleared: %s, want approved", rep.Code)
 	}
 }
+
+// A request entry answered without a ledger decision has an empty record:
+// it carries no record for settlement (it once reached the handoff as a
+// zero-length record, which stopped the handoff as corrupt).
+func TestEntryRecordsSkipsEmptyRecord(t *testing.T) {
+	entry := appendTxnEntry(nil, &txnEntry{tid: "T1", txn: 5, code: terminals.CodeApproved, tomb: true, orig: 4, reply: []byte("r")})
+	tid, rec, err := EntryRecord(entry)
+	if err != nil || rec != nil || tid != "T1" {
+		t.Fatalf("EntryRecord = %q, %v, %v; want T1 and no record", tid, rec, err)
+	}
+	n := 0
+	if err := EntryRecords(entry, func(string, []byte) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("EntryRecords called fn %d times (err %v), want 0", n, err)
+	}
+	withRec := appendTxnEntry(nil, &txnEntry{tid: "T1", txn: 6, code: terminals.CodeApproved, record: []byte{1, 2, 3}, reply: []byte("r")})
+	if _, rec, err := EntryRecord(withRec); err != nil || len(rec) != 3 {
+		t.Fatalf("EntryRecord of an entry with a record = %v, %v", rec, err)
+	}
+}
