@@ -53,9 +53,7 @@ const MaxRouteIDLen = 32
 
 // Reserved for the scene messages; a v1 gateway that does not implement them
 // answers UNSUPPORTED.
-var reservedTypes = map[string]bool{
-	"offline_upload": true,
-}
+var reservedTypes = map[string]bool{}
 
 // Instrument kinds.
 const (
@@ -107,6 +105,9 @@ type Request struct {
 	// stall terminal scanned, as read: 1..MaxPayCodeLen of A-Z 0-9. It names
 	// the account it is bound to, so "inst" is optional on a qr_pay.
 	PayCode string `json:"code,omitempty"`
+	// Taps (offline_upload only, required) are one card's offline taps
+	// (upload.go).
+	Taps UploadTaps `json:"taps"`
 }
 
 // Reply is the body of a gateway -> terminal message.
@@ -119,6 +120,7 @@ type Reply struct {
 	Auth string `json:"auth,omitempty"` // gateway authorization reference (journal LSN)
 	Amt  *int64 `json:"amt,omitempty"`  // taps: fen charged, held or captured by this tap
 	Bal  *int64 `json:"bal,omitempty"`  // available balance after the request, fen
+	Out  string `json:"out,omitempty"`  // offline_upload: one outcome letter per tap (upload.go)
 	GTS  int64  `json:"gts"`            // gateway time, Unix milliseconds UTC
 }
 
@@ -186,6 +188,8 @@ const (
 	keyStop
 	keyItem
 	keyIns
+	keyTaps
+	keyOut
 )
 
 // maxVersionValue bounds the "v" field while decoding; anything that fits but
@@ -305,6 +309,10 @@ func decodeRequest(body []byte, r *Request) error {
 			if err := decodeInsurance(&s, &r.Ins); err != nil {
 				return err
 			}
+		case keyTaps:
+			if err := decodeUploadTaps(&s, &r.Taps); err != nil {
+				return err
+			}
 		case keyCode:
 			b, err := s.str(name)
 			if err != nil {
@@ -368,6 +376,8 @@ func requestKey(k []byte) (uint32, string) {
 		return keyIns, "ins"
 	case "code":
 		return keyCode, "code"
+	case "taps":
+		return keyTaps, "taps"
 	}
 	return 0, ""
 }
@@ -515,6 +525,8 @@ func internType(b []byte) string {
 		return TypeQRPay
 	case TypeRefund:
 		return TypeRefund
+	case TypeOfflineUpload:
+		return TypeOfflineUpload
 	}
 	return string(b)
 }
@@ -554,9 +566,15 @@ func (r *Request) Validate() error {
 		}
 		return nil
 	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut, TypeHold, TypeCapture, TypeRelease,
-		TypeQRPay, TypeRefund:
+		TypeQRPay, TypeRefund, TypeOfflineUpload:
 		if r.Cfg.Len() != 0 {
 			return bad("cfg", "only a heartbeat reports configuration versions")
+		}
+		if (r.Type == TypeOfflineUpload) != (r.Taps.Len() != 0) {
+			return bad("taps", "an offline_upload, and only it, carries taps")
+		}
+		if r.Type == TypeOfflineUpload && (r.Amt != 0 || r.Orig != 0 || r.Route != "" || r.Stop != "") {
+			return bad("amt", "an offline_upload carries no amount, original, route or stop (each tap names its own)")
 		}
 		tap := r.Type == TypeTapIn || r.Type == TypeTapOut
 		if !tap && (r.Route != "" || r.Stop != "") {
@@ -841,6 +859,10 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"code":`...)
 		dst = appendJSONString(dst, r.PayCode)
 	}
+	if r.Taps.Len() != 0 {
+		dst = append(dst, `,"taps":`...)
+		dst = r.Taps.appendJSON(dst)
+	}
 	return append(dst, '}')
 }
 
@@ -869,6 +891,10 @@ func (p *Reply) AppendJSON(dst []byte) []byte {
 	if p.Bal != nil {
 		dst = append(dst, `,"bal":`...)
 		dst = strconv.AppendInt(dst, *p.Bal, 10)
+	}
+	if p.Out != "" {
+		dst = append(dst, `,"out":`...)
+		dst = appendJSONString(dst, p.Out)
 	}
 	dst = append(dst, `,"gts":`...)
 	dst = strconv.AppendInt(dst, p.GTS, 10)
@@ -917,6 +943,8 @@ func DecodeReply(body []byte) (*Reply, error) {
 			bit = keyAmt
 		case "gts":
 			bit = keyGTS
+		case "out":
+			bit = keyOut
 		default:
 			return nil, unknownKey(k, "")
 		}
@@ -956,6 +984,8 @@ func DecodeReply(body []byte) (*Reply, error) {
 					p.Code = Code(b)
 				case keyAuth:
 					p.Auth = string(b)
+				case keyOut:
+					p.Out = string(b)
 				}
 			}
 		}
@@ -1032,6 +1062,10 @@ func (r *Request) ContentHash() uint64 {
 		// Only a qr_pay carries it: the same txn id with another code (a
 		// second customer's scan) is a conflict, not a duplicate.
 		str(r.PayCode)
+	}
+	if r.Taps.Len() != 0 {
+		// Only an offline_upload carries taps.
+		r.Taps.hash(num, str)
 	}
 	return h
 }

@@ -444,6 +444,7 @@ func TestContentHash(t *testing.T) {
 		"Item":       func(r *Request) { r.Item = "REG" },
 		"Ins":        func(r *Request) { r.Ins = Insurance{Pool: 1, Personal: 0, Self: 199, Set: true} },
 		"PayCode":    func(r *Request) { r.PayCode = "SPC1AB" },
+		"Taps":       func(r *Request) { r.Taps.Add(UploadTap{Seq: 1, Route: "B1", TS: 1}) },
 	}
 	var fields []string
 	rt := reflect.TypeOf(Request{})

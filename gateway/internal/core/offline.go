@@ -209,7 +209,7 @@ func offlineOutput(r *Record, a *account, out *Output) {
 	}
 	switch r.Op {
 	case OpTapUpload:
-		out.Flags = r.Tap.Flags
+		out.Flags, out.Outcomes = r.Tap.Flags, r.Ref
 	case OpTopUp:
 		if r.Orig > 0 {
 			out.DebtPaid = int64(r.Orig)

@@ -102,6 +102,9 @@ type Output struct {
 	// DebtPaid is the part of an approved top-up that paid transit debt
 	// (fen; it goes to the bus company's receivable, not the balance).
 	DebtPaid int64
+	// Outcomes is an upload's per-tap outcome letters (the record's Ref,
+	// UploadCharged ...), for the reply.
+	Outcomes string
 }
 
 type kind uint8
@@ -342,7 +345,7 @@ func sub64(a, b int64) (int64, bool) {
 // CodeUnsupported, CodeIDConflict, CodeBusy).
 func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 	out.Code, out.Available, out.Seq, out.Amount = "", 0, 0, 0
-	out.Flags, out.DebtPaid = 0, 0
+	out.Flags, out.DebtPaid, out.Outcomes = 0, 0, ""
 	out.Record = out.Record[:0]
 	r := &s.rec
 	*r = Record{

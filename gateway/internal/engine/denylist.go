@@ -432,3 +432,17 @@ func (c *denyCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(cur))
 	ch <- prometheus.MustNewConstMetric(c.lagging, prometheus.GaugeValue, float64(n))
 }
+
+// uploadTaps converts an offline_upload's taps for the core (the reader is
+// the uploading terminal).
+func uploadTaps(r *terminals.Request, dst []transit.Tap) []transit.Tap {
+	for i := 0; i < r.Taps.Len(); i++ {
+		t := r.Taps.At(i)
+		k := transit.TapIn
+		if t.Out {
+			k = transit.TapOut
+		}
+		dst = append(dst, transit.Tap{Kind: k, Route: t.Route, Stop: t.Stop, At: time.UnixMilli(t.TS).UTC(), Reader: r.TID, Seq: t.Seq})
+	}
+	return dst
+}

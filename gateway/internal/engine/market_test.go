@@ -25,17 +25,17 @@ func TestPayCodeLenAgrees(t *testing.T) {
 // balance inquiry).
 func TestOpOf(t *testing.T) {
 	for typ, want := range map[string]core.Op{
-		terminals.TypePurchase: core.OpPurchase,
-		terminals.TypeReversal: core.OpReversal,
-		terminals.TypeBalance:  core.OpBalance,
-		terminals.TypeTapIn:    core.OpTapIn,
-		terminals.TypeTapOut:   core.OpTapOut,
-		terminals.TypeQRPay:    core.OpQRPay,
-		terminals.TypeRefund:   core.OpRefund,
-		terminals.TypeHold:     0, // hospital.go builds its own inputs
-		"offline_upload":       0,
-		"":                     0,
-		"qr_pay ":              0,
+		terminals.TypePurchase:      core.OpPurchase,
+		terminals.TypeReversal:      core.OpReversal,
+		terminals.TypeBalance:       core.OpBalance,
+		terminals.TypeTapIn:         core.OpTapIn,
+		terminals.TypeTapOut:        core.OpTapOut,
+		terminals.TypeQRPay:         core.OpQRPay,
+		terminals.TypeRefund:        core.OpRefund,
+		terminals.TypeHold:          0, // hospital.go builds its own inputs
+		terminals.TypeOfflineUpload: core.OpTapUpload,
+		"":                          0,
+		"qr_pay ":                   0,
 	} {
 		if got := opOf(typ); got != want {
 			t.Errorf("opOf(%q) = %v, want %v", typ, got, want)

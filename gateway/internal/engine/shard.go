@@ -7,6 +7,7 @@ import (
 
 	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
 
@@ -125,6 +126,8 @@ func opOf(typ string) core.Op {
 		return core.OpQRPay
 	case terminals.TypeRefund:
 		return core.OpRefund
+	case terminals.TypeOfflineUpload:
+		return core.OpTapUpload
 	}
 	return 0
 }
@@ -136,6 +139,9 @@ func (s *shard) input(w *work) {
 		Op: opOf(r.Type), Account: accountOf(r), Amount: r.Amt,
 		TID: r.TID, Txn: r.Txn, Orig: r.Orig, Hash: w.hash, Merchant: t.Merchant,
 		Route: r.Route, Stop: r.Stop, Code: r.PayCode,
+	}
+	if n := r.Taps.Len(); n > 0 {
+		w.in.Taps = uploadTaps(r, make([]transit.Tap, 0, n))
 	}
 }
 
@@ -152,6 +158,7 @@ func (s *shard) sealReply(w *work, now time.Time, code terminals.Code, withBal b
 		amt := w.out.Amount // charged, held or captured by this tap; debited or refunded
 		rep.Amt = &amt
 	}
+	rep.Out = w.out.Outcomes // offline_upload: one letter per tap
 	var buf [320]byte
 	return w.term.Seal(nil, rep.AppendJSON(buf[:0]))
 }
@@ -225,6 +232,12 @@ func (w *work) Durable(lsn uint64, err error) {
 		return
 	}
 	waiters := e.idem.Complete(w.req.TID, w.req.Txn, w.hash, w.code.Class(), w.reply)
+	if f := w.out.Flags; f != 0 && w.req.Type == terminals.TypeOfflineUpload {
+		// The upload put debt on the card: list it. Not here in the journal's
+		// completion (a deny change waits for the journal itself).
+		acct := w.in.Account
+		go e.denyFlags(acct, f)
+	}
 	// The request is answered from here on: free its in-flight slot before
 	// publishing, so that a terminal reacting to the reply at once is not
 	// told BUSY by its own finished request.
@@ -298,4 +311,6 @@ func (s *shard) answerAfterDurable(w *work, r OperatorResult) {
 	}()
 }
 
-func isTap(typ string) bool { return typ == terminals.TypeTapIn || typ == terminals.TypeTapOut }
+func isTap(typ string) bool {
+	return typ == terminals.TypeTapIn || typ == terminals.TypeTapOut || typ == terminals.TypeOfflineUpload
+}
