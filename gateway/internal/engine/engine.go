@@ -215,8 +215,8 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	e.m.ReplayedEntries.Add(float64(n))
 	e.configRecovered()
 	e.m.setConfigLagging(e.configLaggingCounts)
-	e.m.deny.set(e)
 	e.m.setTerminalCounts(e.terminalCounts)
+	e.m.deny.set(e)
 	e.lastSnp.Store(snapLSN)
 	e.log.Info("engine recovered", "snapshot_lsn", snapLSN, "replayed_entries", n, "last_lsn", j.LastLSN(),
 		"terminals", e.reg.Len(), "took", time.Since(start).String())

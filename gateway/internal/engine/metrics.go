@@ -32,8 +32,8 @@ type Metrics struct {
 	ConfigPublishErrors prometheus.Counter
 	ConfigInvalidStored prometheus.Counter // stored documents that did not compile at recovery
 	configLagging       *lagCollector
-	deny                *denyCollector      // deny-list version and lagging readers (denylist.go)
 	terminals           *terminalsCollector // online/registered by kind (scene_metrics.go)
+	deny                *denyCollector      // deny-list version and lagging readers (denylist.go)
 }
 
 // OnJournalSync is the journal's per-group hook.
