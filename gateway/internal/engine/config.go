@@ -12,8 +12,10 @@ import (
 
 // Scene configuration push. An operator's change goes:
 //
-//	PutConfig -> journal entry (type 4) + apply to the store, under snapMu
-//	  -> fsync -> publish the signed document RETAINED on {root}/g/{group}/cfg
+//	PutConfig -> strict scene decode (scenecfg.go; refused = 400, nothing journaled)
+//	  -> journal entry (type 4) + apply to the store, under snapMu
+//	  -> fsync -> every shard writer takes the new rules (workConfig)
+//	  -> publish the signed document RETAINED on {root}/g/{group}/cfg
 //
 // The publish happens only after the entry is durable, so a terminal never
 // applies a version the gateway could lose in a crash. The broker keeps the
@@ -48,8 +50,9 @@ func (c *configState) init(master []byte, terminalsMax int) {
 // ConfigLagListMax bounds the terminals one lagging answer lists.
 const ConfigLagListMax = 1000
 
-// PutConfig validates and journals a new version of a config document,
-// waits until it is durable, then publishes it retained. A *confstore.Error
+// PutConfig validates a new version of a config document with its scene's
+// strict decoder, journals it, waits until it is durable, hands its rules to
+// every shard writer, then publishes it retained. A *confstore.Error
 // is the operator's mistake; any other error is a fault. A failed publish
 // does not undo the change (it is durable): it is logged and counted, and
 // the next change or restart publishes the current version again.
