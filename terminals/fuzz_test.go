@@ -13,6 +13,7 @@ import (
 // kept from fuzzing runs because they reached distinct paths.
 var bodySeeds = []string{
 	purchaseBody,
+	uploadBody,
 	`{"v":1,"type":"reversal","tid":"KIOSK-3","txn":10,"ts":1767225600000,"amt":350,"inst":{"k":"ecny","id":"w-0001"},"orig":9}`,
 	`{"v":1,"type":"balance","tid":"KIOSK-3","txn":11,"ts":1767225600000,"amt":0,"inst":{"k":"bank","id":"tok_ab12","last4":"0042"}}`,
 	`{"v":1,"type":"heartbeat","tid":"BUS-0001","txn":0,"ts":1767225600000}`,

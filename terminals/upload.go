@@ -11,6 +11,7 @@ package terminals
 // o too old, x refused (docs/protocol.md section 16).
 
 import (
+	"bytes"
 	"strconv"
 )
 
@@ -211,4 +212,21 @@ func (u *UploadTaps) hash(num func(uint64), str func(string)) {
 		str(t.Stop)
 		num(uint64(t.TS))
 	}
+}
+
+// MarshalJSON writes the canonical array (encoding/json users: tools, tests).
+func (u UploadTaps) MarshalJSON() ([]byte, error) { return u.appendJSON(nil), nil }
+
+// UnmarshalJSON reads the array for encoding/json users with the strict
+// rules, so both decoders give the same value for what the gateway accepts.
+func (u *UploadTaps) UnmarshalJSON(b []byte) error {
+	*u = UploadTaps{}
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
+	s := scanner{b: b}
+	if err := decodeUploadTaps(&s, u); err != nil {
+		return err
+	}
+	return s.end()
 }
