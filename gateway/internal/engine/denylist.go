@@ -28,6 +28,16 @@ package engine
 // "deny" in the heartbeat's cfg object; GET /v1/denylist/lagging lists the
 // registered bus readers below the current version (or never reporting).
 //
+// First rides: an upload for a card the bank does not know (declined
+// UNKNOWN_INSTRUMENT) books each tap-in's fare against its route's
+// first-ride budget for the transit day (transit.FirstRideLoss; journal
+// entry type 6, op 3, with the loss and whether the budget is now spent, so
+// replay does not consult the fare policy). Once spent, the delta carries
+// "stop_first_rides":[routes] and "stop_day":D; readers on those routes
+// refuse unknown cards until their transit day is past D. The delta is
+// republished when a route stops; its version does not change (the card
+// list did not), so readers apply the stop list of every delta they get.
+//
 // Ordering: a change is journaled and durable before it is published, as
 // config documents are. A top-up's removal is journaled after the top-up
 // record is durable: a crash between the two leaves the card listed (the
@@ -37,6 +47,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +57,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"scenepay/gateway/internal/bincur"
+	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
@@ -59,6 +72,10 @@ const entryDeny = 6
 const (
 	denyOpAdd    = 1
 	denyOpRemove = 2
+	// denyOpLoss is a first-ride loss: the card field is the route, then
+	// varint transit day | varint loss fen | u8 stop (the route's budget
+	// is spent for that day).
+	denyOpLoss = 3
 
 	// DenySourceOperator and DenySourceDebt say who changed the list.
 	DenySourceOperator = 1
@@ -88,9 +105,18 @@ type denyState struct {
 	lmu  sync.Mutex // guards list (changes, reads, reports)
 	list *transit.DenyList
 	full uint64 // version of the last full list published (base of the delta)
+	// risk is the first-ride loss per route of one transit day and stop
+	// the routes whose budget it spent (bounded by transit.RoutesMax);
+	// guarded by lmu.
+	risk transit.RiskBook
+	stop map[string]bool
 }
 
-func (d *denyState) init() { d.list = transit.NewDenyList() }
+func (d *denyState) init() {
+	d.list = transit.NewDenyList()
+	d.risk = transit.RiskBook{Loss: map[string]int64{}}
+	d.stop = map[string]bool{}
+}
 
 // DenyTopicFull and DenyTopicDelta are the retained topics of the bus
 // group's deny list.
@@ -212,6 +238,9 @@ func (e *Engine) applyDenyEntry(p []byte) error {
 	if c.Err != nil {
 		return c.Err
 	}
+	if h[0] == denyOpLoss {
+		return e.applyLossEntry(card, c.B)
+	}
 	if len(c.B) != 0 || (h[0] != denyOpAdd && h[0] != denyOpRemove) || (h[1] != DenySourceOperator && h[1] != DenySourceDebt) {
 		return fmt.Errorf("%w: deny entry", errEntry)
 	}
@@ -312,6 +341,7 @@ func (e *Engine) publishDenyLocked(forceFull bool) {
 	v := d.list.Version()
 	delta := d.list.Delta(d.full)
 	all := d.list.Delta(v + 1) // newer than the list: the full list
+	stops, stopDay := d.stopsLocked()
 	d.lmu.Unlock()
 	full := forceFull || delta.Full || v-d.full >= DenyFullEvery || len(delta.Add)+len(delta.Remove) > DenyDeltaCardsMax
 	h := e.pub.Load()
@@ -330,7 +360,7 @@ func (e *Engine) publishDenyLocked(forceFull bool) {
 		d.full = v
 		delta = transit.Delta{From: v, To: v}
 	}
-	if err := rp.PublishRetained(DenyTopicDelta(e.cfg.Topics), terminals.Seal(e.conf.key, AppendDenyDelta(nil, delta))); err != nil {
+	if err := rp.PublishRetained(DenyTopicDelta(e.cfg.Topics), terminals.Seal(e.conf.key, AppendDenyDelta(nil, delta, stops, stopDay))); err != nil {
 		e.log.Error("deny list publish failed; retried on the next change or restart", "version", v, "err", err)
 	}
 }
@@ -355,8 +385,9 @@ func AppendDenyFull(dst []byte, version uint64, cards []string) []byte {
 	return append(dst, '}')
 }
 
-// AppendDenyDelta appends the body of the delta message.
-func AppendDenyDelta(dst []byte, d transit.Delta) []byte {
+// AppendDenyDelta appends the body of the delta message; stops (sorted)
+// are the routes whose first-ride budget is spent for transit day stopDay.
+func AppendDenyDelta(dst []byte, d transit.Delta, stops []string, stopDay int32) []byte {
 	dst = append(dst, `{"v":1,"kind":"delta","from":`...)
 	dst = strconv.AppendUint(dst, d.From, 10)
 	dst = append(dst, `,"version":`...)
@@ -365,6 +396,12 @@ func AppendDenyDelta(dst []byte, d transit.Delta) []byte {
 	dst = appendStrings(dst, d.Add)
 	dst = append(dst, `,"remove":`...)
 	dst = appendStrings(dst, d.Remove)
+	if len(stops) > 0 {
+		dst = append(dst, `,"stop_first_rides":`...)
+		dst = appendStrings(dst, stops)
+		dst = append(dst, `,"stop_day":`...)
+		dst = strconv.AppendInt(dst, int64(stopDay), 10)
+	}
 	return append(dst, '}')
 }
 
@@ -377,16 +414,35 @@ type DenyMessage struct {
 	Cards   []string `json:"cards"`
 	Add     []string `json:"add"`
 	Remove  []string `json:"remove"`
+	// StopFirstRides (delta only) lists the routes whose first-ride
+	// budget is spent for transit day StopDay (days since 1970-01-01 of
+	// the Asia/Shanghai transit day): readers on them refuse unknown
+	// cards until their own transit day is past StopDay.
+	StopFirstRides []string `json:"stop_first_rides"`
+	StopDay        int32    `json:"stop_day"`
 }
 
 // appendDenySnapshot appends the list (transit.DenyList.AppendBinary,
 // with the readers' reported versions) as uvarint len | bytes.
+//
+// Then the first-ride state: uvarint len | transit.RiskBook.AppendBinary |
+// uvarint stopped routes, each uvarint len | route (sorted).
 func (e *Engine) appendDenySnapshot(dst []byte) []byte {
 	e.deny.lmu.Lock()
 	b := e.deny.list.AppendBinary(nil)
+	rb := e.deny.risk.AppendBinary(nil)
+	stops, _ := e.deny.stopsLocked()
 	e.deny.lmu.Unlock()
 	dst = binary.AppendUvarint(dst, uint64(len(b)))
-	return append(dst, b...)
+	dst = append(dst, b...)
+	dst = binary.AppendUvarint(dst, uint64(len(rb)))
+	dst = append(dst, rb...)
+	dst = binary.AppendUvarint(dst, uint64(len(stops)))
+	for _, r := range stops {
+		dst = binary.AppendUvarint(dst, uint64(len(r)))
+		dst = append(dst, r...)
+	}
+	return dst
 }
 
 func (e *Engine) restoreDenySnapshot(c *bincur.Cursor) error {
@@ -398,8 +454,23 @@ func (e *Engine) restoreDenySnapshot(c *bincur.Cursor) error {
 	if err != nil {
 		return fmt.Errorf("engine: snapshot: deny list: %w", err)
 	}
+	var rb transit.RiskBook
+	if err := transit.DecodeRiskBook(c.Bytes(), &rb); err != nil || c.Err != nil {
+		return fmt.Errorf("engine: snapshot: first-ride book: %v %v", err, c.Err)
+	}
+	n := c.Uvarint()
+	if c.Err != nil || n > transit.RoutesMax {
+		return fmt.Errorf("engine: snapshot: %d stopped routes", n)
+	}
+	stop := map[string]bool{}
+	for i := uint64(0); i < n && c.Err == nil; i++ {
+		stop[string(c.Bytes())] = true
+	}
+	if c.Err != nil {
+		return fmt.Errorf("engine: snapshot: stopped routes: %w", c.Err)
+	}
 	e.deny.lmu.Lock()
-	e.deny.list = l
+	e.deny.list, e.deny.risk, e.deny.stop = l, rb, stop
 	e.deny.lmu.Unlock()
 	return nil
 }
@@ -445,4 +516,125 @@ func uploadTaps(r *terminals.Request, dst []transit.Tap) []transit.Tap {
 		dst = append(dst, transit.Tap{Kind: k, Route: t.Route, Stop: t.Stop, At: time.UnixMilli(t.TS).UTC(), Reader: r.TID, Seq: t.Seq})
 	}
 	return dst
+}
+
+// stopsLocked returns the routes whose first-ride budget is spent, sorted,
+// and the transit day they are spent for. lmu must be held.
+func (d *denyState) stopsLocked() ([]string, int32) {
+	var out []string
+	for r := range d.stop {
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return out, d.risk.Day
+}
+
+// transitPolicy is the fare policy of the current transit document (the
+// default when none was set): what first-ride losses are booked with.
+func (e *Engine) transitPolicy() *transit.Engine {
+	if d, ok := e.conf.store.Get("transit"); ok {
+		if r, err := e.compileDoc(d.Name, d.Body); err == nil && r.transit != nil {
+			return r.transit
+		}
+	}
+	if e.cfg.Core != nil && e.cfg.Core.Transit != nil {
+		return e.cfg.Core.Transit
+	}
+	return core.DefaultTransit()
+}
+
+// firstRideLosses books the tap-ins of an upload for a card the bank does
+// not know (declined UNKNOWN_INSTRUMENT: nothing can be charged or become
+// debt) against their routes' first-ride budgets, one journal entry per
+// tap-in, and publishes the delta when a route's budget became spent.
+// Runs after the upload is durable, off the journal's completion.
+func (e *Engine) firstRideLosses(taps []transit.Tap) {
+	pol := e.transitPolicy()
+	d := &e.deny
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	newStop := false
+	for i := range taps {
+		t := &taps[i]
+		if t.Kind != transit.TapIn {
+			continue
+		}
+		d.lmu.Lock()
+		book := transit.RiskBook{Day: d.risk.Day, Loss: maps.Clone(d.risk.Loss)}
+		d.lmu.Unlock()
+		dec := pol.FirstRideLoss(&book, t, t.At)
+		if dec.Code != terminals.CodeApproved || dec.Loss == 0 {
+			continue
+		}
+		day, _ := pol.TransitDay(t.At)
+		stop := dec.Has(transit.FlagStopFirstRides)
+		p := appendDenyEntry(nil, denyOpLoss, DenySourceDebt, t.At, t.Route)
+		p = binary.AppendVarint(p, int64(day))
+		p = binary.AppendVarint(p, dec.Loss)
+		p = append(p, boolByte(stop))
+		e.snapMu.Lock()
+		lsn, err := e.j.Append(p, nil)
+		if err == nil {
+			d.lmu.Lock()
+			was := d.stop[t.Route]
+			d.bookLoss(t.Route, day, dec.Loss, stop)
+			newStop = newStop || (stop && !was)
+			d.lmu.Unlock()
+		}
+		e.snapMu.Unlock()
+		if err == nil {
+			err = e.j.Sync(lsn)
+		}
+		if err != nil {
+			e.fail(err)
+			return
+		}
+	}
+	if newStop {
+		e.log.Info("first-ride budget spent; readers told to stop first rides")
+		e.publishDenyLocked(false)
+	}
+}
+
+// bookLoss applies one loss (live and replay). lmu must be held. A later
+// transit day starts a new book and lifts every stop.
+func (d *denyState) bookLoss(route string, day int32, loss int64, stop bool) {
+	if day > d.risk.Day || d.risk.Loss == nil {
+		d.risk = transit.RiskBook{Day: day, Loss: map[string]int64{}}
+		d.stop = map[string]bool{}
+	}
+	if day < d.risk.Day {
+		return // a late upload of an earlier day: that day's book is closed
+	}
+	if _, ok := d.risk.Loss[route]; ok || len(d.risk.Loss) < transit.RoutesMax {
+		if s := d.risk.Loss[route] + loss; s >= d.risk.Loss[route] {
+			d.risk.Loss[route] = s
+		}
+	}
+	if stop && len(d.stop) < transit.RoutesMax {
+		d.stop[route] = true
+	}
+}
+
+func (e *Engine) applyLossEntry(route string, rest []byte) error {
+	day, n := binary.Varint(rest)
+	if n <= 0 {
+		return fmt.Errorf("%w: loss entry day", errEntry)
+	}
+	rest = rest[n:]
+	loss, n := binary.Varint(rest)
+	if n <= 0 || loss < 0 || len(rest) != n+1 || rest[n] > 1 || route == "" {
+		return fmt.Errorf("%w: loss entry", errEntry)
+	}
+	e.deny.lmu.Lock()
+	e.deny.bookLoss(route, int32(day), loss, rest[n] == 1)
+	e.deny.lmu.Unlock()
+	return nil
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }

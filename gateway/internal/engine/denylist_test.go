@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -164,4 +166,58 @@ func appendUint(b []byte, v uint64) []byte {
 		b = appendUint(b, v/10)
 	}
 	return append(b, byte('0'+v%10))
+}
+
+// TestFirstRideBudget: uploads of an unknown card book the route's fare as
+// first-ride loss; once the day's budget (50 CNY by default) is spent the
+// delta tells readers to stop first rides on the route; the book survives
+// a restart from the journal alone.
+func TestFirstRideBudget(t *testing.T) {
+	dir := t.TempDir()
+	e, _ := openEngine(t, dir, vfs.Default)
+	rp := newRetainedPub()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-rp.ch:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	e.SetPublisher(rp)
+	at := time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
+	var taps []transit.Tap
+	for i := 0; i < 25; i++ { // B1: 200 fen each, budget 5000: spent at the 25th
+		taps = append(taps, transit.Tap{Kind: transit.TapIn, Route: "B1", At: at.Add(time.Duration(i) * time.Minute), Reader: "T1", Seq: uint64(i + 1)})
+	}
+	e.firstRideLosses(taps[:24])
+	e.deny.lmu.Lock()
+	loss, stopped := e.deny.risk.Loss["B1"], e.deny.stop["B1"]
+	e.deny.lmu.Unlock()
+	if loss != 4800 || stopped {
+		t.Fatalf("after 24 rides: loss %d stopped %t", loss, stopped)
+	}
+	e.firstRideLosses(taps[24:])
+	m := denyMsg(t, rp, DenyTopicDelta(e.cfg.Topics))
+	if !slices.Equal(m.StopFirstRides, []string{"B1"}) || m.StopDay == 0 {
+		t.Fatalf("delta after the budget is spent: %+v", m)
+	}
+	// Restart from the journal alone: remove the snapshot Close writes.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "snapshots")); err != nil {
+		t.Fatal(err)
+	}
+	e2, _ := openEngine(t, dir, vfs.Default)
+	defer e2.Close()
+	e2.deny.lmu.Lock()
+	loss, stopped = e2.deny.risk.Loss["B1"], e2.deny.stop["B1"]
+	e2.deny.lmu.Unlock()
+	if loss != 5000 || !stopped {
+		t.Fatalf("after restart: loss %d stopped %t", loss, stopped)
+	}
 }

@@ -238,6 +238,10 @@ func (w *work) Durable(lsn uint64, err error) {
 		acct := w.in.Account
 		go e.denyFlags(acct, f)
 	}
+	if w.code == terminals.CodeUnknownInstrument && w.req.Type == terminals.TypeOfflineUpload {
+		// Rides of a card the bank does not know: first-ride losses.
+		go e.firstRideLosses(w.in.Taps)
+	}
 	// The request is answered from here on: free its in-flight slot before
 	// publishing, so that a terminal reacting to the reply at once is not
 	// told BUSY by its own finished request.
