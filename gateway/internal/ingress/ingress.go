@@ -48,7 +48,6 @@ type Handler func(topic string, payload []byte)
 type Ingress struct {
 	cfg        Config
 	clients    []paho.Client
-	rr         atomic.Uint32
 	log        *slog.Logger
 	reconnects prometheus.Counter
 	connected  prometheus.Gauge
@@ -162,7 +161,9 @@ func (in *Ingress) Publish(topic string, payload []byte) {
 	if n == 0 {
 		return
 	}
-	c := in.clients[int(in.rr.Add(1))%n]
+	// One connection per topic: messages to one terminal (a reply and the
+	// notice that follows it) leave in the order they were published.
+	c := in.clients[topicConn(topic, n)]
 	tok := c.Publish(topic, 1, false, payload)
 	select {
 	case <-tok.Done():
@@ -181,7 +182,7 @@ func (in *Ingress) PublishRetained(topic string, payload []byte) error {
 	if n == 0 {
 		return errors.New("ingress: no MQTT connection")
 	}
-	tok := in.clients[int(in.rr.Add(1))%n].Publish(topic, 1, true, payload)
+	tok := in.clients[topicConn(topic, n)].Publish(topic, 1, true, payload)
 	if !tok.WaitTimeout(10 * time.Second) {
 		in.pubErrors.Inc()
 		return fmt.Errorf("ingress: retained publish to %s: no acknowledgement within 10s", topic)
@@ -206,4 +207,15 @@ func (in *Ingress) Close() {
 	for _, c := range in.clients {
 		c.Disconnect(500)
 	}
+}
+
+// topicConn picks the connection for topic: FNV-1a of the topic, so every
+// message to one terminal uses the same connection and keeps its order.
+func topicConn(topic string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(topic); i++ {
+		h ^= uint32(topic[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
 }
