@@ -527,6 +527,8 @@ func internType(b []byte) string {
 		return TypeRefund
 	case TypeOfflineUpload:
 		return TypeOfflineUpload
+	case TypeECNYOffline:
+		return TypeECNYOffline
 	}
 	return string(b)
 }
@@ -566,7 +568,7 @@ func (r *Request) Validate() error {
 		}
 		return nil
 	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut, TypeHold, TypeCapture, TypeRelease,
-		TypeQRPay, TypeRefund, TypeOfflineUpload:
+		TypeQRPay, TypeRefund, TypeOfflineUpload, TypeECNYOffline:
 		if r.Cfg.Len() != 0 {
 			return bad("cfg", "only a heartbeat reports configuration versions")
 		}
@@ -609,12 +611,15 @@ func (r *Request) Validate() error {
 		return bad("item", "only a purchase names an item or an insurance split")
 	}
 	switch r.Type {
-	case TypePurchase:
+	case TypePurchase, TypeECNYOffline:
 		if r.Amt <= 0 || r.Amt > MaxAmount {
 			return &Error{Code: CodeInvalidAmount, Field: "amt", Msg: "amount must be 1..1000000000 fen"}
 		}
 		if r.Orig != 0 {
 			return bad("orig", "only a reversal names an original")
+		}
+		if r.Type == TypeECNYOffline && r.Inst.Kind != InstECNY {
+			return bad("inst.k", "only an e-CNY wallet pays double offline")
 		}
 	case TypeReversal:
 		if r.Orig == 0 || r.Orig >= r.Txn {

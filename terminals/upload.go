@@ -18,6 +18,14 @@ import (
 // TypeOfflineUpload is the reader's upload of one card's offline taps.
 const TypeOfflineUpload = "offline_upload"
 
+// TypeECNYOffline is a stall or bus terminal's upload of one e-CNY
+// "double offline" payment it received while neither side was online
+// ("inst" the paying wallet, "amt" fen; the payee is the terminal's
+// merchant). The gateway checks the offline caps (per payment, and count
+// since the wallet's last online sync: OFFLINE_COUNT_EXCEEDED) in the
+// same step as the debit.
+const TypeECNYOffline = "ecny_offline"
+
 // MaxUploadTaps bounds the taps of one offline_upload (one card's part).
 const MaxUploadTaps = 16
 

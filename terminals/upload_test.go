@@ -77,3 +77,22 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
 }
+
+func TestECNYOfflineMessage(t *testing.T) {
+	ok := `{"v":1,"type":"ecny_offline","tid":"STALL-1","txn":3,"ts":1767225600000,"amt":1500,"inst":{"k":"ecny","id":"w-1"}}`
+	var r Request
+	if err := DecodeRequestInto([]byte(ok), &r); err != nil || r.Type != TypeECNYOffline || r.Amt != 1500 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if string(r.AppendJSON(nil)) != ok {
+		t.Fatalf("re-encoded %s", r.AppendJSON(nil))
+	}
+	for name, body := range map[string]string{
+		"county card": `{"v":1,"type":"ecny_offline","tid":"STALL-1","txn":3,"ts":1767225600000,"amt":1500,"inst":{"k":"county","id":"C-1"}}`,
+		"no amount":   `{"v":1,"type":"ecny_offline","tid":"STALL-1","txn":3,"ts":1767225600000,"amt":0,"inst":{"k":"ecny","id":"w-1"}}`,
+	} {
+		if err := DecodeRequestInto([]byte(body), &r); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -34,6 +34,7 @@ func TestOpOf(t *testing.T) {
 		terminals.TypeRefund:        core.OpRefund,
 		terminals.TypeHold:          0, // hospital.go builds its own inputs
 		terminals.TypeOfflineUpload: core.OpTapUpload,
+		terminals.TypeECNYOffline:   core.OpECNYOffline,
 		"":                          0,
 		"qr_pay ":                   0,
 	} {

@@ -128,6 +128,8 @@ func opOf(typ string) core.Op {
 		return core.OpRefund
 	case terminals.TypeOfflineUpload:
 		return core.OpTapUpload
+	case terminals.TypeECNYOffline:
+		return core.OpECNYOffline
 	}
 	return 0
 }
@@ -190,7 +192,7 @@ func (s *shard) request(w *work) {
 		code = terminals.CodeApproved
 	}
 	w.code = code
-	w.reply = s.sealReply(w, now, code, code == terminals.CodeApproved && (w.req.Type == terminals.TypePurchase || isTap(w.req.Type) || isMarket(w.req.Type)))
+	w.reply = s.sealReply(w, now, code, code == terminals.CodeApproved && (w.req.Type == terminals.TypePurchase || w.req.Type == terminals.TypeECNYOffline || isTap(w.req.Type) || isMarket(w.req.Type)))
 	w.s = s
 	w.entry = appendTxnEntry(w.entry[:0], &txnEntry{
 		tid: w.req.TID, txn: w.req.Txn, hash: w.hash, code: code, tomb: w.tomb, orig: w.req.Orig,
