@@ -148,3 +148,31 @@ func TestUploadRecordTampered(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStepUpload: one card's upload of two flat-fare taps per
+// iteration (new reader seqs each time), with the daily cap off.
+func BenchmarkStepUpload(b *testing.B) {
+	tc := transit.DefaultConfig()
+	tc.DailyCap = 0
+	tc.Routes = DefaultTransit().Config().Routes
+	eng, err := transit.New(tc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := NewShard(1, &Config{Transit: eng})
+	var out Output
+	in := open("county:C1", 1<<50)
+	s.Step(t0, &in, &out)
+	taps := make([]transit.Tap, 2)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		taps[0] = offTap("B1", uint64(2*i+1), at)
+		taps[1] = offTap("B1", uint64(2*i+2), at.Add(time.Second))
+		in := upload("county:C1", uint64(i+1), taps...)
+		s.Step(at.Add(time.Hour), &in, &out)
+		if out.Code != CodeApproved {
+			b.Fatal(out.Code)
+		}
+	}
+}
