@@ -549,6 +549,9 @@ func (e *Engine) transitPolicy() *transit.Engine {
 // tap-in, and publishes the delta when a route's budget became spent.
 // Runs after the upload is durable, off the journal's completion.
 func (e *Engine) firstRideLosses(taps []transit.Tap) {
+	if e.Ready() != nil {
+		return // closed or failed: the upload's record stays, the loss is not booked
+	}
 	pol := e.transitPolicy()
 	d := &e.deny
 	d.mu.Lock()
