@@ -37,50 +37,50 @@ func (d *Deposit) AppendBinary(dst []byte) []byte {
 // (state, legs within LegsMax of 32 and captured <= amount, unique hold ids
 // and order ids, orders within 4096); on error d is unchanged.
 func (d *Deposit) DecodeBinary(b []byte) error {
-	r := reader{b: b}
-	r.version("deposit")
+	r := *newReader(b)
+	r.Version("deposit")
 	var n Deposit
-	n.ID, n.Account = r.str("id"), r.str("account")
-	n.State = State(r.u8())
-	n.Seq = r.u32()
-	n.OpenedAt, n.Activity = r.i64(), r.i64()
-	nl := int(r.u8())
-	if r.err == nil && (n.State > StateExpired || nl > legsMaxLimit ||
+	n.ID, n.Account = r.Str("id"), r.Str("account")
+	n.State = State(r.U8())
+	n.Seq = r.U32()
+	n.OpenedAt, n.Activity = r.I64(), r.I64()
+	nl := int(r.U8())
+	if r.Err == nil && (n.State > StateExpired || nl > legsMaxLimit ||
 		(n.State == StateNone) != (n.ID == "" && n.Account == "" && nl == 0 && n.Seq == 0 && n.OpenedAt == 0 && n.Activity == 0) ||
 		(n.State != StateNone && (!validID(n.ID) || !validID(n.Account)))) {
-		r.fail("deposit header out of range")
+		r.Fail("deposit header out of range")
 	}
 	var total int64
-	for i := 0; i < nl && r.err == nil; i++ {
-		l := HoldLeg{Txn: r.u64(), Amount: r.fen("leg amount"), Captured: r.fen("leg captured")}
-		rel := r.u8()
-		if r.err != nil {
+	for i := 0; i < nl && r.Err == nil; i++ {
+		l := HoldLeg{Txn: r.U64(), Amount: r.Fen("leg amount"), Captured: r.Fen("leg captured")}
+		rel := r.U8()
+		if r.Err != nil {
 			break
 		}
 		if l.Amount == 0 || l.Captured > l.Amount || rel > 1 || n.leg(l.Txn) != nil || l.Amount > maxFen-total {
-			r.fail("leg %d out of range", i)
+			r.Fail("leg %d out of range", i)
 			break
 		}
 		total += l.Amount
 		l.Released = rel == 1
 		n.Legs = append(n.Legs, l)
 	}
-	no := int(r.u8()) | int(r.u8())<<8
-	if r.err == nil && no > ordersLimit {
-		r.fail("%d orders, at most %d", no, ordersLimit)
+	no := int(r.U8()) | int(r.U8())<<8
+	if r.Err == nil && no > ordersLimit {
+		r.Fail("%d orders, at most %d", no, ordersLimit)
 	}
-	for i := 0; i < no && r.err == nil; i++ {
-		o := order{id: r.str("order id"), amount: r.fen("order amount")}
-		if r.err != nil {
+	for i := 0; i < no && r.Err == nil; i++ {
+		o := order{id: r.Str("order id"), amount: r.Fen("order amount")}
+		if r.Err != nil {
 			break
 		}
 		if _, dup := n.findOrder(o.id); dup || !validID(o.id) || o.amount == 0 {
-			r.fail("order %d out of range", i)
+			r.Fail("order %d out of range", i)
 			break
 		}
 		n.orders = append(n.orders, o)
 	}
-	if err := r.done(); err != nil {
+	if err := r.Done(); err != nil {
 		return err
 	}
 	*d = n

@@ -16,7 +16,7 @@ func TestPureImports(t *testing.T) {
 		"bytes": true, "crypto/hmac": true, "crypto/sha256": true, "encoding/binary": true,
 		"encoding/json": true, "errors": true, "fmt": true, "hash": true, "io": true,
 		"math/big": true, "math/bits": true, "time": true, "time/tzdata": true,
-		"scenepay/terminals": true, "github.com/shopspring/decimal": true,
+		"scenepay/terminals": true, "scenepay/gateway/internal/scene/scenebin": true, "github.com/shopspring/decimal": true,
 	}
 	files, _ := filepath.Glob("*.go")
 	checked := 0

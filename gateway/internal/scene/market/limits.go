@@ -106,15 +106,15 @@ func (c *Customer) AppendBinary(dst []byte) []byte {
 
 // DecodeBinary replaces c with the state in b; on error c is unchanged.
 func (c *Customer) DecodeBinary(b []byte) error {
-	r := reader{b: b}
-	r.version("customer")
+	r := *newReader(b)
+	r.Version("customer")
 	var n Customer
-	n.Day = int32(r.u32())
+	n.Day = int32(r.U32())
 	for k := ClassA; k <= ClassD; k++ {
-		n.Spent[k] = r.fen("spent")
+		n.Spent[k] = r.Fen("spent")
 	}
-	n.AgreedA = r.fen("agreed A")
-	if err := r.done(); err != nil {
+	n.AgreedA = r.Fen("agreed A")
+	if err := r.Done(); err != nil {
 		return err
 	}
 	*c = n

@@ -212,53 +212,53 @@ func (l *Ledger) AppendBinary(dst []byte) []byte {
 // (refunds sum to the refunded amount and never exceed the payment, legs
 // within bounds, ids unique); on error l is unchanged.
 func (l *Ledger) DecodeBinary(b []byte) error {
-	r := reader{b: b}
-	r.version("ledger")
-	max, rmax, n := int(r.u32()), int(r.u32()), int(r.u32())
-	if r.err == nil && (max < 1 || max > paymentsMaxLimit || rmax < 1 || rmax > refundsPerPaymentCap || n > max) {
-		r.fail("capacity %d, refunds %d, count %d out of bounds", max, rmax, n)
+	r := *newReader(b)
+	r.Version("ledger")
+	max, rmax, n := int(r.U32()), int(r.U32()), int(r.U32())
+	if r.Err == nil && (max < 1 || max > paymentsMaxLimit || rmax < 1 || rmax > refundsPerPaymentCap || n > max) {
+		r.Fail("capacity %d, refunds %d, count %d out of bounds", max, rmax, n)
 	}
 	// The smallest payment encoding is 3 + 1 + 24 + 1 bytes: refuse counts
 	// the input cannot hold before allocating for them.
-	if r.err == nil && n > (len(b)-r.off)/29 {
-		r.fail("count %d larger than the input can hold", n)
+	if r.Err == nil && n > (len(b)-r.Off)/29 {
+		r.Fail("count %d larger than the input can hold", n)
 	}
-	if r.err != nil {
-		return r.err
+	if r.Err != nil {
+		return r.Err
 	}
 	nl := newLedger(max, rmax)
-	for i := 0; i < n && r.err == nil; i++ {
+	for i := 0; i < n && r.Err == nil; i++ {
 		e := &paymentEntry{}
-		e.ID, e.Account, e.StallMerchant = r.str("payment id"), r.str("account"), r.str("stall merchant")
-		e.Class = Class(r.u8())
-		e.Amount, e.Operator = r.fen("amount"), r.fen("operator")
-		e.PaidAt = time.Unix(0, r.i64()).UTC()
-		k := int(r.u8())
-		if r.err != nil {
+		e.ID, e.Account, e.StallMerchant = r.Str("payment id"), r.Str("account"), r.Str("stall merchant")
+		e.Class = Class(r.U8())
+		e.Amount, e.Operator = r.Fen("amount"), r.Fen("operator")
+		e.PaidAt = time.Unix(0, r.I64()).UTC()
+		k := int(r.U8())
+		if r.Err != nil {
 			break
 		}
 		if !validID(e.ID) || !validID(e.Account) || !validID(e.StallMerchant) || e.Class < ClassA || e.Class > ClassD ||
 			e.Amount == 0 || e.Operator > e.Amount || k > rmax {
-			r.fail("payment %d out of range", i)
+			r.Fail("payment %d out of range", i)
 			break
 		}
 		if _, dup := nl.byID[e.ID]; dup {
-			r.fail("duplicate payment id at %d", i)
+			r.Fail("duplicate payment id at %d", i)
 			break
 		}
-		for j := 0; j < k && r.err == nil; j++ {
-			f := refundEntry{id: r.str("refund id"), amount: r.fen("refund amount"), operator: r.fen("refund operator")}
-			if r.err != nil {
+		for j := 0; j < k && r.Err == nil; j++ {
+			f := refundEntry{id: r.Str("refund id"), amount: r.Fen("refund amount"), operator: r.Fen("refund operator")}
+			if r.Err != nil {
 				break
 			}
 			if !validID(f.id) || f.amount == 0 || f.operator > f.amount ||
 				f.amount > e.Amount-e.refunded || f.operator > e.Operator-e.operatorRefunded {
-				r.fail("payment %d refund %d out of range", i, j)
+				r.Fail("payment %d refund %d out of range", i, j)
 				break
 			}
 			for _, g := range e.refunds {
 				if g.id == f.id {
-					r.fail("payment %d duplicate refund id", i)
+					r.Fail("payment %d duplicate refund id", i)
 				}
 			}
 			e.refunded += f.amount
@@ -269,7 +269,7 @@ func (l *Ledger) DecodeBinary(b []byte) error {
 		nl.byID[e.ID] = e
 		nl.n++
 	}
-	if err := r.done(); err != nil {
+	if err := r.Done(); err != nil {
 		return err
 	}
 	*l = *nl

@@ -91,33 +91,33 @@ func (u *UsedCodes) AppendBinary(dst []byte) []byte {
 // DecodeBinary replaces u with the set encoded in b. On error u is left
 // unchanged.
 func (u *UsedCodes) DecodeBinary(b []byte) error {
-	r := reader{b: b}
-	r.version("used codes")
-	capacity := int(r.u32())
-	n := int(r.u32())
-	if r.err == nil && (capacity < 1 || capacity > usedCodesMaxLimit || n > capacity) {
-		r.fail("capacity %d, count %d out of bounds", capacity, n)
+	r := *newReader(b)
+	r.Version("used codes")
+	capacity := int(r.U32())
+	n := int(r.U32())
+	if r.Err == nil && (capacity < 1 || capacity > usedCodesMaxLimit || n > capacity) {
+		r.Fail("capacity %d, count %d out of bounds", capacity, n)
 	}
-	if r.err == nil && len(b)-r.off != n*(tagLen+8) {
-		r.fail("count %d does not match %d entry bytes", n, len(b)-r.off)
+	if r.Err == nil && len(b)-r.Off != n*(tagLen+8) {
+		r.Fail("count %d does not match %d entry bytes", n, len(b)-r.Off)
 	}
-	if r.err != nil {
-		return r.err
+	if r.Err != nil {
+		return r.Err
 	}
 	nu := NewUsedCodes(capacity)
 	for i := 0; i < n; i++ {
 		var e usedEntry
-		copy(e.tag[:], r.take(tagLen))
-		e.exp = r.i64()
+		copy(e.tag[:], r.Take(tagLen))
+		e.exp = r.I64()
 		if _, dup := nu.idx[e.tag]; dup {
-			r.fail("duplicate code at entry %d", i)
-			return r.err
+			r.Fail("duplicate code at entry %d", i)
+			return r.Err
 		}
 		nu.ring[i] = e
 		nu.idx[e.tag] = struct{}{}
 	}
 	nu.n = n
-	if err := r.done(); err != nil {
+	if err := r.Done(); err != nil {
 		return err
 	}
 	*u = *nu
