@@ -3,16 +3,13 @@ package clearing
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"path/filepath"
 	"reflect"
+	"scenepay/settlement/store/pgtest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -27,42 +24,10 @@ func sqliteOpener(t *testing.T) opener {
 	return func(ctx context.Context) (store.Store, error) { return store.OpenSQLite(ctx, path) }
 }
 
-func pgURL() string {
-	if u := os.Getenv("SCENEPAY_TEST_PG"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
 // pgOpener opens a store in a schema private to this test, dropped at
 // the end.
 func pgOpener(t *testing.T) opener {
-	ctx := context.Background()
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	schema := "clearing_" + hex.EncodeToString(rnd[:])
-	c, err := pgx.Connect(ctx, pgURL())
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v", pgURL(), err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(ctx, pgURL())
-		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
-		}
-		defer c.Close(ctx)
-		c.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`)
-	})
-	sep := "?"
-	if strings.Contains(pgURL(), "?") {
-		sep = "&"
-	}
-	url := pgURL() + sep + "search_path=" + schema
+	url := pgtest.Schema(t, "clearing")
 	return func(ctx context.Context) (store.Store, error) { return store.OpenPostgres(ctx, url) }
 }
 

@@ -2,9 +2,7 @@ package merchant
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/csv"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,12 +10,12 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"scenepay/settlement/store/pgtest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/valyala/fasthttp"
 
 	"scenepay/settlement/handoff"
@@ -99,7 +97,7 @@ func backends() []backend {
 			return st, k
 		}},
 		{"postgres", func(t *testing.T) (store.Store, *Keys) {
-			u := pgSchema(t)
+			u := pgtest.Schema(t, "merchant")
 			st, err := store.OpenPostgres(context.Background(), u)
 			if err != nil {
 				t.Fatal(err)
@@ -111,46 +109,6 @@ func backends() []backend {
 			return st, k
 		}},
 	}
-}
-
-func pgURL() string {
-	if u := os.Getenv("SCENEPAY_TEST_PG"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// pgSchema creates a unique schema for this test and drops it afterwards.
-func pgSchema(t *testing.T) string {
-	t.Helper()
-	ctx := context.Background()
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	schema := "merchant_" + hex.EncodeToString(rnd[:])
-	c, err := pgx.Connect(ctx, pgURL())
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v", pgURL(), err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(ctx, pgURL())
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(pgURL(), "?") {
-		sep = "&"
-	}
-	return pgURL() + sep + "search_path=" + schema
 }
 
 func newEnv(t *testing.T, b backend) *env {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"scenepay/settlement/store/pgtest"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func benchBatch(source string, first uint64, n, merchants int, day time.Time) *h
 // commit) from the cost of maintaining the two indexes.
 func BenchmarkIngestVsCopy(b *testing.B) {
 	ctx := context.Background()
-	url := pgSchema(b)
+	url := pgtest.Schema(b, "settle")
 	s, err := store.OpenPostgres(ctx, url)
 	if err != nil {
 		b.Fatal(err)
@@ -122,7 +123,7 @@ func BenchmarkIngestVsCopy(b *testing.B) {
 // skipped.
 func BenchmarkIngestRecut(b *testing.B) {
 	ctx := context.Background()
-	s, err := store.OpenPostgres(ctx, pgSchema(b))
+	s, err := store.OpenPostgres(ctx, pgtest.Schema(b, "settle"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func BenchmarkIngestSQLite(b *testing.B) {
 // merchant and day. The rows are loaded through Store.Ingest.
 func BenchmarkTotalsMillion(b *testing.B) {
 	ctx := context.Background()
-	url := pgSchema(b)
+	url := pgtest.Schema(b, "settle")
 	s, err := store.OpenPostgres(ctx, url)
 	if err != nil {
 		b.Fatal(err)

@@ -2,19 +2,15 @@ package handoff_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
+	"scenepay/settlement/store/pgtest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"scenepay/gateway/internal/core"
@@ -230,45 +226,10 @@ func TestHandoffSQLite(t *testing.T) {
 	})
 }
 
-func pgURL() string {
-	if u := os.Getenv("SCENEPAY_TEST_PG"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
 // pgSchema creates a uniquely named schema for one test and drops it after.
-func pgSchema(t testing.TB) string {
-	t.Helper()
-	ctx := context.Background()
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	schema := "handoff_" + hex.EncodeToString(rnd[:])
-	c, err := pgx.Connect(ctx, pgURL())
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v", pgURL(), err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(ctx, pgURL())
-		if err != nil {
-			return
-		}
-		defer c.Close(ctx)
-		c.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`)
-	})
-	sep := "?"
-	if strings.Contains(pgURL(), "?") {
-		sep = "&"
-	}
-	return pgURL() + sep + "search_path=" + schema
-}
 
 func TestHandoffPostgres(t *testing.T) {
-	url := pgSchema(t)
+	url := pgtest.Schema(t, "handoff")
 	exercise(t, func() store.Store {
 		st, err := store.OpenPostgres(context.Background(), url)
 		if err != nil {
