@@ -45,7 +45,7 @@ vet:
 check-deploy:
 	@deploy/tools/ensure-promtool.sh
 	promtool check config deploy/prometheus/prometheus.yml
-	promtool check rules deploy/prometheus/alerts.yml deploy/prometheus/alerts-planned.yml
+	promtool check rules deploy/prometheus/alerts.yml
 	promtool test rules deploy/prometheus/alerts_test.yml
 
 # ensure-chromium: Debian's chromium for the merchant page test
