@@ -119,6 +119,8 @@ func (s *Shard) effect(r *Record) (*account, error) {
 		err = s.effectQRPay(r, a)
 	case OpRefund:
 		err = s.effectRefund(r, a)
+	case OpSetProfile:
+		err = effectProfile(r, a)
 	default:
 		err = fmt.Errorf("op %d has no effect", r.Op)
 	}

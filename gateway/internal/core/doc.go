@@ -39,7 +39,7 @@
 // Which outcomes are journaled:
 //
 //   - every approved effect (open, top-up, block, purchase, reversal, hold,
-//     capture, release);
+//     capture, release, set profile);
 //   - declines of terminal ops (purchase, reversal, hold, capture,
 //     release), including unknown account, so that the stored reply can be
 //     rebuilt after a restart; these records change nothing but the
@@ -94,6 +94,7 @@
 //	off  size  field
 //	  0     1  version (1)
 //	  1     1  op (Op: 1 open, 2 top-up, 3 block, 4 purchase, 5 reversal, 7 hold, 8 capture, 9 release)
+//	           (and the later ops: 10..15 below, 16 set profile)
 //	  2     2  code, two ASCII characters (terminals.Code; approved or decline class only)
 //	  4     4  shard id
 //	  8     8  seq
@@ -158,6 +159,18 @@
 // the card state from the record, checks that they fit the card's journey
 // before and after, and never consults the fare policy. Not journaled: a
 // tap naming an unknown route or stop (CodeMalformed, a refusal).
+//
+// # Concession profiles
+//
+// OpSetProfile (16, a version 1 record) is the operator's change of a
+// county card's concession profile (transit.Profile: adult, senior,
+// student, disabled), which the fare rules price every tap by. Orig
+// carries the new profile number and Amount is 0: no money moves. Apply
+// writes the profile into the card (creating the card state of a card that
+// never tapped); snapshots carry it in the card state. Refused
+// (CodeMalformed, not journaled): another kind of account, a profile out
+// of range; the profile the card already has is approved without a record.
+// Journals from before profiles replay unchanged (every card adult).
 //
 // # Offline uploads and debt
 //

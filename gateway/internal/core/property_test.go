@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"scenepay/gateway/internal/scene/market"
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
 
@@ -89,6 +90,10 @@ func (g *gen) input() Input {
 		}
 		return Input{Op: OpTopUp, Account: acct, Amount: g.amount(), Ref: ref}
 	case op < 5:
+		if g.rng.IntN(3) == 0 {
+			// Profile 4 is out of range: a refusal, like one on a bank card.
+			return Input{Op: OpSetProfile, Account: acct, Profile: transit.Profile(g.rng.IntN(5))}
+		}
 		return Input{Op: OpBlock, Account: acct, Blocked: g.rng.IntN(3) == 0}
 	case op < 10:
 		in := Input{Op: OpPurchase, Account: acct, Amount: g.amount(), TID: tid, Txn: g.txn(tid), Merchant: "m-" + tid, Hash: g.rng.Uint64()}
@@ -205,6 +210,7 @@ func TestRandomReplay(t *testing.T) {
 			var snaps []snap
 			var out Output
 			codes := map[terminals.Code]int{}
+			profiles := 0 // journaled profile changes
 			for i := 0; i < 6000; i++ {
 				switch g.rng.IntN(100) {
 				case 0:
@@ -223,6 +229,9 @@ func TestRandomReplay(t *testing.T) {
 				}
 				if len(out.Record) > 0 {
 					recs = append(recs, bytes.Clone(out.Record))
+					if in.Op == OpSetProfile {
+						profiles++
+					}
 				}
 				if err := live.CheckInvariants(); err != nil {
 					t.Fatalf("step %d %+v: %v", i, in, err)
@@ -243,6 +252,9 @@ func TestRandomReplay(t *testing.T) {
 				}
 			}
 
+			if profiles == 0 {
+				t.Error("the generator never journaled a profile change: the test lost coverage")
+			}
 			replay(t, live, cfg, recs)
 			for _, sn := range snaps {
 				r := NewShard(7, cfg)

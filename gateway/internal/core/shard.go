@@ -31,9 +31,10 @@ const (
 	OpRefund      Op = 13 // market: refund Amount of the QR payment (TID, Orig) to its account; own id (TID, Txn)
 	OpTapUpload   Op = 14 // transit: one card's part of a reader's offline upload (Taps), applied in order; debt when uncovered
 	OpECNYOffline Op = 15 // e-CNY double offline: debit Amount paid offline to Merchant, uploaded by TID/Txn; offline caps
+	OpSetProfile  Op = 16 // operator: set the concession profile (Profile) of a county card; no money moves
 )
 
-var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund", "tap_upload", "ecny_offline"}
+var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund", "tap_upload", "ecny_offline", "set_profile"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -43,7 +44,7 @@ func (o Op) String() string {
 }
 
 // journaled reports whether records of o can exist (every op but balance).
-func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpECNYOffline && o != OpBalance }
+func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpSetProfile && o != OpBalance }
 
 // tap reports whether o is a transit tap (records of version 2).
 func (o Op) tap() bool { return o == OpTapIn || o == OpTapOut || o == OpTapUpload }
@@ -85,6 +86,9 @@ type Input struct {
 	// UploadTapsMax; each tap's Reader is the uploading terminal. Step sorts
 	// it in place (by time, reader, seq) and reports outcomes in that order.
 	Taps []transit.Tap
+	// Profile is the concession profile an OpSetProfile gives a county
+	// card (transit.ProfileAdult ... ProfileDisabled).
+	Profile transit.Profile
 }
 
 // Output is the decision of one Step. The caller reuses it across Steps so
@@ -439,6 +443,8 @@ func (s *Shard) decide(in *Input, r *Record) (terminals.Code, bool) {
 		return s.decideUpload(in, r)
 	case OpECNYOffline:
 		return s.decideECNYOffline(in, r)
+	case OpSetProfile:
+		return s.decideProfile(in, r)
 	case OpQRPay:
 		return s.decideQRPay(in, r)
 	case OpRefund:

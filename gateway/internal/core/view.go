@@ -2,14 +2,19 @@ package core
 
 import (
 	"fmt"
+
+	"scenepay/gateway/internal/scene/transit"
 )
 
 // AccountView is a copy of one account's state, for audits, operator
 // screens and tests.
 type AccountView struct {
-	Key       string
-	Kind      string // terminals.InstCounty, InstBank or InstECNY
-	Class     uint8  // e-CNY wallet class 1..4; 0 for other kinds
+	Key   string
+	Kind  string // terminals.InstCounty, InstBank or InstECNY
+	Class uint8  // e-CNY wallet class 1..4; 0 for other kinds
+	// Profile is the card's concession profile (county cards; adult for
+	// every other kind and for a card that never had one set).
+	Profile   transit.Profile
 	Blocked   bool
 	Balance   int64 // fen
 	Held      int64 // fen reserved by live holds
@@ -26,7 +31,7 @@ type AccountView struct {
 
 func (a *account) view() AccountView {
 	return AccountView{
-		Key: a.key, Kind: kindNames[a.kind], Class: a.class, Blocked: a.blocked,
+		Key: a.key, Kind: kindNames[a.kind], Class: a.class, Profile: cardProfile(a), Blocked: a.blocked,
 		Balance: a.balance, Held: a.held, Floor: a.floor, Available: a.available(),
 		Day: a.day, DayTotal: a.dayTotal, Year: a.year, YearTotal: a.yearTotal,
 	}
