@@ -321,8 +321,9 @@ type OperatorResult struct {
 	flags   uint16 // core.Output.Flags: deny-list facts (denylist.go)
 }
 
-// Operate runs an operator ledger operation (open account, top-up, block, or
-// a read with op 0) on the owning shard and waits until its record is durable.
+// Operate runs an operator ledger operation (open account, top-up, block,
+// a card's concession profile, or a read with op 0) on the owning shard
+// and waits until its record is durable.
 func (e *Engine) Operate(ctx context.Context, in core.Input) (OperatorResult, error) {
 	if err := e.Ready(); err != nil {
 		return OperatorResult{}, err

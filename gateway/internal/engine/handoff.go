@@ -17,7 +17,8 @@ import (
 // EntryRecord returns the core record carried by a journal entry payload
 // (a terminal request or an operator ledger operation), or nil for an entry
 // without one (a terminal registration, a config version, a request that
-// was answered without a ledger decision). tid is the terminal of a request
+// was answered without a ledger decision) or with nothing to settle (a
+// card's profile change, core.OpSetProfile). tid is the terminal of a request
 // entry ("" otherwise). rec aliases payload.
 func EntryRecord(payload []byte) (tid string, rec []byte, err error) {
 	if len(payload) == 0 {
@@ -37,6 +38,11 @@ func EntryRecord(payload []byte) (tid string, rec []byte, err error) {
 		}
 		return te.tid, te.record, nil
 	case entryOperator:
+		if len(payload) > 2 && core.Op(payload[2]) == core.OpSetProfile {
+			// A card's concession profile moves no money: nothing to
+			// settle, so settlement never has to know the op.
+			return "", nil, nil
+		}
 		return "", payload[1:], nil
 	case entryHospital:
 		// A hospital entry may hold several core records (EntryRecords);
