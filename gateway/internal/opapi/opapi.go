@@ -22,6 +22,7 @@ import (
 	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/engine"
 	"scenepay/gateway/internal/registry"
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
 
@@ -165,6 +166,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.topUp(ctx, parts[1])
 	case len(parts) == 3 && parts[0] == "accounts" && parts[2] == "block" && post:
 		s.block(ctx, parts[1])
+	case len(parts) == 3 && parts[0] == "accounts" && parts[2] == "profile" && post:
+		s.setProfile(ctx, parts[1])
 	default:
 		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
 	}
@@ -261,12 +264,19 @@ type AccountView struct {
 	Available int64  `json:"available"`
 	Floor     int64  `json:"floor"`
 	Blocked   bool   `json:"blocked"`
+	// Profile is a county card's concession profile (adult, senior,
+	// student, disabled); other kinds ride on no concession and omit it.
+	Profile string `json:"profile,omitempty"`
 }
 
 func view(key string, v core.AccountView) AccountView {
 	kind, _, _ := strings.Cut(key, ":")
-	return AccountView{Account: key, Kind: kind, Class: v.Class, Balance: v.Balance, Held: v.Held,
+	av := AccountView{Account: key, Kind: kind, Class: v.Class, Balance: v.Balance, Held: v.Held,
 		Available: v.Available, Floor: v.Floor, Blocked: v.Blocked}
+	if kind == terminals.InstCounty {
+		av.Profile = v.Profile.String()
+	}
+	return av
 }
 
 type openBody struct {
@@ -275,6 +285,22 @@ type openBody struct {
 	Floor   int64                `json:"floor"`
 	Balance int64                `json:"balance"`
 	Ref     string               `json:"ref"`
+	// Profile is the optional concession profile of a county card
+	// ("adult" when empty).
+	Profile string `json:"profile"`
+}
+
+// parseProfile reads a profile name for the account key: only county
+// cards ride on concessions.
+func parseProfile(key, name string) (transit.Profile, string) {
+	p, ok := transit.ParseProfile(name)
+	switch {
+	case !ok:
+		return 0, "profile must be adult, senior, student or disabled"
+	case !strings.HasPrefix(key, terminals.InstCounty+":"):
+		return 0, "only county cards have a concession profile"
+	}
+	return p, ""
 }
 
 func validKey(key string) (terminals.Instrument, bool) {
@@ -311,7 +337,48 @@ func (s *Server) openAccount(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "ref must never be a card number")
 		return
 	}
-	s.run(ctx, fasthttp.StatusCreated, core.Input{Op: core.OpOpenAccount, Account: key, Amount: b.Balance, Class: b.Class, Floor: b.Floor, Ref: b.Ref})
+	prof := transit.ProfileAdult
+	if b.Profile != "" {
+		var why string
+		if prof, why = parseProfile(key, b.Profile); why != "" {
+			s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, why)
+			return
+		}
+	}
+	open := core.Input{Op: core.OpOpenAccount, Account: key, Amount: b.Balance, Class: b.Class, Floor: b.Floor, Ref: b.Ref}
+	if prof == transit.ProfileAdult {
+		s.run(ctx, fasthttp.StatusCreated, open)
+		return
+	}
+	// Two journaled steps, open then profile: the core opens every card
+	// adult. Should the second fail (the engine stopped), the card stays
+	// open as adult, the caller sees the failure and repeats the profile.
+	if _, ok := s.operate(ctx, open); !ok {
+		return
+	}
+	s.run(ctx, fasthttp.StatusCreated, core.Input{Op: core.OpSetProfile, Account: key, Profile: prof})
+}
+
+type profileBody struct {
+	Profile string `json:"profile"`
+}
+
+func (s *Server) setProfile(ctx *fasthttp.RequestCtx, key string) {
+	if _, ok := validKey(key); !ok {
+		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
+		return
+	}
+	var b profileBody
+	if !s.decode(ctx, &b) {
+		return
+	}
+	p, why := parseProfile(key, b.Profile)
+	if why != "" {
+		s.audit(ctx, "account.profile", key, string(terminals.CodeMalformed), "profile", b.Profile)
+		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, why)
+		return
+	}
+	s.run(ctx, fasthttp.StatusOK, core.Input{Op: core.OpSetProfile, Account: key, Profile: p})
 }
 
 func (s *Server) getAccount(ctx *fasthttp.RequestCtx, key string) {
@@ -365,26 +432,43 @@ func (s *Server) block(ctx *fasthttp.RequestCtx, key string) {
 }
 
 func (s *Server) run(ctx *fasthttp.RequestCtx, okStatus int, in core.Input) {
+	if r, ok := s.operate(ctx, in); ok {
+		s.json(ctx, okStatus, view(in.Account, r.Account))
+	}
+}
+
+// operate runs in on the engine and audits it; on anything but an
+// approval of an existing account it answers the request and reports
+// false.
+func (s *Server) operate(ctx *fasthttp.RequestCtx, in core.Input) (engine.OperatorResult, bool) {
 	r, err := s.e.Operate(context.Background(), in)
 	if err != nil {
 		s.internal(ctx, err)
-		return
+		return r, false
 	}
 	if r.Code != terminals.CodeApproved {
 		if in.Op != 0 {
-			s.audit(ctx, accountAction(in.Op), in.Account, string(r.Code), "amount_fen", in.Amount, "ref", in.Ref)
+			s.audit(ctx, accountAction(in.Op), in.Account, string(r.Code), auditAttrs(in)...)
 		}
 		s.fail(ctx, r.Code.HTTPStatus(), r.Code, r.Code.Name())
-		return
+		return r, false
 	}
 	if !r.Found {
 		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
-		return
+		return r, false
 	}
 	if in.Op != 0 {
-		s.audit(ctx, accountAction(in.Op), in.Account, "ok", "amount_fen", in.Amount, "ref", in.Ref)
+		s.audit(ctx, accountAction(in.Op), in.Account, "ok", auditAttrs(in)...)
 	}
-	s.json(ctx, okStatus, view(in.Account, r.Account))
+	return r, true
+}
+
+// auditAttrs are the audit fields of a ledger operator operation.
+func auditAttrs(in core.Input) []any {
+	if in.Op == core.OpSetProfile {
+		return []any{"profile", in.Profile.String()}
+	}
+	return []any{"amount_fen", in.Amount, "ref", in.Ref}
 }
 
 func (s *Server) internal(ctx *fasthttp.RequestCtx, err error) {

@@ -96,6 +96,8 @@ func accountAction(op core.Op) string {
 		return "account.topup"
 	case core.OpBlock:
 		return "account.block"
+	case core.OpSetProfile:
+		return "account.profile"
 	}
 	return "account.op"
 }
