@@ -1,48 +1,19 @@
 package gateway_test
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-
-	"scenepay/gateway/internal/testkit"
 )
 
 // startMosquitto runs a private Mosquitto from ../deploy/mosquitto/mosquitto.conf
-// on a free port, with a generated password for the gateway user.
+// (see startDeployMosquitto) and returns its loopback listener and the
+// gateway user's password.
 func startMosquitto(t *testing.T) (url, gwPassword string) {
 	t.Helper()
-	dir := t.TempDir()
-	conf, err := os.ReadFile("../deploy/mosquitto/mosquitto.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwPassword = fmt.Sprintf("pw-%d", time.Now().UnixNano())
-	pwFile := filepath.Join(dir, "passwd")
-	if out, err := exec.Command("mosquitto_passwd", "-c", "-b", pwFile, "scenepay-gateway", gwPassword).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_passwd: %v %s", err, out)
-	}
-	acl, err := os.ReadFile("../deploy/mosquitto/scenepay.acl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	aclFile := filepath.Join(dir, "acl")
-	if err := os.WriteFile(aclFile, acl, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := string(conf)
-	c = strings.ReplaceAll(c, "/etc/mosquitto/scenepay.passwd", pwFile)
-	c = strings.ReplaceAll(c, "/etc/mosquitto/scenepay.acl", aclFile)
-	c = strings.ReplaceAll(c, "persistence true", "persistence false")
-	c = strings.ReplaceAll(c, "persistence_location /var/lib/mosquitto/", "")
-	c = strings.ReplaceAll(c, "listener 1883 127.0.0.1", "")
-	return testkit.StartMosquitto(t, c).URL(), gwPassword
+	b := startDeployMosquitto(t)
+	return b.URL, b.GWPassword
 }
 
 func connect(t *testing.T, url, id, user, pass string) paho.Client {

@@ -33,7 +33,8 @@ func repoRoot(t *testing.T) string {
 
 func TestBrokerConfKeepsDeployedSettings(t *testing.T) {
 	deployed := []byte("# c\nset_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 10000\n" +
-		"persistence true\npersistence_location /var/lib/mosquitto/\npassword_file /etc/p\nacl_file /etc/a\nlistener 1883 127.0.0.1\n")
+		"persistence true\npersistence_location /var/lib/mosquitto/\npassword_file /etc/p\nacl_file /etc/a\nlistener 1883 127.0.0.1\n" +
+		"listener 8883\ncafile /etc/ca.pem\ncertfile /etc/b.pem\nkeyfile /etc/b.key\nrequire_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true\n")
 	got, err := BrokerConf(deployed, "/d", 4242, false)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +45,8 @@ func TestBrokerConfKeepsDeployedSettings(t *testing.T) {
 			t.Errorf("conf lacks %q:\n%s", want, got)
 		}
 	}
-	for _, bad := range []string{"/etc/p", "/etc/a", "listener 1883", "persistence true", "user root"} {
+	for _, bad := range []string{"/etc/p", "/etc/a", "listener 1883", "persistence true", "user root",
+		"listener 8883", "cafile", "certfile", "keyfile", "require_certificate", "use_identity_as_username", "use_username_as_clientid"} {
 		if strings.Contains(got, bad) {
 			t.Errorf("conf keeps %q:\n%s", bad, got)
 		}

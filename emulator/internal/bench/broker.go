@@ -71,12 +71,19 @@ func freePort() (int, error) {
 }
 
 // dropKeys are the deployed settings the private broker replaces: paths of
-// the production machine, the production listener, and persistence (a
-// benchmark must not read or leave a broker database).
+// the production machine, the production listeners, and persistence (a
+// benchmark must not read or leave a broker database). The options of the
+// deployed TLS listener go too: the private broker has one plain loopback
+// listener, and Mosquitto would open a default listener on 1883 for
+// listener options left above the first "listener" line.
 var dropKeys = map[string]bool{
 	"password_file": true, "acl_file": true, "persistence": true,
 	"persistence_location": true, "listener": true, "max_connections": true,
 	"user": true, "log_dest": true,
+	"cafile": true, "capath": true, "certfile": true, "keyfile": true,
+	"require_certificate": true, "use_identity_as_username": true,
+	"use_subject_as_username": true, "use_username_as_clientid": true,
+	"tls_version": true, "crlfile": true,
 }
 
 // BrokerConf derives the private broker's configuration from the deployed
