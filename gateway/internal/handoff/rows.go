@@ -101,7 +101,7 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		} else {
 			op = settle.OpCapture
 		}
-	case core.OpOpenAccount, core.OpTopUp, core.OpBlock, core.OpHold, core.OpRelease:
+	case core.OpOpenAccount, core.OpTopUp, core.OpBlock, core.OpHold, core.OpRelease, core.OpSetProfile:
 		return settle.Txn{}, false, nil
 	default:
 		// A new op that moves money must be mapped here, never dropped.

@@ -46,6 +46,7 @@ func TestRowOf(t *testing.T) {
 		{"declined purchase", with(func(r *core.Record) { r.Op = core.OpPurchase; r.Code = terminals.CodeInsufficientFunds }), "", 0, 0, false, false},
 		{"hold", with(func(r *core.Record) { r.Op = core.OpHold }), "", 0, 0, false, false},
 		{"top-up", with(func(r *core.Record) { r.Op = core.OpTopUp }), "", 0, 0, false, false},
+		{"concession profile", with(func(r *core.Record) { r.Op = core.OpSetProfile; r.Amount = 0 }), "", 0, 0, false, false},
 		{"flat tap", with(func(r *core.Record) { r.Op = core.OpTapIn; r.Tap = core.TapAmounts{Charge: 200} }), settle.OpPurchase, 200, 0, true, false},
 		{"hold-only tap", with(func(r *core.Record) { r.Op = core.OpTapIn; r.Tap = core.TapAmounts{Hold: 500} }), "", 0, 0, false, false},
 		{"tap-out", with(func(r *core.Record) { r.Op = core.OpTapOut; r.Tap = core.TapAmounts{Capture: 300, Release: 200} }), settle.OpCapture, 300, 0, true, false},
