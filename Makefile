@@ -28,7 +28,7 @@ run: build
 	setsid ./$(BIN)/gateway -data-dir $(RUN_DIR) & gw=$$!; \
 	setsid ./$(BIN)/settlement -data-dir $(RUN_DIR) -tick 2s & st=$$!; \
 	./$(BIN)/emulator -scenario demo -master-key-file $(RUN_DIR)/master.key -token-file $(RUN_DIR)/operator.token \
-	  -broker tcp://$${SCENEPAY_MQTT_LISTEN:-127.0.0.1:11883} -api http://$${SCENEPAY_HTTP_LISTEN:-127.0.0.1:18080} $(EMULATOR_FLAGS); rc=$$?; \
+	  -broker tcp://$${SCENEPAY_MQTT_LISTEN:-127.0.0.1:11883} -api http://$${SCENEPAY_HTTP_LISTEN:-127.0.0.1:18080} -settlement-db $(RUN_DIR)/settlement.db $(EMULATOR_FLAGS); rc=$$?; \
 	kill -INT $$st $$gw 2>/dev/null; wait $$st; wait $$gw; \
 	echo "merchant pages: http://$${SCENEPAY_SETTLEMENT_LISTEN:-127.0.0.1:18090}/m/ (issue a key: ./$(BIN)/settlement keys issue <merchant>, with SCENEPAY_DATA_DIR=$(RUN_DIR))"; \
 	exit $$rc

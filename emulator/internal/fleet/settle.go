@@ -213,6 +213,10 @@ func (r *runner) printSettlement() {
 	fmt.Fprintf(w, "settlement audit: %d merchants, %d differ -> %s\n", len(s.Merchants), bad, verdict)
 	for _, m := range s.Merchants {
 		if m.OK() {
+			// The merchant's takings for the run as settlement holds them:
+			// the statement a merchant would see on its page.
+			fmt.Fprintf(w, "  %-12s %4d rows, net %s CNY (%d fen), matches what its terminals were told\n",
+				m.Merchant, m.Rows, yuan(m.Store), m.Store)
 			continue
 		}
 		fmt.Fprintf(w, "  %s: store net %d fen over %d rows, terminals told %d (unresolved %d), difference %d\n",
@@ -227,4 +231,13 @@ func (r *runner) printSettlement() {
 			fmt.Fprintf(w, "    not told to a terminal: %s\n", x)
 		}
 	}
+}
+
+// yuan presents fen as yuan with two decimals, in integer arithmetic.
+func yuan(fen int64) string {
+	sign := ""
+	if fen < 0 {
+		sign, fen = "-", -fen
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, fen/100, fen%100)
 }
