@@ -93,6 +93,9 @@ type Request struct {
 	// Cfg is optional and only on a heartbeat: the configuration versions
 	// the terminal has applied, e.g. {"transit":3}.
 	Cfg CfgVersions `json:"cfg"`
+	// OBK is optional and only on a heartbeat: the reader's offline upload
+	// backlog, {"n":<taps waiting>,"oldest":<Unix ms>} (backlog.go).
+	OBK Backlog `json:"obk,omitzero"`
 	// Route and Stop are for tap_in / tap_out only: the route id and the
 	// stop id (the stop is required on distance routes; flat routes ignore it).
 	Route string `json:"route,omitempty"`
@@ -190,6 +193,7 @@ const (
 	keyIns
 	keyTaps
 	keyOut
+	keyOBK
 )
 
 // maxVersionValue bounds the "v" field while decoding; anything that fits but
@@ -296,6 +300,10 @@ func decodeRequest(body []byte, r *Request) error {
 			if err := decodeCfgVersions(&s, &r.Cfg); err != nil {
 				return err
 			}
+		case keyOBK:
+			if err := decodeBacklog(&s, &r.OBK); err != nil {
+				return err
+			}
 		case keyItem:
 			b, err := s.str(name)
 			if err != nil {
@@ -378,6 +386,8 @@ func requestKey(k []byte) (uint32, string) {
 		return keyCode, "code"
 	case "taps":
 		return keyTaps, "taps"
+	case "obk":
+		return keyOBK, "obk"
 	}
 	return 0, ""
 }
@@ -566,11 +576,17 @@ func (r *Request) Validate() error {
 		if r.Route != "" || r.Stop != "" {
 			return bad("route", "only a tap names a route and stop")
 		}
+		if r.OBK.Set {
+			return r.OBK.check()
+		}
 		return nil
 	case TypePurchase, TypeReversal, TypeBalance, TypeTapIn, TypeTapOut, TypeHold, TypeCapture, TypeRelease,
 		TypeQRPay, TypeRefund, TypeOfflineUpload, TypeECNYOffline:
 		if r.Cfg.Len() != 0 {
 			return bad("cfg", "only a heartbeat reports configuration versions")
+		}
+		if r.OBK.Set {
+			return bad("obk", "only a heartbeat reports an offline upload backlog")
 		}
 		if (r.Type == TypeOfflineUpload) != (r.Taps.Len() != 0) {
 			return bad("taps", "an offline_upload, and only it, carries taps")
@@ -839,6 +855,10 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"cfg":`...)
 		dst = r.Cfg.appendJSON(dst)
 	}
+	if r.OBK.Set {
+		dst = append(dst, `,"obk":`...)
+		dst = r.OBK.appendJSON(dst)
+	}
 	if r.Route != "" {
 		dst = append(dst, `,"route":`...)
 		dst = appendJSONString(dst, r.Route)
@@ -1017,7 +1037,7 @@ func DecodeReply(body []byte) (*Reply, error) {
 }
 
 // ContentHash is the idempotency fingerprint of a request: every field
-// except the timestamp and Cfg (heartbeats only, never deduplicated), so that a terminal retry that re-stamps the time is
+// except the timestamp, Cfg and OBK (heartbeats only, never deduplicated), so that a terminal retry that re-stamps the time is
 // still "the same request" while a changed amount, instrument or original
 // under the same txn id is a conflict. Strings are length-prefixed so that
 // no two field lists hash the same input. FNV-1a, 64 bits; it guards against

@@ -459,9 +459,9 @@ func TestContentHash(t *testing.T) {
 		fields = append(fields, f.Name)
 	}
 	for _, f := range fields {
-		// Cfg is only on heartbeats, which are never deduplicated, so it is
-		// deliberately not part of the idempotency fingerprint.
-		if f == "TS" || f == "Cfg" {
+		// Cfg and OBK are only on heartbeats, which are never deduplicated,
+		// so they are deliberately not part of the idempotency fingerprint.
+		if f == "TS" || f == "Cfg" || f == "OBK" {
 			continue
 		}
 		m, ok := mutate[f]
