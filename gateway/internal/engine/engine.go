@@ -119,8 +119,9 @@ type Engine struct {
 	// soon as the records are durable, but their completions, which store
 	// the replies in the idempotency store, run after that.
 	journaling sync.WaitGroup
-	conf       configState // versioned scene configuration (config.go)
-	deny       denyState   // the bus readers' deny list (denylist.go)
+	conf       configState  // versioned scene configuration (config.go)
+	deny       denyState    // the bus readers' deny list (denylist.go)
+	backlog    backlogTable // last offline upload backlog per terminal (backlog.go)
 	// handoffBusy refuses new payments while the settlement handoff is
 	// past its backlog bound (handoff.go).
 	handoffBusy atomic.Bool
@@ -175,6 +176,7 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	e.pool.New = func() any { return new(work) }
 	e.conf.init(master, cfg.TerminalsMax)
 	e.deny.init()
+	e.backlog.init(cfg.TerminalsMax)
 	e.shards = make([]*shard, cfg.Shards)
 	for i := range e.shards {
 		e.shards[i] = &shard{e: e, id: i, c: core.NewShard(uint32(i), cfg.Core), ch: make(chan *work, cfg.ShardQueueMax)}
@@ -217,6 +219,7 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	e.m.setConfigLagging(e.configLaggingCounts)
 	e.m.setTerminalCounts(e.terminalCounts)
 	e.m.deny.set(e)
+	e.m.backlog.eng.Store(e)
 	e.lastSnp.Store(snapLSN)
 	e.log.Info("engine recovered", "snapshot_lsn", snapLSN, "replayed_entries", n, "last_lsn", j.LastLSN(),
 		"terminals", e.reg.Len(), "took", time.Since(start).String())

@@ -82,6 +82,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	case terminals.TypeHeartbeat:
 		e.noteConfigReport(tid, &r.Cfg, now)
 		e.noteDenyReport(tid, &r.Cfg)
+		e.noteBacklog(term, tid, &r.OBK, now)
 		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeApproved, recv)
 		e.pool.Put(w)
 		return

@@ -34,6 +34,7 @@ type Metrics struct {
 	configLagging       *lagCollector
 	terminals           *terminalsCollector // online/registered by kind (scene_metrics.go)
 	deny                *denyCollector      // deny-list version and lagging readers (denylist.go)
+	backlog             *backlogCollector   // offline upload backlog and journal size (backlog.go)
 }
 
 // OnJournalSync is the journal's per-group hook.
@@ -140,8 +141,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.DuplicateReplays, m.Snapshots, m.SnapshotSeconds, m.SnapshotPause, m.JournalFailed, m.ReplayedEntries, m.SnapshotFallbacks)
 	}
 	m.terminals = newTerminalsCollector()
+	m.backlog = newBacklogCollector()
 	if reg != nil {
-		reg.MustRegister(m.terminals)
+		reg.MustRegister(m.terminals, m.backlog)
 	}
 	m.precreateSceneSeries()
 	return m
