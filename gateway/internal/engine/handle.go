@@ -92,21 +92,21 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 			e.pool.Put(w)
 			return
 		}
-		if !e.acquire() {
+		if !e.acquire(term) {
 			e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)
 			e.pool.Put(w)
 			return
 		}
 		w.kind = workBalance
 		if !e.shardFor(r).offer(w) {
-			e.release()
+			e.release(term)
 			e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)
 			e.pool.Put(w)
 		}
 		return
 	}
 	// purchase, reversal, tap_in, tap_out, qr_pay, refund, hospital: idempotency first.
-	if e.handoffRefuses(r.Type) || !e.acquire() {
+	if e.handoffRefuses(r.Type) || !e.acquire(term) {
 		e.m.Busy.Inc()
 		e.refuseAs(term, tid, r.Type, r.Inst.Kind, r.Txn, terminals.CodeBusy, recv)
 		e.pool.Put(w)
@@ -125,7 +125,7 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	if res.Verdict == idem.Admitted {
 		return // w now belongs to the shard
 	}
-	e.release()
+	e.release(term)
 	typ, txn, inst := r.Type, r.Txn, r.Inst.Kind
 	e.pool.Put(w)
 	switch res.Verdict {
@@ -149,19 +149,22 @@ func (e *Engine) HandleMessage(topic string, payload []byte) {
 	}
 }
 
-func (e *Engine) acquire() bool {
+// acquire takes an in-flight slot for a request of term's scene; false at
+// the bound (-inflight-max), which the caller answers BUSY.
+func (e *Engine) acquire(term *registry.Entry) bool {
 	select {
 	case e.inflt <- struct{}{}:
-		e.m.InFlight.Inc()
+		e.m.InFlight.WithLabelValues(sceneLabel(term)).Inc()
 		return true
 	default:
 		return false
 	}
 }
 
-func (e *Engine) release() {
+// release frees the slot taken by acquire(term).
+func (e *Engine) release(term *registry.Entry) {
 	<-e.inflt
-	e.m.InFlight.Dec()
+	e.m.InFlight.WithLabelValues(sceneLabel(term)).Dec()
 }
 
 // refuse answers a request that never reaches the ledger. Refusals are not

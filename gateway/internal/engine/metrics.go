@@ -12,7 +12,7 @@ import (
 type Metrics struct {
 	Requests          *prometheus.CounterVec   // type, code, scene, instrument
 	Latency           *prometheus.HistogramVec // type, scene, instrument
-	InFlight          prometheus.Gauge
+	InFlight          *prometheus.GaugeVec
 	Busy              prometheus.Counter
 	UnknownTerminal   prometheus.Counter
 	BadTopic          prometheus.Counter
@@ -56,10 +56,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from receipt of a terminal request to the publication of its reply.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2},
 		}, []string{"type", "scene", "instrument"}),
-		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "scenepay_gateway_inflight_requests",
 			Help: "Admitted requests not yet answered (bounded by -inflight-max).",
-		}),
+		}, []string{"scene"}),
 		Busy: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scenepay_gateway_busy_total",
 			Help: "Requests answered BUSY because a bound (in-flight or shard queue) was reached.",
@@ -133,6 +133,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		"Registered terminals of a document's group whose last reported version is below the current one, or that never reported it since the gateway started.",
 		[]string{"name"}, nil)}
 	m.deny = newDenyCollector()
+	for _, sc := range sceneKinds { // every scene from the start: an idle scene reads 0, not "no data"
+		m.InFlight.WithLabelValues(sc)
+	}
 	if reg != nil {
 		reg.MustRegister(m.deny)
 		reg.MustRegister(m.ConfigVersion, m.ConfigPublishErrors, m.ConfigInvalidStored, m.configLagging)

@@ -173,7 +173,7 @@ func (s *shard) balance(w *work) {
 	sealed := s.sealReply(w, now, w.out.Code, w.out.Code == terminals.CodeApproved)
 	s.e.publish(w.req.TID, sealed)
 	s.e.observe(w.term, w.req.Inst.Kind, w.req.Type, w.out.Code, w.recv)
-	s.e.release()
+	s.e.release(w.term)
 	s.e.pool.Put(w)
 }
 
@@ -230,7 +230,7 @@ func (w *work) Durable(lsn uint64, err error) {
 		rep := terminals.Reply{V: terminals.Version, Type: w.req.Type, TID: w.req.TID, Txn: w.req.Txn, Code: terminals.CodeSystemError, GTS: e.cfg.Clock().UnixMilli()}
 		e.publish(w.req.TID, w.term.Seal(nil, rep.AppendJSON(nil)))
 		e.observe(w.term, w.req.Inst.Kind, w.req.Type, terminals.CodeSystemError, w.recv)
-		e.release()
+		e.release(w.term)
 		return
 	}
 	waiters := e.idem.Complete(w.req.TID, w.req.Txn, w.hash, w.code.Class(), w.reply)
@@ -247,7 +247,7 @@ func (w *work) Durable(lsn uint64, err error) {
 	// The request is answered from here on: free its in-flight slot before
 	// publishing, so that a terminal reacting to the reply at once is not
 	// told BUSY by its own finished request.
-	e.release()
+	e.release(w.term)
 	for i := 0; i <= waiters; i++ {
 		e.publish(w.req.TID, w.reply)
 	}
