@@ -65,7 +65,7 @@ func run() int {
 		gatewayBin   = fs.String("gateway-bin", "", "start this gateway binary (and, without -broker-external, a private Mosquitto) instead of using a running gateway; needed by the gateway-kill and broker-restart faults")
 		dataDir      = fs.String("data-dir", "var/emulator-gateway", "with -gateway-bin: the gateway's data directory")
 		brokerExt    = fs.Bool("broker-external", false, "with -gateway-bin: use -broker instead of starting a private Mosquitto")
-		settleDB     = fs.String("settlement-db", "", "settlement store to audit (SQLite path or postgres:// URL); with -gateway-bin defaults to {data-dir}/settlement.db")
+		settleDB     = fs.String("settlement-db", "", "settlement store to audit (SQLite path or postgres:// URL); with -gateway-bin a postgres:// URL is also the started gateway's -settlement-db, and the default is {data-dir}/settlement.db")
 		progressOn   = fs.Bool("progress", true, "print a live progress line on stderr for scenarios other than demo (rewritten in place on a terminal)")
 		readyTimeout = fs.Duration("ready-timeout", 30*time.Second, "how long to wait for the gateway's /readyz")
 		replyTimeout = fs.Duration("reply-timeout", 3*time.Second, "per-attempt reply timeout of a terminal")
@@ -108,8 +108,14 @@ func run() int {
 		tokBytes := make([]byte, 16)
 		rand.Read(tokBytes)
 		*token = hex.EncodeToString(tokBytes)
+		// A postgres:// -settlement-db goes to the gateway too, so that its
+		// handoff writes the store the audit reads.
+		gwSettle := ""
+		if strings.HasPrefix(*settleDB, "postgres://") || strings.HasPrefix(*settleDB, "postgresql://") {
+			gwSettle = *settleDB
+		}
 		rg, err = rig.Start(ctx, rig.Config{GatewayBin: *gatewayBin, DataDir: *dataDir, BrokerURL: ext,
-			TopicRoot: *topicRoot, Token: *token})
+			TopicRoot: *topicRoot, Token: *token, SettlementDB: gwSettle})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "emulator:", err)
 			return exitGateway

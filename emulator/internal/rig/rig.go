@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -40,8 +41,14 @@ type Config struct {
 	// which RestartBroker can restart.
 	BrokerURL string
 	TopicRoot string
-	Token     string   // the operator token the gateway is given
-	ExtraArgs []string // more gateway flags
+	Token     string // the operator token the gateway is given
+	// SettlementDB is the gateway's -settlement-db: a postgres:// URL, or
+	// "" for the embedded SQLite store in DataDir. The rig passes it on so
+	// that the gateway's handoff and the emulator's settlement audit read
+	// and write the same store (a rig that kept SQLite while the audit read
+	// PostgreSQL would report every merchant as missing).
+	SettlementDB string
+	ExtraArgs    []string // more gateway flags
 }
 
 // Rig is the running processes.
@@ -58,6 +65,9 @@ type Rig struct {
 func Start(ctx context.Context, c Config) (*Rig, error) {
 	if c.GatewayBin == "" || c.DataDir == "" {
 		return nil, errors.New("rig: a gateway binary and a data directory are required")
+	}
+	if c.SettlementDB != "" && !isPostgresURL(c.SettlementDB) {
+		return nil, fmt.Errorf("rig: the gateway's settlement store is a postgres:// URL or the embedded one, got %q", c.SettlementDB)
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, err
@@ -85,7 +95,11 @@ func Start(ctx context.Context, c Config) (*Rig, error) {
 }
 
 func (r *Rig) startGateway(ctx context.Context) error {
-	args := append([]string{"-topic-root", r.cfg.TopicRoot}, r.cfg.ExtraArgs...)
+	args := []string{"-topic-root", r.cfg.TopicRoot}
+	if r.cfg.SettlementDB != "" {
+		args = append(args, "-settlement-db", r.cfg.SettlementDB)
+	}
+	args = append(args, r.cfg.ExtraArgs...)
 	g, err := bench.StartGateway(ctx, bench.GatewayConfig{
 		Bin: r.cfg.GatewayBin, DataDir: r.cfg.DataDir, BrokerURL: r.BrokerURL(),
 		MasterFile: r.master, Token: r.cfg.Token, ExtraArgs: args,
@@ -102,8 +116,19 @@ func (r *Rig) startGateway(ctx context.Context) error {
 // MasterKeyFile is the master key file the gateway was started with.
 func (r *Rig) MasterKeyFile() string { return r.master }
 
-// SettlementDB is the embedded settlement store the gateway writes.
-func (r *Rig) SettlementDB() string { return filepath.Join(r.cfg.DataDir, "settlement.db") }
+// SettlementDB is the settlement store the gateway writes: the configured
+// postgres:// URL, or else the embedded SQLite file in the data directory.
+func (r *Rig) SettlementDB() string {
+	if r.cfg.SettlementDB != "" {
+		return r.cfg.SettlementDB
+	}
+	return filepath.Join(r.cfg.DataDir, "settlement.db")
+}
+
+// isPostgresURL is the gateway's own test for a PostgreSQL settlement store.
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
 
 // BrokerURL is the broker the gateway and the fleet use.
 func (r *Rig) BrokerURL() string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"scenepay/emulator/internal/fleet"
+	"scenepay/settlement/store/pgtest"
 	"scenepay/terminals"
 )
 
@@ -45,7 +46,10 @@ func readMaster(t *testing.T, path string) []byte {
 // TestMixedScenarioWithFaultsPassesAudit runs a compressed town day against
 // the real gateway binary on the machine's Mosquitto (a topic root of its
 // own), with every per-work fault and a gateway SIGKILL + restart in the
-// middle, and requires the balance and settlement audits to pass.
+// middle, and requires the balance and settlement audits to pass. It runs
+// once per settlement store the gateway can hand off to: the embedded
+// SQLite file and a private schema on the machine's PostgreSQL, which the
+// gateway gets as -settlement-db and the audit reads through the same URL.
 func TestMixedScenarioWithFaultsPassesAudit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the gateway binary")
@@ -54,14 +58,33 @@ func TestMixedScenarioWithFaultsPassesAudit(t *testing.T) {
 		t.Skip("mosquitto not installed")
 	}
 	bin := buildGateway(t)
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) string // the rig's SettlementDB
+	}{
+		{"sqlite", func(*testing.T) string { return "" }},
+		{"postgres", func(t *testing.T) string { return pgtest.Schema(t, "rig") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runMixedScenario(t, bin, tc.store(t))
+		})
+	}
+}
+
+func runMixedScenario(t *testing.T, bin, settleDB string) {
 	root := fmt.Sprintf("t-rig-%d/scp/v1", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rg, err := Start(ctx, Config{GatewayBin: bin, DataDir: t.TempDir(), BrokerURL: machineBroker, TopicRoot: root, Token: "rig-op"})
+	dataDir := t.TempDir()
+	rg, err := Start(ctx, Config{GatewayBin: bin, DataDir: dataDir, BrokerURL: machineBroker, TopicRoot: root,
+		Token: "rig-op", SettlementDB: settleDB})
 	if err != nil {
 		t.Skipf("gateway on the machine broker: %v", err)
 	}
 	defer rg.Close()
+	if settleDB != "" && rg.SettlementDB() != settleDB {
+		t.Fatalf("rig audits %q, the gateway writes %q", rg.SettlementDB(), settleDB)
+	}
 	f, err := fleet.ParseFaults("all", 0.15)
 	if err != nil {
 		t.Fatal(err)
@@ -89,5 +112,25 @@ func TestMixedScenarioWithFaultsPassesAudit(t *testing.T) {
 	}
 	if !rep.Settlement.Ran || len(rep.Settlement.Merchants) == 0 {
 		t.Fatalf("settlement audit did not run: %+v", rep.Settlement)
+	}
+	// With PostgreSQL the embedded store must stay unopened: a passing
+	// audit then proves the handoff reached the schema, not a local file.
+	_, err = os.Stat(filepath.Join(dataDir, "settlement.db"))
+	if settleDB != "" && err == nil {
+		t.Fatal("the gateway wrote the embedded settlement.db although it was given -settlement-db")
+	}
+	if settleDB == "" && err != nil {
+		t.Fatalf("embedded settlement store: %v", err)
+	}
+}
+
+// TestStartRejectsNonPostgresSettlementDB: the gateway takes only a
+// postgres:// URL for -settlement-db, so the rig refuses anything else
+// before it starts a process rather than after the gateway exits.
+func TestStartRejectsNonPostgresSettlementDB(t *testing.T) {
+	_, err := Start(context.Background(), Config{GatewayBin: "/nonexistent/gateway", DataDir: t.TempDir(),
+		BrokerURL: machineBroker, SettlementDB: "/tmp/settlement.db"})
+	if err == nil || !strings.Contains(err.Error(), "postgres://") {
+		t.Fatalf("want a postgres:// URL error, got %v", err)
 	}
 }
