@@ -205,9 +205,13 @@ func (d *Device) options() *mqtt.ClientOptions {
 	o := mqtt.NewClientOptions().
 		AddBroker(d.cfg.Broker).
 		SetClientID(d.cfg.TID).
-		// A persistent session: QoS 1 replies published while the terminal
-		// was briefly away are kept by the broker and delivered on return.
-		SetCleanSession(false).
+		// A clean session. docs/protocol.md lets terminals keep a persistent
+		// session, but paho.mqtt.golang v1.5.1 races when it resends stored
+		// in-flight messages on reconnect (upstream issue #703, seen here
+		// under the race detector). A virtual terminal does not need the
+		// broker's queue: it retries with the same txn id and gets the stored
+		// reply, which is the end-to-end rule the protocol relies on anyway.
+		SetCleanSession(true).
 		SetUsername(d.cfg.Username).
 		SetPassword(d.cfg.Password).
 		SetKeepAlive(d.cfg.KeepAlive).
