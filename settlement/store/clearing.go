@@ -307,3 +307,20 @@ func checkDifference(d *Difference) error {
 }
 
 func notFound(what string) error { return &Error{Code: CodeNotFound, Reason: what + " not found"} }
+
+// oneSettlement is Settlement for both stores: one merchant's row of a
+// window from the store's settlements query, or not found.
+func oneSettlement(ctx context.Context, list func(ctx context.Context, window, merchant string) ([]Settlement, error),
+	window, merchant string) (Settlement, error) {
+	if merchant == "" {
+		return Settlement{}, badQuery("merchant is required")
+	}
+	out, err := list(ctx, window, merchant)
+	if err != nil {
+		return Settlement{}, err
+	}
+	if len(out) == 0 {
+		return Settlement{}, notFound("settlement")
+	}
+	return out[0], nil
+}

@@ -290,17 +290,7 @@ func (s *Postgres) Settlements(ctx context.Context, window string) ([]Settlement
 
 // Settlement implements Clearing.
 func (s *Postgres) Settlement(ctx context.Context, window, merchant string) (Settlement, error) {
-	if merchant == "" {
-		return Settlement{}, badQuery("merchant is required")
-	}
-	out, err := s.settlements(ctx, window, merchant)
-	if err != nil {
-		return Settlement{}, err
-	}
-	if len(out) == 0 {
-		return Settlement{}, notFound("settlement")
-	}
-	return out[0], nil
+	return oneSettlement(ctx, s.settlements, window, merchant)
 }
 
 // SceneTotals implements Clearing.
