@@ -145,6 +145,14 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	parts := strings.Split(strings.TrimPrefix(path, "/v1/"), "/")
 	post := ctx.IsPost()
+	if len(parts) >= 2 && parts[0] == "accounts" {
+		// One check for every /v1/accounts/{key}/... route: a malformed key
+		// (or a card number) names no account.
+		if _, ok := validKey(parts[1]); !ok {
+			s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
+			return
+		}
+	}
 	switch {
 	case len(parts) == 1 && parts[0] == "terminals" && post:
 		s.registerTerminal(ctx)
@@ -364,10 +372,6 @@ type profileBody struct {
 }
 
 func (s *Server) setProfile(ctx *fasthttp.RequestCtx, key string) {
-	if _, ok := validKey(key); !ok {
-		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
-		return
-	}
 	var b profileBody
 	if !s.decode(ctx, &b) {
 		return
@@ -382,10 +386,6 @@ func (s *Server) setProfile(ctx *fasthttp.RequestCtx, key string) {
 }
 
 func (s *Server) getAccount(ctx *fasthttp.RequestCtx, key string) {
-	if _, ok := validKey(key); !ok {
-		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
-		return
-	}
 	s.run(ctx, fasthttp.StatusOK, core.Input{Account: key})
 }
 
@@ -395,10 +395,6 @@ type topUpBody struct {
 }
 
 func (s *Server) topUp(ctx *fasthttp.RequestCtx, key string) {
-	if _, ok := validKey(key); !ok {
-		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
-		return
-	}
 	var b topUpBody
 	if !s.decode(ctx, &b) {
 		return
@@ -420,10 +416,6 @@ type blockBody struct {
 }
 
 func (s *Server) block(ctx *fasthttp.RequestCtx, key string) {
-	if _, ok := validKey(key); !ok {
-		s.fail(ctx, fasthttp.StatusNotFound, terminals.CodeUnknownInstrument, "no such account")
-		return
-	}
 	var b blockBody
 	if !s.decode(ctx, &b) {
 		return
