@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -24,18 +25,28 @@ type wireBatch struct {
 }
 
 type wireTxn struct {
-	LSN      uint64 `json:"lsn"`
-	At       int64  `json:"at"`
-	Merchant string `json:"mer"`
-	Terminal string `json:"tid"`
-	Scene    string `json:"scene"`
-	Op       string `json:"op"`
-	InstKind string `json:"ik"`
-	Account  string `json:"acct"`
-	Amount   int64  `json:"amt"`
-	Auth     string `json:"auth,omitempty"`
-	Txn      uint64 `json:"txn"`
-	Orig     uint64 `json:"orig,omitempty"`
+	LSN      uint64    `json:"lsn"`
+	At       int64     `json:"at"`
+	Merchant string    `json:"mer"`
+	Terminal string    `json:"tid"`
+	Scene    string    `json:"scene"`
+	Op       string    `json:"op"`
+	InstKind string    `json:"ik"`
+	Account  string    `json:"acct"`
+	Amount   int64     `json:"amt"`
+	Auth     string    `json:"auth,omitempty"`
+	Txn      uint64    `json:"txn"`
+	Orig     uint64    `json:"orig,omitempty"`
+	Legs     []wireLeg `json:"legs,omitempty"`
+}
+
+// wireLeg is one Leg. A row without legs omits "legs" (an empty list
+// decodes to none), so rows of producers that never carry legs are
+// unchanged on the wire.
+type wireLeg struct {
+	Kind   string `json:"kind"`
+	Payee  string `json:"payee"`
+	Amount int64  `json:"amt"`
 }
 
 // Encode validates b and returns its wire form. The row source is implied
@@ -50,7 +61,7 @@ func Encode(b *Batch) ([]byte, error) {
 		r := &b.Rows[i]
 		w.Rows[i] = wireTxn{LSN: r.LSN, At: r.At.UnixMicro(), Merchant: r.Merchant, Terminal: r.Terminal,
 			Scene: r.Scene, Op: r.Op, InstKind: r.InstKind, Account: r.Account, Amount: r.Amount,
-			Auth: r.Auth, Txn: r.Txn, Orig: r.Orig}
+			Auth: r.Auth, Txn: r.Txn, Orig: r.Orig, Legs: wireLegs(r.Legs)}
 	}
 	out, err := json.Marshal(&w)
 	if err != nil {
@@ -94,11 +105,32 @@ func Decode(data []byte) (*Batch, error) {
 		b.Rows[i] = Txn{Source: w.Source, LSN: r.LSN, At: fromMicro(r.At), Merchant: r.Merchant,
 			Terminal: r.Terminal, Scene: r.Scene, Op: r.Op, InstKind: r.InstKind, Account: r.Account,
 			Amount: r.Amount, Auth: r.Auth, Txn: r.Txn, Orig: r.Orig}
+		if len(r.Legs) > LegsMax {
+			return nil, malformed(rowField(i, "legs"), "more than "+strconv.Itoa(LegsMax)+" legs")
+		}
+		if len(r.Legs) > 0 {
+			legs := make([]Leg, len(r.Legs))
+			for j, l := range r.Legs {
+				legs[j] = Leg{Kind: l.Kind, Payee: l.Payee, Amount: l.Amount}
+			}
+			b.Rows[i].Legs = legs
+		}
 	}
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+func wireLegs(ls []Leg) []wireLeg {
+	if len(ls) == 0 {
+		return nil
+	}
+	out := make([]wireLeg, len(ls))
+	for i, l := range ls {
+		out[i] = wireLeg{Kind: l.Kind, Payee: l.Payee, Amount: l.Amount}
+	}
+	return out
 }
 
 // fromMicro maps 0 to the zero time so that a missing time is reported as

@@ -9,6 +9,13 @@
 // batch re-cut over a different range adds only LSNs not seen before). The
 // store, not the gateway, is the record of how far handoff got.
 //
+// A row may carry per-payment division legs (Txn.Legs): the market
+// operator's fee of a QR payment or refund, and the insurance parts of a
+// hospital bill. They belong to the row: the store keeps them under the
+// row's (source, LSN), and a re-cut row with other legs is a conflict.
+// Transit debt that a top-up paid reaches settlement as its own row
+// (OpDebtRecovery) for the bus company.
+//
 // No primary account number ever crosses this boundary: an Account that
 // looks like a PAN is refused.
 package handoff

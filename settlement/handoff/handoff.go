@@ -40,7 +40,38 @@ const (
 	OpCapture  = "capture"  // +amount: a hold turned into a payment
 	OpReversal = "reversal" // -amount: a void of an earlier request (Orig)
 	OpRefund   = "refund"   // -amount: money returned for an earlier payment (Orig)
+	// OpDebtRecovery is transit debt paid by a card's top-up, owed to the
+	// bus company (the row's merchant): +amount, Orig 0.
+	OpDebtRecovery = "debt_recovery"
 )
+
+// Leg kinds: the per-payment divisions a row may carry (Txn.Legs).
+const (
+	// LegMarketFee is the market operator's leg of a QR payment (+) or of
+	// a refund (-, taken back); Payee is the operator's merchant id. It is
+	// part of the row's Amount: the stall merchant's takings include it
+	// and clearing pays it on to the operator.
+	LegMarketFee = "market_fee"
+	// LegInsPooled and LegInsPersonal are the parts of a hospital bill the
+	// medical insurance platform pays (pooled fund, personal account);
+	// Payee names the insurance payer. They are not part of the row's
+	// Amount (the patient's instrument paid only the self-pay part): they
+	// are receivables of the merchant from the payer.
+	LegInsPooled   = "ins_pooled"
+	LegInsPersonal = "ins_personal"
+)
+
+// LegsMax bounds the legs of one row (one of each kind at most).
+const LegsMax = 3
+
+// Leg is one division of a row, paid to or owed by someone other than the
+// row's merchant. Amount is fen: a market_fee leg is signed like the row,
+// an insurance leg is positive.
+type Leg struct {
+	Kind   string
+	Payee  string // merchant or payer id, same rules as a merchant id
+	Amount int64
+}
 
 // Txn is one journaled transaction as settlement sees it.
 type Txn struct {
@@ -50,13 +81,14 @@ type Txn struct {
 	Merchant string    // merchant id
 	Terminal string    // terminal id (the wire "tid")
 	Scene    string    // SceneBus, SceneStall, SceneKiosk
-	Op       string    // OpPurchase, OpCapture, OpReversal, OpRefund
+	Op       string    // OpPurchase, OpCapture, OpReversal, OpRefund, OpDebtRecovery
 	InstKind string    // terminals.InstCounty, InstBank, InstECNY
 	Account  string    // ledger key: a token, card id or wallet id; never a PAN
 	Amount   int64     // fen, signed by Op
 	Auth     string    // gateway authorization reference
 	Txn      uint64    // terminal txn id
 	Orig     uint64    // terminal txn id of the original, for reversal and refund
+	Legs     []Leg     // optional per-payment divisions, at most LegsMax, nil when none
 }
 
 // Batch is a contiguous LSN range of one source's journal, with the
@@ -203,7 +235,7 @@ func (r *Txn) validate(i int) error {
 		return malformed(f("amount"), "zero or beyond the protocol maximum")
 	}
 	switch r.Op {
-	case OpPurchase, OpCapture:
+	case OpPurchase, OpCapture, OpDebtRecovery:
 		if r.Amount < 0 {
 			return malformed(f("amount"), "must be positive for "+r.Op)
 		}
@@ -216,6 +248,61 @@ func (r *Txn) validate(i int) error {
 		}
 	default:
 		return malformed(f("op"), "unknown operation")
+	}
+	return r.validateLegs(f)
+}
+
+// validateLegs checks the per-payment divisions of a row whose own fields
+// are valid: known kinds, one of each, payee ids like merchant ids, a
+// market fee signed like the row and no larger than it (payments and
+// refunds only), insurance legs positive and on payment rows only.
+func (r *Txn) validateLegs(f func(string) string) error {
+	if len(r.Legs) == 0 {
+		return nil
+	}
+	if len(r.Legs) > LegsMax {
+		return malformed(f("legs"), "more than "+strconv.Itoa(LegsMax)+" legs")
+	}
+	var seen [3]bool
+	for j := range r.Legs {
+		l := &r.Legs[j]
+		lf := func(name string) string { return f("legs[" + strconv.Itoa(j) + "]." + name) }
+		var k int
+		switch l.Kind {
+		case LegMarketFee:
+			k = 0
+			switch {
+			case r.Op == OpPurchase && l.Amount > 0 && l.Amount <= r.Amount:
+			case r.Op == OpRefund && l.Amount < 0 && l.Amount >= r.Amount:
+			case r.Op != OpPurchase && r.Op != OpRefund:
+				return malformed(lf("kind"), "a market fee leg is only on a purchase or a refund")
+			default:
+				return malformed(lf("amount"), "a market fee leg is signed like the row and at most its amount")
+			}
+		case LegInsPooled, LegInsPersonal:
+			k = 1
+			if l.Kind == LegInsPersonal {
+				k = 2
+			}
+			if r.Op != OpPurchase && r.Op != OpCapture {
+				return malformed(lf("kind"), "an insurance leg is only on a payment")
+			}
+			if l.Amount <= 0 || l.Amount > terminals.MaxAmount {
+				return malformed(lf("amount"), "an insurance leg is positive and within the protocol maximum")
+			}
+		default:
+			return malformed(lf("kind"), "unknown leg kind")
+		}
+		if seen[k] {
+			return malformed(lf("kind"), "a kind appears twice")
+		}
+		seen[k] = true
+		if why := checkText(l.Payee, MerchantLenMax); why != "" {
+			return malformed(lf("payee"), why)
+		}
+		if terminals.LooksLikePAN(l.Payee) {
+			return &Error{Code: CodePAN, Field: lf("payee"), Reason: "looks like a card number"}
+		}
 	}
 	return nil
 }
