@@ -361,6 +361,11 @@ func (j *Journal) replaySegment(sg segment, afterLSN uint64, fn func(uint64, []b
 func (j *Journal) TruncateBefore(lsn uint64) error {
 	j.segMu.Lock()
 	defer j.segMu.Unlock()
+	return j.truncateLocked(lsn)
+}
+
+// truncateLocked is TruncateBefore with segMu held.
+func (j *Journal) truncateLocked(lsn uint64) error {
 	removed := 0
 	for len(j.segments) > 1 && j.segments[1].first <= lsn {
 		path := filepath.Join(j.opts.Dir, j.segments[0].name)
