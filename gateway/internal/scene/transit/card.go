@@ -40,7 +40,25 @@ type Journey struct {
 	Transfer        bool
 	PrevAnchor      int64
 	PrevAnchorRoute string
+	// Reader and Merchant are the boarding reader's terminal id and its
+	// merchant (<= PartyLenMax bytes each, "" when unknown or longer; the
+	// core fills them from the tap): whom the maximum fare is owed when
+	// the journey is closed as incomplete without a tap by the card (the
+	// gateway's sweep). Since card state version 2.
+	Reader   string
+	Merchant string
 }
+
+// PartyLenMax bounds a journey's Reader and Merchant (bytes): terminal
+// ids are at most 32 bytes and merchant ids at most 64.
+const PartyLenMax = 64
+
+// PastDaysMax is how many transit days before Day a card remembers the
+// spend of (Card.Past): a late offline tap of one of those days is capped
+// together with that day's other taps. It covers the default upload age
+// limit (7 days) with a day to spare, since a tap up to 7 x 24 h old can
+// be 8 transit days behind.
+const PastDaysMax = 8
 
 // Card is the per-card transit state.
 type Card struct {
@@ -52,6 +70,12 @@ type Card struct {
 	DaySpent  int64
 	Week      int32
 	WeekSpent int64
+	// Past is what the card paid on each of the PastDaysMax transit days
+	// before Day: Past[0] is Day-1, Past[1] Day-2, ... (0 for a day
+	// without taps). It shifts when Day moves on; a late uploaded tap of
+	// such a day is capped against, and added to, its entry. Since card
+	// state version 2.
+	Past [PastDaysMax]int64
 	// Anchor is the last paid boarding (UTC Unix ns, 0 none) and its route:
 	// the start of the transfer window.
 	Anchor      int64
@@ -93,7 +117,14 @@ var (
 	ErrCorrupt   = errors.New("transit: corrupt state")
 )
 
-const cardVersion = 1
+// cardVersion is the version of the state AppendState and AppendBinary
+// write. Version 2 added the past days' spend and the journey's reader
+// and merchant; version 1 state (journal records and snapshots written
+// before) still decodes, with those empty.
+const (
+	cardVersion   = 2
+	cardVersionV1 = 1
+)
 
 func appendStr(dst []byte, s string) []byte {
 	dst = append(dst, byte(len(s)))
@@ -102,12 +133,15 @@ func appendStr(dst []byte, s string) []byte {
 
 func appendI64(dst []byte, v int64) []byte { return binary.LittleEndian.AppendUint64(dst, uint64(v)) }
 
-// AppendBinary appends the card's deterministic binary form (version 1,
+// AppendBinary appends the card's deterministic binary form (version 2,
 // little endian): version, profile, flags (bit 0 open, bit 1 transfer),
 // day, week (int32), day spent, week spent, anchor (int64), anchor route
-// (len byte + bytes), debt, offline taps (uint16), then if open: route,
-// stop, board time, day, week, held, debt, prev anchor, prev anchor route;
-// then seen count, next slot and the seen keys (16 bytes each).
+// (len byte + bytes), debt, offline taps (uint16), past count n (u8, the
+// entries up to the last non-zero one) and n past days' spend (int64),
+// then if open: route, stop, board time, day, week, held, debt, prev
+// anchor, prev anchor route, reader, merchant; then seen count, next slot
+// and the seen keys (16 bytes each). Version 1 had neither the past days
+// nor the reader and merchant.
 func (c *Card) AppendBinary(dst []byte) []byte {
 	dst = c.appendCore(dst)
 	dst = append(dst, c.seenN, c.seenNext)
@@ -128,7 +162,7 @@ func (c *Card) AppendState(dst []byte) []byte { return c.appendCore(dst) }
 // StateBytesMax bounds AppendState's output: the fixed fields plus three
 // strings of IDLenMax (anchor route, journey route and stop) and the
 // journey's previous anchor route.
-const StateBytesMax = 3 + 4 + 4 + 8*3 + 1 + IDLenMax + 8 + 2 + (1+IDLenMax)*2 + 8 + 4 + 4 + 8*3 + 1 + IDLenMax
+const StateBytesMax = 3 + 4 + 4 + 8*3 + 1 + IDLenMax + 8 + 2 + 1 + 8*PastDaysMax + (1+IDLenMax)*2 + 8 + 4 + 4 + 8*3 + 1 + IDLenMax + 2*(1+PartyLenMax)
 
 // SetState overwrites c with state written by AppendState, keeping c's
 // upload dedupe ring. It checks every bound and invariant DecodeCard
@@ -171,6 +205,14 @@ func (c *Card) appendCore(dst []byte) []byte {
 	dst = appendStr(dst, c.AnchorRoute)
 	dst = appendI64(dst, c.Debt)
 	dst = binary.LittleEndian.AppendUint16(dst, c.OfflineTaps)
+	n := len(c.Past)
+	for n > 0 && c.Past[n-1] == 0 {
+		n--
+	}
+	dst = append(dst, byte(n))
+	for _, v := range c.Past[:n] {
+		dst = appendI64(dst, v)
+	}
 	if c.Open {
 		j := &c.Journey
 		dst = appendStr(dst, j.Route)
@@ -182,8 +224,19 @@ func (c *Card) appendCore(dst []byte) []byte {
 		dst = appendI64(dst, j.Debt)
 		dst = appendI64(dst, j.PrevAnchor)
 		dst = appendStr(dst, j.PrevAnchorRoute)
+		dst = appendStr(dst, clipParty(j.Reader))
+		dst = appendStr(dst, clipParty(j.Merchant))
 	}
 	return dst
+}
+
+// clipParty keeps a reader or merchant id only if it fits PartyLenMax: a
+// cut id would name another party.
+func clipParty(s string) string {
+	if len(s) > PartyLenMax {
+		return ""
+	}
+	return s
 }
 
 // reader is a bounds-checked cursor; the first failure sticks.
@@ -279,7 +332,8 @@ func DecodeCard(b []byte, c *Card) error {
 
 // decodeCore reads appendCore's fields into n and checks their invariants.
 func decodeCore(r *reader, n *Card) error {
-	if v := r.u8(); r.err == nil && v != cardVersion {
+	v := r.u8()
+	if r.err == nil && v != cardVersion && v != cardVersionV1 {
 		return ErrVersion
 	}
 	n.Profile = Profile(r.u8())
@@ -292,6 +346,18 @@ func decodeCore(r *reader, n *Card) error {
 	n.AnchorRoute = r.str(IDLenMax)
 	n.Debt = r.i64()
 	n.OfflineTaps = r.u16()
+	if v >= 2 {
+		np := int(r.u8())
+		if r.err == nil && np > PastDaysMax {
+			r.fail("past days")
+		}
+		for i := 0; r.err == nil && i < np; i++ {
+			n.Past[i] = r.i64()
+			if r.err == nil && (n.Past[i] < 0 || n.Past[i] > CapMax*100 || (i == np-1 && n.Past[i] == 0)) {
+				r.fail("past day spend")
+			}
+		}
+	}
 	if flags&^3 != 0 || flags == 2 {
 		r.fail("flags")
 	}
@@ -308,6 +374,10 @@ func decodeCore(r *reader, n *Card) error {
 		j.Debt = r.i64()
 		j.PrevAnchor = r.i64()
 		j.PrevAnchorRoute = r.str(IDLenMax)
+		if v >= 2 {
+			j.Reader = r.str(PartyLenMax)
+			j.Merchant = r.str(PartyLenMax)
+		}
 		if r.err == nil && (j.Route == "" || j.Stop == "" || j.Held < 0 || j.Debt < 0 || j.Held > FareMax || j.Debt > FareMax || j.Day != n.Day || j.Week != n.Week) {
 			r.fail("journey")
 		}

@@ -53,8 +53,9 @@
 //     counts on the transit day of its boarding.
 //   - Incomplete journey: no tap-out within the route's maximum journey
 //     time, a tap-out on another route, or a new tap-in: the whole hold is
-//     captured. Expire(now) does this lazily (the core calls it before the
-//     card's next event, or for journeys found due by ExpiresAt).
+//     captured. The card's next tap does this lazily; the gateway's sweep
+//     calls Expire(now) for journeys found due by ExpiresAt, so a card
+//     that never comes back does not keep its money held.
 //   - Cancelled journey: tap-out at the boarding stop within the grace
 //     period (default 2 min) releases the hold; nothing is charged.
 //   - Online: a card with debt is declined (CodeInstrumentBlocked, it is on
@@ -82,9 +83,20 @@
 // # Known limits
 //
 // An uploaded tap from a transit day the card's counters have already left
-// (a batch arriving after later taps) pays its fare at once, bounded by one
-// daily cap but not together with other late taps of that day, and does not
-// take part in transfers or journeys.
+// (a batch arriving after later taps) pays its fare at once and does not
+// take part in transfers or journeys. Its cap: the card remembers what it
+// paid on each of the PastDaysMax (8) transit days before its current one
+// (Card.Past), so a late tap of such a day is capped together with that
+// day's online and earlier late taps, and by the weekly cap when the day
+// is in the card's current transit week. A tap of an older day is charged
+// alone, bounded by one daily cap, and not remembered (the default upload
+// age limit, 7 days, refuses such taps before they get there).
+//
+// Incomplete journeys are closed lazily by the card's next tap, and
+// actively by the gateway's sweep: Expire with the journey's boarding
+// reader and merchant (Journey.Reader, Journey.Merchant, filled by the
+// core) so that the maximum fare is paid to the bus company that carried
+// the rider.
 //
 // Result codes used: 00, 13, 51, 62, A2 (unknown route or stop, bad tap),
 // A4 (upload older than the age limit). No new codes were needed.

@@ -56,6 +56,11 @@ type Tap struct {
 	// idempotency key. Online taps are deduplicated by the core instead.
 	Reader string
 	Seq    uint64
+	// Merchant is the reader's merchant (the bus company). The core fills
+	// Reader and Merchant of online taps too: a distance journey keeps
+	// both (Journey.Reader, Journey.Merchant) so that a journey closed by
+	// the sweep is paid to whom the card boarded with.
+	Merchant string
 }
 
 // Key returns the tap's idempotency key.
@@ -401,7 +406,7 @@ func (e *Engine) tapIn(c *Card, r *route, t *Tap, avail *int64, offline bool) De
 	}
 	day, week := e.TransitDay(t.At)
 	if day < c.Day {
-		return e.lateTapIn(c, r, base, avail, offline)
+		return e.lateTapIn(c, r, t, base, avail, offline, day, week)
 	}
 	// Counters as they will be after closing a journey left open (its
 	// maximum fare stands, on its own day) and rolling to today.
@@ -412,6 +417,7 @@ func (e *Engine) tapIn(c *Card, r *route, t *Tap, avail *int64, offline bool) De
 		ds = satAdd(ds, c.Journey.Held+c.Journey.Debt)
 		ws = satAdd(ws, c.Journey.Held+c.Journey.Debt)
 	}
+	left := ds // the final spend of the card's day, if this tap leaves it
 	if day > c.Day {
 		ds = 0
 	}
@@ -442,6 +448,9 @@ func (e *Engine) tapIn(c *Card, r *route, t *Tap, avail *int64, offline bool) De
 	if c.Open {
 		c.Open, c.Journey = false, Journey{}
 	}
+	if day > c.Day {
+		c.rollTo(day, left)
+	}
 	c.DaySpent, c.WeekSpent, c.Day, c.Week = ds, ws, day, week
 	if debt > 0 {
 		if c.Debt == 0 {
@@ -465,7 +474,8 @@ func (e *Engine) tapIn(c *Card, r *route, t *Tap, avail *int64, offline bool) De
 	}
 	c.Open = true
 	c.Journey = Journey{Route: r.id, Stop: t.Stop, BoardAt: now, Day: c.Day, Week: c.Week,
-		Transfer: transfer, PrevAnchor: prevAnchor, PrevAnchorRoute: prevRoute}
+		Transfer: transfer, PrevAnchor: prevAnchor, PrevAnchorRoute: prevRoute,
+		Reader: clipParty(t.Reader), Merchant: clipParty(t.Merchant)}
 	if debt > 0 {
 		c.Journey.Debt = amt
 	} else {
@@ -475,25 +485,48 @@ func (e *Engine) tapIn(c *Card, r *route, t *Tap, avail *int64, offline bool) De
 }
 
 // lateTapIn handles an uploaded tap-in from a transit day the card's
-// counters have already left (a batch uploaded after later taps). The
-// day's counters are gone, so it pays the full fare (concession applied,
-// no transfer) up to one daily cap, at once even on a distance route (its
-// tap-out finds no journey), and touches no counter, anchor or open
-// journey. Known limit: several such late taps of one past day are each
-// bounded by the cap, not together.
-func (e *Engine) lateTapIn(c *Card, r *route, base int64, avail *int64, offline bool) Decision {
+// counters have already left (a batch uploaded after later taps). It pays
+// the full fare (concession applied, no transfer) at once even on a
+// distance route (its tap-out finds no journey), and touches no anchor or
+// open journey. The cap: a day among the PastDaysMax before the card's
+// Day is capped together with that day's other taps (Card.Past, to which
+// the charge is added), and when it is in the card's current transit week
+// the weekly cap applies too (WeekSpent grows by the charge). A day older
+// than that history is charged alone, bounded by one daily cap (its
+// other taps are forgotten; the rider never pays more than a cap for it).
+// The weekly cap of an earlier week is not applied: its counter is gone.
+func (e *Engine) lateTapIn(c *Card, r *route, t *Tap, base int64, avail *int64, offline bool, day, week int32) Decision {
 	fare := e.payable(c, base, false)
-	amt := fare
+	back := int(c.Day - day) // >= 1
+	inHistory := back <= PastDaysMax
+	rem := int64(math.MaxInt64)
 	if e.cfg.DailyCap > 0 {
-		amt = min(fare, e.cfg.DailyCap)
+		rem = e.cfg.DailyCap
+		if inHistory {
+			rem = max(0, e.cfg.DailyCap-c.Past[back-1])
+		}
 	}
+	sameWeek := week == c.Week
+	if sameWeek && e.cfg.WeeklyCap > 0 {
+		rem = min(rem, max(0, e.cfg.WeeklyCap-c.WeekSpent))
+	}
+	amt := min(fare, rem)
 	d := Decision{Code: terminals.CodeApproved, Fare: fare}
 	if amt < fare {
 		d.Flags |= FlagCapped
 	}
+	count := func() {
+		if inHistory {
+			c.Past[back-1] = satAdd(c.Past[back-1], amt)
+		}
+		if sameWeek {
+			c.WeekSpent = satAdd(c.WeekSpent, amt)
+		}
+	}
 	if amt <= *avail {
 		*avail -= amt
 		d.Charge = amt
+		count()
 		return d
 	}
 	if !offline {
@@ -503,11 +536,31 @@ func (e *Engine) lateTapIn(c *Card, r *route, base int64, avail *int64, offline 
 	if !ok {
 		return decline(terminals.CodeInvalidAmount, ReasonBadTap)
 	}
-	if c.Debt == 0 {
+	if c.Debt == 0 && amt > 0 {
 		d.Flags |= FlagDeny
 	}
 	c.Debt, d.Debt = nd, amt
+	count()
 	return d
+}
+
+// rollTo moves the card from its Day to the later transit day day: the
+// spend of the day it leaves (final: with a journey closed on it) becomes
+// Past[day-Day-1], older entries move back, and what falls out of the
+// last PastDaysMax days is forgotten.
+func (c *Card) rollTo(day int32, final int64) {
+	k := int64(day) - int64(c.Day)
+	if k <= 0 {
+		return
+	}
+	if k > PastDaysMax {
+		c.Past = [PastDaysMax]int64{}
+		return
+	}
+	n := int(k)
+	copy(c.Past[n:], c.Past[:PastDaysMax-n])
+	clear(c.Past[:n])
+	c.Past[n-1] = final
 }
 
 func (e *Engine) tapOut(c *Card, r *route, t *Tap) Decision {

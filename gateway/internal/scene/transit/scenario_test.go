@@ -17,6 +17,7 @@ package transit
 //	deny add C9 | deny remove C9 | deny delta from=1 -> v3 +C1 -C2
 //	report T1 version=2 | lagging min=3 -> T1@2
 //	expect C1 day_spent=650 debt=0 balance=4350 held=0 journey=none denied=no
+//	expect C1 spent_2026-03-01=1000  (what the card paid on that transit day)
 //	expect risk R1 loss=200 first_rides=no at=T
 //	restart                       (encode all state, decode into fresh structs, continue)
 
@@ -249,6 +250,8 @@ func (s *scenario) exec(f []string, want string, hasWant bool) {
 				s.cfg.Offline.AmountMax = s.int(v)
 			case "floor_taps":
 				s.cfg.Offline.TapsMax = int(s.int(v))
+			case "upload_age":
+				s.cfg.UploadMaxAgeSeconds = s.dur(v)
 			case "first_ride_budget":
 				s.cfg.FirstRideBudget = s.int(v)
 			case "adult_pct", "senior_pct", "student_pct", "disabled_pct":
@@ -483,10 +486,35 @@ func (s *scenario) expect(f []string) {
 				got = "yes"
 			}
 		default:
-			s.failf("unknown card key %q", k)
+			date, ok := strings.CutPrefix(k, "spent_")
+			if !ok {
+				s.failf("unknown card key %q", k)
+			}
+			got = s.spentOn(c, date)
 		}
 		s.check(f[0]+" "+k, got, v, true)
 	}
+}
+
+// spentOn reports what the card paid on the transit day named by date
+// (YYYY-MM-DD): its day counter, an entry of its past days, or
+// "forgotten" for a day before them ("-" for a day after the card's).
+func (s *scenario) spentOn(c *simCard, date string) string {
+	s.t.Helper()
+	tm, err := time.Parse("2006-01-02", date)
+	if err != nil {
+		s.failf("spent_DATE: %v", err)
+	}
+	day := int32(tm.Unix() / 86400)
+	switch back := int(c.card.Day - day); {
+	case back == 0:
+		return strconv.FormatInt(c.card.DaySpent, 10)
+	case back < 0:
+		return "-"
+	case back <= PastDaysMax:
+		return strconv.FormatInt(c.card.Past[back-1], 10)
+	}
+	return "forgotten"
 }
 
 // restart encodes every piece of state (cards, deny list, risk book, and

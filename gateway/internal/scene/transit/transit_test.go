@@ -292,7 +292,11 @@ func TestCardStateRoundTripKeepsSeenRing(t *testing.T) {
 	long := strings.Repeat("r", IDLenMax)
 	c := Card{Profile: ProfileStudent, Day: 20000, Week: 19998, DaySpent: 300, WeekSpent: 900,
 		Anchor: 1, AnchorRoute: long, Open: true,
-		Journey: Journey{Route: long, Stop: long, BoardAt: 5, Day: 20000, Week: 19998, Held: 600, Transfer: true, PrevAnchor: 1, PrevAnchorRoute: long}}
+		Journey: Journey{Route: long, Stop: long, BoardAt: 5, Day: 20000, Week: 19998, Held: 600, Transfer: true, PrevAnchor: 1, PrevAnchorRoute: long,
+			Reader: strings.Repeat("t", PartyLenMax), Merchant: strings.Repeat("m", PartyLenMax)}}
+	for i := range c.Past {
+		c.Past[i] = int64(100 + i)
+	}
 	st := c.AppendState(nil)
 	if len(st) != StateBytesMax {
 		t.Fatalf("maximal state is %d bytes, StateBytesMax is %d", len(st), StateBytesMax)
