@@ -28,6 +28,7 @@ const (
 	CodePayCodeReused        Code = "C3"
 	CodeRemoteStatic         Code = "C4"
 	CodeRefundExceeds        Code = "C5"
+	CodeStallCodeRevoked     Code = "C6"
 	CodeOfflineCountExceeded Code = "E1"
 	CodeDepositPaused        Code = "H1"
 	CodeDepositClosed        Code = "H2"
