@@ -52,8 +52,15 @@ type Options struct {
 	Scale       int           // connection-scale target (0 = skip)
 	ScaleTime   time.Duration // bound of the scale probe
 	PprofAddr   string        // passed to the gateway as -pprof-listen
-	Quick       bool
-	Out         io.Writer
+	// LoadClient is LoadRaw (the buffered raw MQTT client, rawload.go) or
+	// LoadPaho (one paho client per terminal, for comparison).
+	LoadClient string
+	// TermsPerConn is the raw client's terminals per connection; above 1
+	// they log in as the gateway user (see RawConfig.PerConn).
+	TermsPerConn int
+	LoadTick     time.Duration // the raw client's write-coalescing period
+	Quick        bool
+	Out          io.Writer
 }
 
 // Defaults is the full benchmark: about three to four minutes on a 2-core
@@ -65,6 +72,7 @@ func Defaults() Options {
 		Warm: 500 * time.Millisecond, Window: 3 * time.Second, Timeout: 2 * time.Second,
 		Objective: Objective{P99: 50 * time.Millisecond, FailureRate: 0.001},
 		Budget:    180 * time.Second, Conns: 4, Scale: 10_000, ScaleTime: 60 * time.Second,
+		LoadClient: LoadRaw, TermsPerConn: 1, LoadTick: DefaultLoadTick,
 		Out: os.Stdout,
 	}
 }
@@ -104,18 +112,36 @@ type HalfRate struct {
 
 // Result is the whole run; it is the BENCH line's JSON.
 type Result struct {
-	Quick       bool        `json:"quick"`
-	Terminals   int         `json:"terminals"`
-	QoS         int         `json:"qos"`
-	ObjP99ms    float64     `json:"objective_p99_ms"`
-	ObjFailRate float64     `json:"objective_failure_rate"`
-	Echo        ArmResult   `json:"echo"`
-	Gateway     ArmResult   `json:"gateway"`
-	Ratio       float64     `json:"gateway_echo_ratio"`
-	Half        *HalfRate   `json:"half_rate,omitempty"`
-	Scale       ScaleResult `json:"scale"`
-	Windows     int         `json:"windows"`
-	ElapsedS    float64     `json:"elapsed_s"`
+	Quick        bool        `json:"quick"`
+	Terminals    int         `json:"terminals"`
+	QoS          int         `json:"qos"`
+	ObjP99ms     float64     `json:"objective_p99_ms"`
+	ObjFailRate  float64     `json:"objective_failure_rate"`
+	Echo         ArmResult   `json:"echo"`
+	Gateway      ArmResult   `json:"gateway"`
+	Ratio        float64     `json:"gateway_echo_ratio"`
+	Half         *HalfRate   `json:"half_rate,omitempty"`
+	Scale        ScaleResult `json:"scale"`
+	Windows      int         `json:"windows"`
+	ElapsedS     float64     `json:"elapsed_s"`
+	LoadClient   string      `json:"load_client"` // raw or paho
+	TermsPerConn int         `json:"terms_per_conn"`
+	LoadTickMs   float64     `json:"load_tick_ms,omitempty"` // raw client only
+	// Machine load averages (1, 5, 15 min) from /proc/loadavg at the start
+	// and the end: the machine may be shared, and its load moves figures.
+	LoadAvgStart [3]float64 `json:"load_avg_start"`
+	LoadAvgEnd   [3]float64 `json:"load_avg_end"`
+}
+
+// LoadAvg reads the 1, 5 and 15 minute load averages from /proc/loadavg.
+func LoadAvg() ([3]float64, error) {
+	var l [3]float64
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l, err
+	}
+	_, err = fmt.Sscan(string(b), &l[0], &l[1], &l[2])
+	return l, err
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
@@ -137,6 +163,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.Window <= 0 || o.Timeout <= 0 || o.Conns <= 0 {
 		return nil, errors.New("bench: terminals 1..5000, positive rates and windows, rate factor > 1 required")
 	}
+	if o.LoadClient != LoadRaw && o.LoadClient != LoadPaho {
+		return nil, fmt.Errorf("bench: load client %q: want %s or %s", o.LoadClient, LoadRaw, LoadPaho)
+	}
+	if o.LoadClient == LoadPaho || o.TermsPerConn <= 0 {
+		o.TermsPerConn = 1
+	}
+	if o.LoadTick <= 0 {
+		o.LoadTick = DefaultLoadTick
+	}
+	loadStart, _ := LoadAvg()
 	if _, err := os.Stat(o.GatewayBin); err != nil {
 		return nil, fmt.Errorf("bench: gateway binary: %w", err)
 	}
@@ -185,17 +221,34 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	fmt.Fprintf(out, "provisioned %d stall terminals, each with a county card of %d fen; gateway journal fsync on, data in a temp dir\n", o.Terminals, AccountOpeningFen)
 
-	fleet, err := ConnectFleet(ctx, br.URL(), topics, master, o.Terminals, uint64(time.Now().UnixMilli())*1000)
+	txnBase := uint64(time.Now().UnixMilli()) * 1000
+	var fleet *Fleet
+	if o.LoadClient == LoadRaw {
+		fleet, err = ConnectRawFleet(ctx, RawConfig{Addr: br.Addr, Topics: topics, PerConn: o.TermsPerConn,
+			User: gatewayUser, Password: password, Tick: o.LoadTick}, master, o.Terminals, txnBase)
+	} else {
+		fleet, err = ConnectFleet(ctx, br.URL(), topics, master, o.Terminals, txnBase)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer fleet.Close()
-	fmt.Fprintf(out, "%d load terminals connected (paho, QoS 1, open-loop arrivals); objective p99 <= %v and failures <= %.2f%%\n\n",
-		o.Terminals, o.Objective.P99, 100*o.Objective.FailureRate)
+	client := "paho, one client per terminal"
+	if o.LoadClient == LoadRaw {
+		client = fmt.Sprintf("raw buffered client, %d terminal(s) per connection, writes flushed every %v", o.TermsPerConn, o.LoadTick)
+	}
+	fmt.Fprintf(out, "%d load terminals connected (%s; QoS 1, open-loop arrivals); objective p99 <= %v and failures <= %.2f%%\n",
+		o.Terminals, client, o.Objective.P99, 100*o.Objective.FailureRate)
+	fmt.Fprintf(out, "load average at start %.2f %.2f %.2f; load us/tx is this process (the terminals, and in the echo arm the echo too)\n\n",
+		loadStart[0], loadStart[1], loadStart[2])
 	fmt.Fprintf(out, "%-8s %8s %8s %7s %6s %9s %9s %9s %9s %10s %10s %10s %s\n",
 		"arm", "rate/s", "sent", "fail", "stray", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "brk us/tx", "gw us/tx", "load us/tx", "verdict")
 
-	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate}
+	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate,
+		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart}
+	if o.LoadClient == LoadRaw {
+		res.LoadTickMs = ms(o.LoadTick)
+	}
 	window := func(arm string, rate float64) (Window, error) {
 		w, err := runWindow(ctx, o, arm, rate, br, gcfg, fleet, topics, password)
 		if err != nil {
@@ -316,6 +369,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.Scale.Connected, res.Scale.Target, res.Scale.Alive, res.Scale.Took.Round(time.Millisecond), limit, res.Scale.FirstErr)
 	}
 	res.ElapsedS = math.Round(time.Since(began).Seconds()*10) / 10
+	res.LoadAvgEnd, _ = LoadAvg()
 	printSummary(out, res)
 	js, err := json.Marshal(res)
 	if err != nil {
@@ -326,7 +380,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 func printSummary(out io.Writer, r *Result) {
-	fmt.Fprintf(out, "\n== summary (QoS 1, %d terminals, objective p99 <= %.0f ms, failures <= %.2f%%)\n", r.Terminals, r.ObjP99ms, 100*r.ObjFailRate)
+	fmt.Fprintf(out, "\n== summary (QoS 1, %d terminals on the %s load client, objective p99 <= %.0f ms, failures <= %.2f%%)\n",
+		r.Terminals, r.LoadClient, r.ObjP99ms, 100*r.ObjFailRate)
+	fmt.Fprintf(out, "load average: start %.2f %.2f %.2f, end %.2f %.2f %.2f\n",
+		r.LoadAvgStart[0], r.LoadAvgStart[1], r.LoadAvgStart[2], r.LoadAvgEnd[0], r.LoadAvgEnd[1], r.LoadAvgEnd[2])
 	for _, a := range []struct {
 		name string
 		r    ArmResult
@@ -381,6 +438,10 @@ func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Bro
 		before[name], _ = CPUTime(pid)
 	}
 	w := f.Run(ctx, rate, o.Warm, o.Window, o.Timeout, check)
+	if err := f.Err(); err != nil {
+		stop()
+		return w, err
+	}
 	w.Arm = arm
 	w.CPUPerTxn = map[string]time.Duration{}
 	for name, pid := range pids {

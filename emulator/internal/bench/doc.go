@@ -8,6 +8,15 @@
 // connection-scale probe of raw MQTT clients. It prints a table and ends
 // with one machine-readable line "BENCH {json}".
 //
+// Why a raw load client (rawload.go, the default): one paho client per
+// terminal costs the generator more CPU per transaction than the echo arm
+// it measures, so on a small machine the generator capped both arms. The
+// raw client speaks just the MQTT 3.1.1 a terminal needs over one
+// connection per terminal, writes each connection's packets into a
+// bufio.Writer flushed once per scheduling tick, and parses replies in
+// place in one reader per connection. The paho path stays selectable
+// (Options.LoadClient) for comparison.
+//
 // Why open loop: a closed-loop client waits for each answer before sending
 // the next request, so a slow server slows the offered load and its queueing
 // never shows in the latencies (coordinated omission). Here every request

@@ -28,17 +28,20 @@ const (
 	purchaseFen = 100
 )
 
-// term is one lightweight virtual terminal: one paho connection that
-// publishes sealed purchases on its request topic and matches replies on its
-// reply topic by txn id. Unlike emulator/internal/device it keeps no txn
-// store and does not retry: a lost message is a timeout in the figures.
+// term is one lightweight virtual terminal: it publishes sealed purchases on
+// its request topic and matches replies on its reply topic by txn id, over
+// its own paho connection or over a raw client connection (rawload.go).
+// Unlike emulator/internal/device it keeps no txn store and does not retry:
+// a lost message is a timeout in the figures.
 type term struct {
 	tid    string
 	inst   terminals.Instrument
 	req    string
+	reply  string
 	signer *terminals.Signer // sender goroutine only
-	client mqtt.Client
-	txn    uint64 // sender goroutine only
+	client mqtt.Client       // paho
+	rc     *rawConn          // raw client
+	txn    uint64            // sender goroutine only
 
 	mu       sync.Mutex
 	pending  map[uint64]int64 // txn -> scheduled send time, Unix ns
@@ -54,9 +57,47 @@ type term struct {
 	check    bool  // reply must carry code 00
 }
 
-// Fleet is the set of benchmark terminals.
+// Fleet is the set of benchmark terminals, on paho clients (ConnectFleet)
+// or on the raw client (ConnectRawFleet).
 type Fleet struct {
 	terms []*term
+	raw   *rawNet // nil: paho
+}
+
+// newTerms makes n terminals named by tid, their txn ids starting after
+// txnBase.
+func newTerms(topics terminals.Topics, master []byte, n int, txnBase uint64, tid func(int) string) []*term {
+	terms := make([]*term, n)
+	for i := range n {
+		id := tid(i)
+		terms[i] = &term{
+			tid:     id,
+			inst:    terminals.Instrument{Kind: terminals.InstCounty, ID: AccountID(i)},
+			req:     topics.Request(id),
+			reply:   topics.Reply(id),
+			signer:  terminals.NewSigner(terminals.DeriveKey(master, id, 1)),
+			txn:     txnBase,
+			pending: make(map[uint64]int64),
+		}
+	}
+	return terms
+}
+
+// Client names the load client of f.
+func (f *Fleet) Client() string {
+	if f.raw != nil {
+		return LoadRaw
+	}
+	return LoadPaho
+}
+
+// Err is the first connection error of the raw client (paho: nil; its
+// losses show as timeouts).
+func (f *Fleet) Err() error {
+	if f.raw != nil {
+		return f.raw.Err()
+	}
+	return nil
 }
 
 // TerminalID is the id of benchmark terminal i (0-based).
@@ -68,18 +109,7 @@ func AccountID(i int) string { return fmt.Sprintf("77%08d", i+1) }
 // ConnectFleet connects n terminals to brokerURL. Each subscribes to its
 // reply topic before it sends anything.
 func ConnectFleet(ctx context.Context, brokerURL string, topics terminals.Topics, master []byte, n int, txnBase uint64) (*Fleet, error) {
-	f := &Fleet{}
-	for i := range n {
-		t := &term{
-			tid:     TerminalID(i),
-			inst:    terminals.Instrument{Kind: terminals.InstCounty, ID: AccountID(i)},
-			req:     topics.Request(TerminalID(i)),
-			signer:  terminals.NewSigner(terminals.DeriveKey(master, TerminalID(i), 1)),
-			txn:     txnBase,
-			pending: make(map[uint64]int64),
-		}
-		f.terms = append(f.terms, t)
-	}
+	f := &Fleet{terms: newTerms(topics, master, n, txnBase, TerminalID)}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32) // dial in parallel, but not all at once
@@ -108,7 +138,7 @@ func (t *term) connect(ctx context.Context, url string, topics terminals.Topics)
 	if err := wait(ctx, t.client.Connect()); err != nil {
 		return fmt.Errorf("bench: connect %s: %w", t.tid, err)
 	}
-	if err := wait(ctx, t.client.Subscribe(topics.Reply(t.tid), 1, t.onReply)); err != nil {
+	if err := wait(ctx, t.client.Subscribe(t.reply, 1, t.onReply)); err != nil {
 		return fmt.Errorf("bench: subscribe %s: %w", t.tid, err)
 	}
 	return nil
@@ -127,6 +157,10 @@ func wait(ctx context.Context, tok mqtt.Token) error {
 
 // Close disconnects every terminal.
 func (f *Fleet) Close() {
+	if f.raw != nil {
+		f.raw.close()
+		return
+	}
 	var wg sync.WaitGroup
 	for _, t := range f.terms {
 		if t.client != nil {
@@ -142,8 +176,18 @@ func (f *Fleet) Close() {
 // request bytes, the gateway's are its reply bodies, and both carry the
 // fields at top level before any nested object that could repeat a name.
 func field(b []byte, name string) []byte {
-	key := `"` + name + `":`
-	i := bytes.Index(b, []byte(key))
+	return fieldKey(b, []byte(`"`+name+`":`))
+}
+
+// Keys of the fields a reply is matched by.
+var (
+	keyTxn  = []byte(`"txn":`)
+	keyCode = []byte(`"code":`)
+)
+
+// fieldKey is field for a prepared key `"name":`; it does not allocate.
+func fieldKey(b, key []byte) []byte {
+	i := bytes.Index(b, key)
 	if i < 0 {
 		return nil
 	}
@@ -156,20 +200,38 @@ func field(b []byte, name string) []byte {
 }
 
 func (t *term) onReply(_ mqtt.Client, m mqtt.Message) {
-	now := time.Now().UnixNano()
-	p := m.Payload()
-	txn, err := strconv.ParseUint(string(field(p, "txn")), 10, 64)
+	t.onPayload(m.Payload(), time.Now().UnixNano())
+}
+
+// parseTxn is strconv.ParseUint(string(b), 10, 64) without the string.
+func parseTxn(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
+}
+
+// onPayload matches a reply payload received at now (Unix ns).
+func (t *term) onPayload(p []byte, now int64) {
+	txn, okTxn := parseTxn(fieldKey(p, keyTxn))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	sched, ok := t.pending[txn]
-	if err != nil || !ok {
+	if !okTxn || !ok {
 		t.stray++
 		return
 	}
 	delete(t.pending, txn)
 	lat := now - sched
 	switch {
-	case t.check && string(field(p, "code")) != string(terminals.CodeApproved):
+	case t.check && string(fieldKey(p, keyCode)) != string(terminals.CodeApproved):
 		t.bad++
 	case lat > t.timeout:
 		t.late++
@@ -287,16 +349,22 @@ func (f *Fleet) Run(ctx context.Context, rate float64, warm, dur, timeout time.D
 	}
 	// Each terminal sends every n/rate seconds, the terminals spread
 	// evenly over one interval so that the fleet's arrivals are uniform.
-	interval := time.Duration(float64(n) / rate * float64(time.Second))
-	var wg sync.WaitGroup
-	for i, t := range f.terms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t.send(ctx, start, end, time.Duration(i)*interval/time.Duration(n), interval)
-		}()
+	// The raw client keeps the same schedule: request j is due at
+	// start + j/rate and belongs to terminal j mod n.
+	if f.raw != nil {
+		f.raw.run(ctx, start, end, rate)
+	} else {
+		interval := time.Duration(float64(n) / rate * float64(time.Second))
+		var wg sync.WaitGroup
+		for i, t := range f.terms {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t.send(ctx, start, end, time.Duration(i)*interval/time.Duration(n), interval)
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	// Drain: wait for the answers still due, at most timeout past the end.
 	drainEnd := time.Now().Add(timeout)
 	for time.Now().Before(drainEnd) && ctx.Err() == nil {
