@@ -182,6 +182,15 @@ type Clearing interface {
 	// Differences lists a window's differences ("" for all windows),
 	// at most DifferencesListMax.
 	Differences(ctx context.Context, window string) ([]Difference, error)
+
+	// Legs sums the per-payment division legs of the rows in window w
+	// (Start <= at < CutOff) per row merchant, kind and payee: the map is
+	// keyed by merchant, each list ordered by kind and payee, kinds as
+	// Division kinds (DivisionMarketFee, DivisionInsurancePooled,
+	// DivisionInsurancePersonal). A market fee sum may be negative (a
+	// window whose refunds took back more than its payments gave).
+	// It makes the store a clearing.LegSource.
+	Legs(ctx context.Context, w Window) (map[string][]Division, error)
 }
 
 var windowIDPattern = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)

@@ -299,8 +299,8 @@ func (s *Postgres) SceneTotals(ctx context.Context, from, to time.Time) ([]Scene
 	var out []SceneTotals
 	err := s.with(ctx, "scene totals", func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT merchant, scene, count(*),
-			coalesce(sum(amount) FILTER (WHERE op IN ('purchase','capture')), 0)::bigint,
-			count(*) FILTER (WHERE op IN ('purchase','capture')),
+			coalesce(sum(amount) FILTER (WHERE op IN ('purchase','capture','debt_recovery')), 0)::bigint,
+			count(*) FILTER (WHERE op IN ('purchase','capture','debt_recovery')),
 			coalesce(sum(amount) FILTER (WHERE op = 'reversal'), 0)::bigint,
 			count(*) FILTER (WHERE op = 'reversal'),
 			coalesce(sum(amount) FILTER (WHERE op = 'refund'), 0)::bigint,

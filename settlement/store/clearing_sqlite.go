@@ -256,8 +256,8 @@ func (s *SQLite) Settlement(ctx context.Context, window, merchant string) (Settl
 func (s *SQLite) SceneTotals(ctx context.Context, from, to time.Time) ([]SceneTotals, error) {
 	from, to = bounds(from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT merchant, scene, count(*),
-		coalesce(sum(CASE WHEN op IN ('purchase','capture') THEN amount END), 0),
-		count(CASE WHEN op IN ('purchase','capture') THEN 1 END),
+		coalesce(sum(CASE WHEN op IN ('purchase','capture','debt_recovery') THEN amount END), 0),
+		count(CASE WHEN op IN ('purchase','capture','debt_recovery') THEN 1 END),
 		coalesce(sum(CASE WHEN op = 'reversal' THEN amount END), 0),
 		count(CASE WHEN op = 'reversal' THEN 1 END),
 		coalesce(sum(CASE WHEN op = 'refund' THEN amount END), 0),

@@ -76,6 +76,16 @@ func digest(b *handoff.Batch) []byte {
 		buf = strconv.AppendUint(buf, r.Txn, 10)
 		buf = append(buf, 0)
 		buf = strconv.AppendUint(buf, r.Orig, 10)
+		// Legs only when present, so a batch without legs keeps the
+		// digest it had before rows could carry them.
+		for _, l := range r.Legs {
+			buf = append(buf, 0)
+			buf = append(buf, l.Kind...)
+			buf = append(buf, 0)
+			buf = append(buf, l.Payee...)
+			buf = append(buf, 0)
+			buf = strconv.AppendInt(buf, l.Amount, 10)
+		}
 		buf = append(buf, '\n')
 		h.Write(buf)
 	}

@@ -202,6 +202,12 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 			}
 		}
 	}
+	if len(b.Rows) > 0 {
+		// The rows' division legs, right after the rows (legs.go).
+		if err := ingestLegsPG(ctx, tx, b, uint64(hw)); err != nil {
+			return IngestResult{}, err
+		}
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO batches (id, source, first_lsn, last_lsn, row_count, digest, watermark)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, b.ID, b.Source, int64(b.FirstLSN), int64(b.LastLSN), len(b.Rows), dg, b.Watermark); err != nil {
 		return IngestResult{}, fmt.Errorf("settlement store: ingest: %w", err)
@@ -345,8 +351,8 @@ func (s *Postgres) Totals(ctx context.Context, merchant string, from, to time.Ti
 	defer s.pool.release(c)
 	var t Totals
 	err = c.QueryRow(ctx, `SELECT count(*),
-		coalesce(sum(amount) FILTER (WHERE op IN ('purchase','capture')), 0)::bigint,
-		count(*) FILTER (WHERE op IN ('purchase','capture')),
+		coalesce(sum(amount) FILTER (WHERE op IN ('purchase','capture','debt_recovery')), 0)::bigint,
+		count(*) FILTER (WHERE op IN ('purchase','capture','debt_recovery')),
 		coalesce(sum(amount) FILTER (WHERE op = 'reversal'), 0)::bigint,
 		count(*) FILTER (WHERE op = 'reversal'),
 		coalesce(sum(amount) FILTER (WHERE op = 'refund'), 0)::bigint,

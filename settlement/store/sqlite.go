@@ -134,6 +134,9 @@ func (s *SQLite) Ingest(ctx context.Context, b *handoff.Batch) (IngestResult, er
 			return IngestResult{}, fmt.Errorf("settlement store: ingest: %w", err)
 		}
 		if n, _ := out.RowsAffected(); n == 1 {
+			if err := sqliteInsertLegs(ctx, tx, r); err != nil {
+				return IngestResult{}, err
+			}
 			res.Inserted++
 			continue
 		}
@@ -143,6 +146,13 @@ func (s *SQLite) Ingest(ctx context.Context, b *handoff.Batch) (IngestResult, er
 		}
 		if len(old) != 1 || !sameRow(&old[0], r) {
 			return IngestResult{}, &Error{Code: CodeConflict, Reason: fmt.Sprintf("%s LSN %d was ingested with other content", r.Source, r.LSN)}
+		}
+		oldLegs, err := sqliteLegs(ctx, tx, r.Source, r.LSN)
+		if err != nil {
+			return IngestResult{}, err
+		}
+		if !sameLegs(oldLegs, r.Legs) {
+			return IngestResult{}, &Error{Code: CodeConflict, Reason: fmt.Sprintf("%s LSN %d was ingested with other legs", r.Source, r.LSN)}
 		}
 		res.Skipped++
 	}
@@ -284,8 +294,8 @@ func (s *SQLite) Totals(ctx context.Context, merchant string, from, to time.Time
 	from, to = bounds(from, to)
 	var t Totals
 	err := s.db.QueryRowContext(ctx, `SELECT count(*),
-		coalesce(sum(CASE WHEN op IN ('purchase','capture') THEN amount END), 0),
-		count(CASE WHEN op IN ('purchase','capture') THEN 1 END),
+		coalesce(sum(CASE WHEN op IN ('purchase','capture','debt_recovery') THEN amount END), 0),
+		count(CASE WHEN op IN ('purchase','capture','debt_recovery') THEN 1 END),
 		coalesce(sum(CASE WHEN op = 'reversal' THEN amount END), 0),
 		count(CASE WHEN op = 'reversal' THEN 1 END),
 		coalesce(sum(CASE WHEN op = 'refund' THEN amount END), 0),

@@ -93,8 +93,8 @@ type Page struct {
 // overflow int64 are an error, never a wrapped value.
 type Totals struct {
 	Count         int64 // all rows
-	Gross         int64 // sum of purchase and capture amounts (positive)
-	Payments      int64 // count of purchase and capture rows
+	Gross         int64 // sum of purchase, capture and debt_recovery amounts (positive)
+	Payments      int64 // count of purchase, capture and debt_recovery rows
 	Reversals     int64 // sum of reversal amounts (negative)
 	ReversalCount int64
 	Refunds       int64 // sum of refund amounts (negative)
