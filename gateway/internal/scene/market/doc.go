@@ -42,6 +42,12 @@
 // verification; a screenshot of a dynamic code (scanned after its freshness
 // window) counts as static; a static personal code may not collect a remote
 // payment.
+// Registry keeps the codes' lifecycle (stallreg.go): registration (a
+// dynamic code with its amount and an expiry of at most an hour), revocation,
+// Authorize before any effect (unknown, revoked STALL_CODE_REVOKED, a used
+// dynamic code PAYCODE_REUSED, an expired one PAYCODE_EXPIRED, amount,
+// class), and MarkPaid once the payment is approved: a dynamic code pays
+// once. The gateway journals every change and replays it.
 //
 // PBoC barcode payment limits (in force since 2018-04-01), per customer per
 // Asia/Shanghai day, across all codes and terminals: A agreed with the

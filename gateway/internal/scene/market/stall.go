@@ -16,11 +16,24 @@ type Stall struct {
 }
 
 // StallCode is a merchant-presented receiving code printed or shown at a stall.
+// The times are UTC Unix milliseconds; the lifecycle is in stallreg.go.
 type StallCode struct {
 	ID       string
 	Stall    string
 	Dynamic  bool // generated per payment by the stall terminal
 	Business bool // business receiving code, else personal
+	// Amount is what a dynamic code collects, fen (0 for a static code,
+	// which collects what the payer enters).
+	Amount int64
+	// ShownAt is when the code was registered: for a dynamic code the time
+	// the stall terminal shows it, from which its freshness is counted.
+	ShownAt int64
+	// Expires is when a dynamic code stops collecting (0 for a static code).
+	Expires int64
+	// Revoked is when the operator revoked the code (0 while live).
+	Revoked int64
+	// PaidBy is the payment that used a dynamic code ("" while unused).
+	PaidBy string
 }
 
 // Registry holds the stalls and their receiving codes. It is reference data
