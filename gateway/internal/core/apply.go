@@ -121,6 +121,8 @@ func (s *Shard) effect(r *Record) (*account, error) {
 		err = s.effectRefund(r, a)
 	case OpSetProfile:
 		err = effectProfile(r, a)
+	case OpJourneyExpire:
+		err = s.effectJourneyExpire(r, a)
 	default:
 		err = fmt.Errorf("op %d has no effect", r.Op)
 	}
@@ -132,6 +134,9 @@ func (s *Shard) effect(r *Record) (*account, error) {
 	}
 	if syncsOffline(r.Op) {
 		a.offN = 0 // an online operation is the wallet's sync
+	}
+	if r.Op.tap() {
+		s.trackJourney(ai, a)
 	}
 	s.seq = r.Seq
 	return a, nil

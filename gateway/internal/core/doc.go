@@ -94,7 +94,7 @@
 //	off  size  field
 //	  0     1  version (1)
 //	  1     1  op (Op: 1 open, 2 top-up, 3 block, 4 purchase, 5 reversal, 7 hold, 8 capture, 9 release)
-//	           (and the later ops: 10..15 below, 16 set profile)
+//	           (and the later ops: 10..15 below, 16 set profile, 17 journey expire)
 //	  2     2  code, two ASCII characters (terminals.Code; approved or decline class only)
 //	  4     4  shard id
 //	  8     8  seq
@@ -159,6 +159,22 @@
 // the card state from the record, checks that they fit the card's journey
 // before and after, and never consults the fare policy. Not journaled: a
 // tap naming an unknown route or stop (CodeMalformed, a refusal).
+//
+// # Incomplete journeys closed by the sweep
+//
+// OpJourneyExpire (17, a version 2 record) closes a card's journey that is
+// past its route's maximum journey time without waiting for the card's
+// next tap (sweep.go): the gateway's sweep asks DueJourneys(now) for due
+// cards, a bounded number per pass, and steps the op for each. The record
+// captures the whole hold (Tap.Capture, Reason incomplete; a debt-backed
+// part stays debt), carries the card state after, and names the boarding
+// reader and its merchant in TID and Merchant (kept in the journey since
+// card state version 2) so that settlement pays the bus company the card
+// boarded with; Txn, Orig and Hash are 0. Not journaled: an unknown
+// account, a card with no journey or one not yet due. Apply runs the tap
+// effect and checks that a journey was open, is closed after, and that
+// nothing but the capture moves. The effect is the lazy path's (capture
+// in full, counted on the boarding day), which then finds nothing left.
 //
 // # Concession profiles
 //

@@ -108,10 +108,29 @@ func (s *Shard) decideQRPay(in *Input, r *Record) (terminals.Code, bool) {
 	now := time.Unix(0, r.Time)
 	m := &r.Market
 	if in.QRStatic {
-		if in.Code != "" {
+		if in.Code != "" || in.QRClass != 0 {
 			return terminals.CodeMalformed, false
 		}
 		m.Class, m.Static = uint8(market.ClassD), true
+	} else if in.QRClass != 0 {
+		// A fresh dynamic stall code: the registry (the caller's) decided
+		// the class and keeps the code single-use across shards; the tag
+		// in this shard's used set makes a second use here corruption on
+		// replay, as for a consumer code.
+		if in.QRClass > uint8(market.ClassC) || in.Code == "" {
+			return terminals.CodeMalformed, false
+		}
+		if in.QRExpiry <= now.Unix() {
+			return market.CodePayCodeExpired, true
+		}
+		tag := market.StallTag(in.Code)
+		if s.mkt.used.Seen(tag) {
+			return market.CodePayCodeReused, true
+		}
+		if !s.mkt.used.Room(now.Unix()) {
+			return terminals.CodeBusy, false
+		}
+		m.Class, m.Tag, m.Expiry = in.QRClass, tag, in.QRExpiry
 	} else {
 		pc, err := s.mkt.verify.Verify(rules, s.mkt.used, in.Code, now)
 		if err != nil {

@@ -79,6 +79,7 @@ func (s *Shard) decideUpload(in *Input, r *Record) (terminals.Code, bool) {
 			len(t.Stop) > transit.IDLenMax || (t.Kind != transit.TapIn && t.Kind != transit.TapOut) {
 			return terminals.CodeMalformed, false
 		}
+		t.Merchant = in.Merchant // a journey it opens is owed to the uploader's merchant
 	}
 	_, a := s.lookup(in.Account)
 	if a == nil {

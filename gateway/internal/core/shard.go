@@ -32,9 +32,13 @@ const (
 	OpTapUpload   Op = 14 // transit: one card's part of a reader's offline upload (Taps), applied in order; debt when uncovered
 	OpECNYOffline Op = 15 // e-CNY double offline: debit Amount paid offline to Merchant, uploaded by TID/Txn; offline caps
 	OpSetProfile  Op = 16 // operator: set the concession profile (Profile) of a county card; no money moves
+	// OpJourneyExpire is the gateway's sweep closing Account's journey that
+	// is past its route's maximum journey time: the maximum fare held is
+	// captured for the boarding reader's merchant (sweep.go).
+	OpJourneyExpire Op = 17
 )
 
-var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund", "tap_upload", "ecny_offline", "set_profile"}
+var opNames = [...]string{"", "open", "topup", "block", "purchase", "reversal", "balance", "hold", "capture", "release", "tap_in", "tap_out", "qr_pay", "refund", "tap_upload", "ecny_offline", "set_profile", "journey_expire"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -44,14 +48,20 @@ func (o Op) String() string {
 }
 
 // journaled reports whether records of o can exist (every op but balance).
-func (o Op) journaled() bool { return o >= OpOpenAccount && o <= OpSetProfile && o != OpBalance }
+func (o Op) journaled() bool {
+	return o >= OpOpenAccount && o <= OpJourneyExpire && o != OpBalance
+}
 
-// tap reports whether o is a transit tap (records of version 2).
-func (o Op) tap() bool { return o == OpTapIn || o == OpTapOut || o == OpTapUpload }
+// tap reports whether o is a transit tap (records of version 2); a
+// journey closed by the sweep is journaled like a tap.
+func (o Op) tap() bool {
+	return o == OpTapIn || o == OpTapOut || o == OpTapUpload || o == OpJourneyExpire
+}
 
 // terminalOp reports whether o comes from a terminal and so needs TID/Txn.
 func (o Op) terminalOp() bool {
-	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease || o.tap() || o.market() || o == OpECNYOffline
+	return o == OpPurchase || o == OpReversal || o == OpHold || o == OpCapture || o == OpRelease ||
+		o == OpTapIn || o == OpTapOut || o == OpTapUpload || o.market() || o == OpECNYOffline
 }
 
 // market reports whether o is a market op (records of version 3).
@@ -82,6 +92,14 @@ type Input struct {
 	// (PBoC class D, no consumer code): the wallet backend's report of a
 	// scan of a stall's static code. Not reachable from the terminal wire.
 	QRStatic bool
+	// QRClass marks an OpQRPay through a merchant-presented dynamic stall
+	// code scanned while fresh (PBoC class 1..3 = A..C, the payer's
+	// verification, decided by the caller with market.Registry.Authorize;
+	// 0 otherwise). Code is then the stall code's id, marked used in the
+	// shard (market.StallTag) until QRExpiry (Unix seconds). Like QRStatic,
+	// the wallet backend's report; not reachable from the terminal wire.
+	QRClass  uint8
+	QRExpiry int64
 	// Taps is one card's part of an offline upload (OpTapUpload), at most
 	// UploadTapsMax; each tap's Reader is the uploading terminal. Step sorts
 	// it in place (by time, reader, seq) and reports outcomes in that order.
@@ -212,6 +230,7 @@ type Shard struct {
 	mkt      marketState        // market scene state: used codes, refund ledger, code verifier
 	cardBuf  []byte             // reused buffer of the card state a tap record carries
 	upDec    []transit.Decision // decideUpload's reused per-tap decisions (<= UploadTapsMax)
+	open     openSet            // accounts whose card has an open journey (sweep.go; derived, not in snapshots)
 	last     int32              // lookup's cached account index
 }
 
@@ -445,6 +464,8 @@ func (s *Shard) decide(in *Input, r *Record) (terminals.Code, bool) {
 		return s.decideECNYOffline(in, r)
 	case OpSetProfile:
 		return s.decideProfile(in, r)
+	case OpJourneyExpire:
+		return s.decideJourneyExpire(in, r)
 	case OpQRPay:
 		return s.decideQRPay(in, r)
 	case OpRefund:

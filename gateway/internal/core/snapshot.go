@@ -463,6 +463,7 @@ func (s *Shard) restore(r io.Reader) error {
 		return &SnapshotError{Offset: sr.off + 4, Msg: "data after the CRC"}
 	}
 	s.seq = seq
+	s.rebuildOpen()
 	if err := s.CheckInvariants(); err != nil {
 		return &SnapshotError{Offset: sr.off, Msg: err.Error()}
 	}

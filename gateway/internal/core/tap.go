@@ -57,7 +57,9 @@ func (s *Shard) decideTap(in *Input, r *Record) (terminals.Code, bool) {
 	if in.Op == OpTapOut {
 		kind = transit.TapOut
 	}
-	t := transit.Tap{Kind: kind, Route: in.Route, Stop: in.Stop, At: time.Unix(0, r.Time)}
+	// Reader and Merchant go into a journey the tap opens: a sweep that
+	// closes it pays the maximum fare to that merchant.
+	t := transit.Tap{Kind: kind, Route: in.Route, Stop: in.Stop, At: time.Unix(0, r.Time), Reader: in.TID, Merchant: in.Merchant}
 	d := s.cfg.Transit.Tap(c, &t, a.available())
 	if d.Code != terminals.CodeApproved {
 		// Decisions (funds, in debt) are journaled like a purchase's; a

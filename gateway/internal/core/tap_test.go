@@ -327,7 +327,9 @@ func BenchmarkStepTapJourney(b *testing.B) {
 
 // TestTapStepAllocs pins the allocations of a tap step: the record's card
 // state string, its decode in the shared effect code, and the card's
-// strings (route, stop, anchor route). A rise means a new copy crept in.
+// strings (route, stop, anchor route, and a journey's boarding reader and
+// merchant: a tap-in decodes two more strings, so the in/out pair averages
+// one more). A rise means a new copy crept in.
 func TestTapStepAllocs(t *testing.T) {
 	s := NewShard(1, nil)
 	var out Output
@@ -345,7 +347,7 @@ func TestTapStepAllocs(t *testing.T) {
 			t.Fatalf("tap %d: %s", txn, out.Code)
 		}
 	})
-	if allocs > 4 {
-		t.Fatalf("a tap step allocates %.1f times, want <= 4", allocs)
+	if allocs > 5 {
+		t.Fatalf("a tap step allocates %.1f times, want <= 5", allocs)
 	}
 }

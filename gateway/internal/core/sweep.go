@@ -1,0 +1,161 @@
+package core
+
+// Incomplete journeys closed without the card: DOMAIN.md says a tap-in
+// with no tap-out within the route's maximum journey time is charged the
+// maximum fare. The fare rules close such a journey lazily at the card's
+// next tap; a card that never comes back would keep its maximum fare held
+// forever and the bus company would never be paid. So the gateway sweeps:
+// on a timer, each shard's writer asks DueJourneys for cards whose journey
+// is past its maximum journey time as of now and steps OpJourneyExpire for
+// each, which journals the capture like any other decision.
+//
+// Design. OpJourneyExpire is a version 2 (tap) record: Capture is the
+// whole hold (transit.Engine.Expire: the maximum fare stands, a
+// debt-backed part stays debt), Reason incomplete, the card state after
+// (journey closed, counted on its boarding day) in Card, and TID and
+// Merchant name the boarding reader and its merchant from the journey
+// (transit.Journey.Reader/Merchant), so settlement pays the maximum fare
+// to the bus company that carried the rider. Txn, Orig and Hash are 0: it
+// is no terminal's request. Apply runs the same effect as a tap (effectTap)
+// and also checks that the card had an open journey and has none after,
+// and that the record moves nothing but the capture. The effect is what
+// the lazy path would have done (capture the hold in full, count it on the
+// journey's day), so the lazy path finds nothing left afterwards.
+//
+// Finding due journeys. The shard keeps an index of the accounts whose
+// card has an open journey (openSet: a slice and a position map,
+// maintained by every effect that can open or close a journey, rebuilt by
+// Restore). DueJourneys scans at most scanMax entries of it per call from
+// a rotating cursor, so one sweep pass is bounded work for the writer; a
+// large index is covered over several passes. The index is derived state:
+// it is not in snapshots, and which accounts a pass looks at has no effect
+// on replay, since every expiry is a journaled decision.
+
+import (
+	"fmt"
+	"time"
+
+	"scenepay/gateway/internal/scene/transit"
+	"scenepay/terminals"
+)
+
+// openSet is the set of account indexes whose card has an open journey.
+type openSet struct {
+	idx  []int32
+	pos  map[int32]int32
+	next int // DueJourneys' cursor into idx
+}
+
+func (o *openSet) set(ai int32, open bool) {
+	if o.pos == nil {
+		o.pos = make(map[int32]int32)
+	}
+	p, in := o.pos[ai]
+	switch {
+	case open && !in:
+		o.pos[ai] = int32(len(o.idx))
+		o.idx = append(o.idx, ai)
+	case !open && in:
+		last := o.idx[len(o.idx)-1]
+		o.idx[p] = last
+		o.pos[last] = p
+		o.idx = o.idx[:len(o.idx)-1]
+		delete(o.pos, ai)
+	}
+}
+
+// trackJourney keeps account ai in the open-journey index in step with its card.
+func (s *Shard) trackJourney(ai int32, a *account) {
+	if ai >= 0 && a != nil {
+		s.open.set(ai, a.card != nil && a.card.Open)
+	}
+}
+
+// OpenJourneys is the number of cards of the shard with an open journey.
+func (s *Shard) OpenJourneys() int { return len(s.open.idx) }
+
+// DueJourneys appends to dst the account keys whose open journey is past
+// its maximum journey time at now under the current fare policy, looking
+// at no more than scanMax cards of the open-journey index (from where the
+// previous call stopped) and appending at most dueMax keys. The caller
+// steps OpJourneyExpire for each. It changes nothing but the cursor.
+func (s *Shard) DueJourneys(now time.Time, scanMax, dueMax int, dst []string) []string {
+	o := &s.open
+	n := len(o.idx)
+	if n == 0 || scanMax <= 0 || dueMax <= 0 {
+		return dst
+	}
+	if o.next >= n {
+		o.next = 0
+	}
+	found := 0
+	k := 0
+	for ; k < min(scanMax, n) && found < dueMax; k++ {
+		a := &s.accounts[o.idx[(o.next+k)%n]]
+		if a.card == nil || !a.card.Open {
+			continue // unreachable: the index follows the cards
+		}
+		if at, ok := s.cfg.Transit.ExpiresAt(a.card); ok && !now.Before(at) {
+			dst = append(dst, a.key)
+			found++
+		}
+	}
+	o.next = (o.next + k) % n
+	return dst
+}
+
+// decideJourneyExpire decides OpJourneyExpire for in.Account at the
+// record's time. Not journaled: an unknown account (CodeUnknownInstrument),
+// and a card without a journey or whose journey is not due yet
+// (CodeApproved: nothing to do, the lazy path or an earlier sweep was
+// first).
+func (s *Shard) decideJourneyExpire(in *Input, r *Record) (terminals.Code, bool) {
+	_, a := s.lookup(in.Account)
+	if a == nil {
+		return terminals.CodeUnknownInstrument, false
+	}
+	if a.card == nil || !a.card.Open {
+		return terminals.CodeApproved, false
+	}
+	c := &s.card
+	*c = *a.card
+	j := c.Journey // Expire clears it
+	d := s.cfg.Transit.Expire(c, time.Unix(0, r.Time))
+	if d.Code != terminals.CodeApproved || d.Reason != transit.ReasonIncomplete {
+		return terminals.CodeApproved, false
+	}
+	r.TID, r.Merchant, r.Route, r.Stop = j.Reader, j.Merchant, j.Route, j.Stop
+	r.Txn, r.Orig, r.Hash, r.Ref = 0, 0, 0, ""
+	r.Tap = TapAmounts{Fare: d.Fare, Capture: d.Capture, Reason: uint8(d.Reason), Flags: uint16(d.Flags)}
+	r.Amount = d.Capture
+	s.cardBuf = c.AppendState(s.cardBuf[:0])
+	r.Card = string(s.cardBuf)
+	return terminals.CodeApproved, true
+}
+
+// effectJourneyExpire applies an approved OpJourneyExpire record: only a
+// capture of the open journey's whole hold, and the card's journey closed.
+func (s *Shard) effectJourneyExpire(r *Record, a *account) error {
+	t := &r.Tap
+	if t.PrevCapture != 0 || t.Release != 0 || t.Charge != 0 || t.Hold != 0 {
+		return fmt.Errorf("journey expiry moves more than a capture: %+v", *t)
+	}
+	if a.card == nil || !a.card.Open {
+		return fmt.Errorf("journey expiry of account %q without an open journey", r.Account)
+	}
+	if err := s.effectTap(r, a); err != nil {
+		return err
+	}
+	if a.card.Open {
+		return fmt.Errorf("journey expiry of account %q leaves a journey open", r.Account)
+	}
+	return nil
+}
+
+// rebuildOpen rebuilds the open-journey index from the cards (Restore).
+func (s *Shard) rebuildOpen() {
+	s.open = openSet{}
+	for i := range s.accounts {
+		s.trackJourney(int32(i), &s.accounts[i])
+	}
+}
