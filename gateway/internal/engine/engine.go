@@ -62,6 +62,11 @@ type Config struct {
 	// after each snapshot the journal keeps everything after
 	// min(previous snapshot, HandedOff()). Nil keeps the journal whole.
 	HandedOff func() uint64
+	// JournalRetain also keeps journal segments until their records are
+	// this old, so that settlement can reconcile a window against the
+	// journal (JournalTotals); 0 keeps only what recovery and the handoff
+	// need. Applies only with HandedOff set.
+	JournalRetain time.Duration
 	// Hospital is the hospital scene's rules (deposits, items, insurance
 	// split); nil = hospital.DefaultConfig.
 	Hospital *hospital.Rules
@@ -113,6 +118,9 @@ type Engine struct {
 	stop     chan struct{}
 	pool     sync.Pool
 	lastSnp  atomic.Uint64
+	marks    retainMarks // (lsn, time) marks for journal retention (retain.go)
+	// totalsBusy: a journal totals scan runs (totals.go).
+	totalsBusy atomic.Bool
 	// journaling counts records appended by the shard writers whose journal
 	// completion has not finished yet. Snapshot waits for it with every
 	// writer parked (so no Add can race its Wait): journal.Sync returns as

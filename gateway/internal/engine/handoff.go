@@ -103,15 +103,31 @@ func (e *Engine) handoffRefuses(typ string) bool {
 
 // retainJournal removes journal segments no longer needed after a snapshot
 // at lsn, the previous one being at prev: recovery needs everything after
-// prev (the older snapshot stays replayable if the newest is corrupt) and
-// the handoff everything after what it has handed off. Without a HandedOff
-// hook the journal is kept whole.
+// prev (the older snapshot stays replayable if the newest is corrupt), the
+// handoff everything after what it has handed off, and reconciliation
+// (JournalTotals) every record younger than JournalRetain. Without a
+// HandedOff hook the journal is kept whole.
 func (e *Engine) retainJournal(prev uint64) {
 	if e.cfg.HandedOff == nil {
 		return
 	}
+	now := e.cfg.Clock()
+	// Every record up to the snapshot's LSN was decided before now.
+	e.marks.add(e.lastSnp.Load(), now)
 	keep := min(prev+1, e.cfg.HandedOff()+1)
-	if err := e.j.TruncateBefore(keep); err != nil {
-		e.log.Error("journal retention failed", "keep_from_lsn", keep, "err", err)
+	if e.cfg.JournalRetain > 0 {
+		keep = min(keep, e.marks.agedThrough(now.Add(-e.cfg.JournalRetain))+1)
 	}
+	if keep <= 1 {
+		return
+	}
+	at, ok := e.marks.bound(keep - 1)
+	if !ok {
+		return // cannot happen: the snapshot's mark bounds every kept-from LSN
+	}
+	if err := e.j.TruncateBeforeAt(keep, at); err != nil {
+		e.log.Error("journal retention failed", "keep_from_lsn", keep, "err", err)
+		return
+	}
+	e.marks.dropBelow(keep - 1)
 }

@@ -22,7 +22,9 @@ import (
 //	tap-in / tap-out  +(Charge + PrevCapture + Capture); op purchase when the
 //	                  tap only charged a flat fare, else capture (money taken
 //	                  from a journey hold); no row when the sum is 0 (a tap-in
-//	                  that only placed a hold, a free transfer)
+//	                  that only placed a hold, a free transfer); a journey the
+//	                  sweep closed (journey_expire) is a capture of the maximum
+//	                  fare for the boarding reader and its merchant
 //
 // The terminal's scene is its kind in the registry at handoff time. The
 // mapping is deterministic for a given record and registry, so a batch
@@ -91,7 +93,7 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		op, amt, orig = settle.OpReversal, -r.Amount, r.Orig
 	case core.OpCapture:
 		op, amt, orig = settle.OpCapture, r.Amount, r.Orig
-	case core.OpTapIn, core.OpTapOut, core.OpTapUpload:
+	case core.OpTapIn, core.OpTapOut, core.OpTapUpload, core.OpJourneyExpire:
 		// An offline upload's record carries the sums over one card's
 		// taps in the same fields (debt is not money received).
 		t := &r.Tap
@@ -127,6 +129,17 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: err.Error()}
 	}
 	return row, true, nil
+}
+
+// EntryRow is the row mapping the handoff applies to one journal entry
+// (entryRow: at most one row per LSN), for readers that must agree with it
+// to the fen, such as the gateway's journal totals for reconciliation.
+// ok is false for an entry that makes no row; at is the time of the
+// entry's first record (zero when it has none).
+func EntryRow(source string, lsn uint64, payload []byte, entry func([]byte, func(string, []byte) error) error,
+	scene func(string) (string, bool), rec *core.Record) (row settle.Txn, ok bool, at time.Time, err error) {
+	row, rows, at, err := entryRow(source, lsn, payload, entry, scene, rec)
+	return row, rows > 0, at, err
 }
 
 // marketLegs checks the stall/operator division of an approved market
