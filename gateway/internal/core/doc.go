@@ -170,7 +170,8 @@
 // part stays debt), carries the card state after, and names the boarding
 // reader and its merchant in TID and Merchant (kept in the journey since
 // card state version 2) so that settlement pays the bus company the card
-// boarded with; Txn, Orig and Hash are 0. Not journaled: an unknown
+// boarded with; Txn is the record's own Seq (no terminal asked), Orig and
+// Hash are 0. Not journaled: an unknown
 // account, a card with no journey or one not yet due. Apply runs the tap
 // effect and checks that a journey was open, is closed after, and that
 // nothing but the capture moves. The effect is the lazy path's (capture

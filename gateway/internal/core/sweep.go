@@ -15,8 +15,9 @@ package core
 // (journey closed, counted on its boarding day) in Card, and TID and
 // Merchant name the boarding reader and its merchant from the journey
 // (transit.Journey.Reader/Merchant), so settlement pays the maximum fare
-// to the bus company that carried the rider. Txn, Orig and Hash are 0: it
-// is no terminal's request. Apply runs the same effect as a tap (effectTap)
+// to the bus company that carried the rider. It is no terminal's request:
+// Txn is the record's own sequence number (settlement rows need a non-zero
+// txn id; a row's key is the journal LSN), Orig and Hash are 0. Apply runs the same effect as a tap (effectTap)
 // and also checks that the card had an open journey and has none after,
 // and that the record moves nothing but the capture. The effect is what
 // the lazy path would have done (capture the hold in full, count it on the
@@ -125,7 +126,7 @@ func (s *Shard) decideJourneyExpire(in *Input, r *Record) (terminals.Code, bool)
 		return terminals.CodeApproved, false
 	}
 	r.TID, r.Merchant, r.Route, r.Stop = j.Reader, j.Merchant, j.Route, j.Stop
-	r.Txn, r.Orig, r.Hash, r.Ref = 0, 0, 0, ""
+	r.Txn, r.Orig, r.Hash, r.Ref = s.seq+1, 0, 0, "" // Txn: the record's own Seq (Step gives it s.seq+1)
 	r.Tap = TapAmounts{Fare: d.Fare, Capture: d.Capture, Reason: uint8(d.Reason), Flags: uint16(d.Flags)}
 	r.Amount = d.Capture
 	s.cardBuf = c.AppendState(s.cardBuf[:0])
@@ -137,6 +138,9 @@ func (s *Shard) decideJourneyExpire(in *Input, r *Record) (terminals.Code, bool)
 // capture of the open journey's whole hold, and the card's journey closed.
 func (s *Shard) effectJourneyExpire(r *Record, a *account) error {
 	t := &r.Tap
+	if r.Txn != r.Seq || r.Orig != 0 {
+		return fmt.Errorf("journey expiry with txn %d orig %d, want txn = seq %d and no orig", r.Txn, r.Orig, r.Seq)
+	}
 	if t.PrevCapture != 0 || t.Release != 0 || t.Charge != 0 || t.Hold != 0 {
 		return fmt.Errorf("journey expiry moves more than a capture: %+v", *t)
 	}

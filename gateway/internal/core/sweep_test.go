@@ -263,7 +263,7 @@ func TestJourneyExpireApplyRefuses(t *testing.T) {
 	if err := DecodeRecord(out.Record, &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Op != OpJourneyExpire || rec.TID != "BUS1" || rec.Merchant != "busco" || rec.Tap.Capture != 600 || rec.Amount != 600 || rec.Txn != 0 {
+	if rec.Op != OpJourneyExpire || rec.TID != "BUS1" || rec.Merchant != "busco" || rec.Tap.Capture != 600 || rec.Amount != 600 || rec.Txn != rec.Seq {
 		t.Fatalf("record %+v", rec)
 	}
 	// Applied again to the shard, now without a journey: refused.
