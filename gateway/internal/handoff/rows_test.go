@@ -50,6 +50,10 @@ func TestRowOf(t *testing.T) {
 		{"flat tap", with(func(r *core.Record) { r.Op = core.OpTapIn; r.Tap = core.TapAmounts{Charge: 200} }), settle.OpPurchase, 200, 0, true, false},
 		{"hold-only tap", with(func(r *core.Record) { r.Op = core.OpTapIn; r.Tap = core.TapAmounts{Hold: 500} }), "", 0, 0, false, false},
 		{"tap-out", with(func(r *core.Record) { r.Op = core.OpTapOut; r.Tap = core.TapAmounts{Capture: 300, Release: 200} }), settle.OpCapture, 300, 0, true, false},
+		{"journey closed by the sweep", with(func(r *core.Record) {
+			r.Op = core.OpJourneyExpire
+			r.Tap = core.TapAmounts{Capture: 600, Reason: 2}
+		}), settle.OpCapture, 600, 0, true, false},
 		{"unknown terminal", with(func(r *core.Record) { r.Op = core.OpPurchase; r.TID = "T9" }), "", 0, 0, false, true},
 		{"unmapped op", with(func(r *core.Record) { r.Op = core.Op(99) }), "", 0, 0, false, true},
 	}
