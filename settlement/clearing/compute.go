@@ -65,14 +65,23 @@ func addTotals(a *store.Totals, b store.Totals) error {
 }
 
 // Compute clears window w. scenes are the store's takings per merchant and
-// scene in the window; merchants carries the market management fee rule
-// (a merchant missing from it has none); legs are insurance legs per
-// merchant, reported beside the payable and not deducted from it.
+// scene in the window; merchants carries the rate-based market management
+// fee rule (a merchant missing from it has none); legs are the per-payment
+// division legs of the window's rows per merchant (store.Clearing.Legs).
 //
 //	net     = gross + reversals + refunds            (store.Totals.Net)
 //	fee     = see Fee: once per merchant, half-even
-//	market  = round_half_even(max(net, 0) × market_fee_rate) to the market operator
+//	market  = the merchant's market_fee legs, per payee: payments' legs
+//	          minus refunds' legs (may be negative: refunds of earlier
+//	          windows gave the operator's part back); or, only for a
+//	          merchant with NO market_fee leg in the window and a configured
+//	          rate, round_half_even(max(net, 0) × market_fee_rate) to its
+//	          configured operator. Never both.
 //	payable = net - fee - market                      (may be negative: the merchant owes)
+//
+// Insurance legs (pooled fund, personal account) are receivables of the
+// merchant from the insurance payers: reported as divisions beside the
+// payable, not deducted from it and not added to it.
 func Compute(w store.Window, scenes []store.SceneTotals, rates Rates, merchants map[string]store.Merchant,
 	legs map[string][]store.Division) ([]store.Settlement, error) {
 	type acc struct {
@@ -117,7 +126,28 @@ func Compute(w store.Window, scenes []store.SceneTotals, rates Rates, merchants 
 		if s.Payable, err = sub(s.Net, s.Fee); err != nil {
 			return nil, fmt.Errorf("clearing: window %s merchant %s: %w", w.ID, m, err)
 		}
-		if mr, ok := merchants[m]; ok && mr.MarketOperator != "" && mr.MarketFeeRate != "" {
+		fromLegs := false
+		for _, l := range legs[m] {
+			switch l.Kind {
+			case store.DivisionMarketFee:
+				fromLegs = true
+				if l.Amount == 0 {
+					continue // payments and refunds cancelled out: nothing moves
+				}
+				s.Divisions = append(s.Divisions, l)
+				if s.Payable, err = sub(s.Payable, l.Amount); err != nil {
+					return nil, fmt.Errorf("clearing: window %s merchant %s: %w", w.ID, m, err)
+				}
+			case store.DivisionInsurancePooled, store.DivisionInsurancePersonal:
+				if l.Amount < 0 {
+					return nil, fmt.Errorf("clearing: merchant %s: negative %s leg", m, l.Kind)
+				}
+				s.Divisions = append(s.Divisions, l)
+			default:
+				return nil, fmt.Errorf("clearing: merchant %s: unknown leg kind %q", m, l.Kind)
+			}
+		}
+		if mr, ok := merchants[m]; ok && !fromLegs && mr.MarketOperator != "" && mr.MarketFeeRate != "" {
 			rate, err := store.ParseRate(mr.MarketFeeRate)
 			if err != nil {
 				return nil, fmt.Errorf("clearing: merchant %s market fee rate: %w", m, err)
@@ -133,17 +163,6 @@ func Compute(w store.Window, scenes []store.SceneTotals, rates Rates, merchants 
 				}
 			}
 		}
-		for _, l := range legs[m] {
-			switch l.Kind {
-			case store.DivisionInsurancePooled, store.DivisionInsurancePersonal:
-			default:
-				return nil, fmt.Errorf("clearing: merchant %s: unknown leg kind %q", m, l.Kind)
-			}
-			if l.Amount < 0 {
-				return nil, fmt.Errorf("clearing: merchant %s: negative %s leg", m, l.Kind)
-			}
-			s.Divisions = append(s.Divisions, l)
-		}
 		if len(s.Divisions) > store.DivisionsPerSettlementMax {
 			return nil, fmt.Errorf("clearing: merchant %s: more than %d division legs", m, store.DivisionsPerSettlementMax)
 		}
@@ -157,7 +176,8 @@ func Compute(w store.Window, scenes []store.SceneTotals, rates Rates, merchants 
 }
 
 // Deducted is the sum of the legs taken from the merchant's payable (the
-// market management fee); insurance legs are not.
+// market management fee, negative when refunds gave it back); insurance
+// legs are not.
 func Deducted(s *store.Settlement) int64 {
 	var n int64
 	for _, d := range s.Divisions {

@@ -14,8 +14,15 @@ import (
 	"scenepay/settlement/store"
 )
 
-// FileVersion is the settlement file layout version (second header field).
-const FileVersion = "1"
+// FileVersion is the settlement file layout version (third header field).
+// Version 2 added the L lines (one per division leg, with its payee).
+const FileVersion = "2"
+
+// LegColumns are the fields of a division leg (L) line. Every division of
+// a merchant's settlement gets one, after the merchant's D line: the D
+// line's market_operator names a payee only when there is one, and a
+// merchant's market fee legs may go to several operators.
+var LegColumns = []string{"record", "window", "merchant", "kind", "payee", "amount_fen"}
 
 // FileColumns are the fields of a detail (D) line.
 var FileColumns = []string{"record", "window", "merchant", "payee_account", "count", "gross_fen", "reversals_fen",
@@ -27,6 +34,9 @@ var TrailerColumns = []string{"record", "window", "lines", "count", "gross_fen",
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
+// legSum sums the divisions of the given kinds; payee is theirs when they
+// all have the same one, "" when there are none, and "*" (see the L lines)
+// when there are several.
 func legSum(s *store.Settlement, kinds ...string) (int64, string, error) {
 	var n int64
 	payee := ""
@@ -37,7 +47,12 @@ func legSum(s *store.Settlement, kinds ...string) (int64, string, error) {
 				if n, err = add(n, d.Amount); err != nil {
 					return 0, "", err
 				}
-				payee = d.Payee
+				switch payee {
+				case "", d.Payee:
+					payee = d.Payee
+				default:
+					payee = "*"
+				}
 			}
 		}
 	}
@@ -62,8 +77,9 @@ func FileLine(s *store.Settlement, m store.Merchant) ([]string, error) {
 //
 //	H,scenepay-settlement,<FileVersion>,<window>,<start UTC>,<cut-off UTC>,<settled_at UTC>
 //
-// then the column names prefixed "C", one D line per merchant (by
-// merchant id), and a trailer line T with the line count and the totals,
+// then the column names prefixed "C" (D lines) and "CL" (L lines), one D
+// line per merchant (by merchant id) followed by one L line per division
+// leg of that merchant (kind, payee, amount), and a trailer line T with the line count and the totals,
 // every total overflow-checked. merchants supplies payee accounts; a
 // merchant missing from it gets an empty account, which the bank's core
 // must refuse rather than guess.
@@ -79,6 +95,9 @@ func WriteFile(out io.Writer, w store.Window, ss []store.Settlement, merchants m
 		return err
 	}
 	if err := cw.Write(append([]string{"C"}, FileColumns[1:]...)); err != nil {
+		return err
+	}
+	if err := cw.Write(append([]string{"CL"}, LegColumns[1:]...)); err != nil {
 		return err
 	}
 	var count, gross, net, fee, market, ins, payable int64
@@ -100,6 +119,11 @@ func WriteFile(out io.Writer, w store.Window, ss []store.Settlement, merchants m
 		}
 		if err := cw.Write(line); err != nil {
 			return err
+		}
+		for _, d := range s.Divisions {
+			if err := cw.Write([]string{"L", s.Window, s.Merchant, d.Kind, d.Payee, itoa(d.Amount)}); err != nil {
+				return err
+			}
 		}
 	}
 	if err := cw.Write([]string{"T", w.ID, strconv.Itoa(len(ss)), itoa(count), itoa(gross), itoa(net), itoa(fee),

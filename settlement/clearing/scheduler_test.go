@@ -182,10 +182,12 @@ func TestWindowDrainSettleReconcile(t *testing.T) {
 		if len(files) != 1 {
 			t.Fatalf("%d files written", len(files))
 		}
-		wantFile := "H,scenepay-settlement,1,2026-03-01,2026-02-28T15:00:00Z,2026-03-01T15:00:00Z,2026-03-01T15:41:00Z\n" +
+		wantFile := "H,scenepay-settlement,2,2026-03-01,2026-02-28T15:00:00Z,2026-03-01T15:00:00Z,2026-03-01T15:41:00Z\n" +
 			"C,window,merchant,payee_account,count,gross_fen,reversals_fen,refunds_fen,net_fen,fee_fen,market_fee_fen,market_operator,insurance_fen,payable_fen\n" +
+			"CL,window,merchant,kind,payee,amount_fen\n" +
 			"D,2026-03-01,BUS-CO,,4,450,-200,0,250,0,0,,0,250\n" +
 			"D,2026-03-01,STALL-1,ACC-STALL-1,3,500,0,-100,400,2,4,MARKET,0,394\n" +
+			"L,2026-03-01,STALL-1,market_fee,MARKET,4\n" +
 			"T,2026-03-01,2,7,950,650,2,4,0,644\n"
 		// SettledAt in the header is the tick's time; OnSettled gets the
 		// window as listed before settlement, so rebuild from the store.

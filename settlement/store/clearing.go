@@ -84,7 +84,9 @@ const (
 )
 
 // Division is one leg of a merchant's settlement paid to or by someone
-// else than the merchant. Amount is positive fen.
+// else than the merchant. Amount is fen: positive, except a market fee
+// from per-payment legs, which is negative when the window's refunds took
+// back more of the operator's part than its payments gave.
 type Division struct {
 	Kind   string
 	Payee  string
@@ -291,7 +293,9 @@ func checkSettlements(id string, ss []Settlement) error {
 			return badQuery("more divisions than DivisionsPerSettlementMax")
 		}
 		for _, d := range s.Divisions {
-			if d.Kind == "" || d.Amount < 0 {
+			// A market fee from per-payment legs is negative in a window
+			// whose refunds gave back more than its payments took.
+			if d.Kind == "" || d.Amount < 0 && d.Kind != DivisionMarketFee {
 				return badQuery("division needs a kind and a non-negative amount")
 			}
 			if err := checkName("division payee", d.Payee, true); err != nil {

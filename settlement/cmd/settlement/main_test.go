@@ -42,7 +42,10 @@ func TestProcessSettlesAndServes(t *testing.T) {
 	b := &handoff.Batch{ID: handoff.BatchID("gw-1", 1, 1), Source: "gw-1", FirstLSN: 1, LastLSN: 1,
 		Watermark: time.Date(2026, 3, 1, 23, 30, 0, 0, sh).UTC(),
 		Rows: []handoff.Txn{{Source: "gw-1", LSN: 1, At: at, Merchant: "M1", Terminal: "T-1", Scene: "bus", Op: "purchase",
-			InstKind: "county", Account: "county:C-1", Amount: 200, Auth: "A1", Txn: 1}}}
+			InstKind: "county", Account: "county:C-1", Amount: 200, Auth: "A1", Txn: 1,
+			// The market operator's leg of the payment: the process
+			// clears with the store as its leg source.
+			Legs: []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-OP", Amount: 4}}}}}
 	if _, err := s.Ingest(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +100,9 @@ func TestProcessSettlesAndServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(content)), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], "H,scenepay-settlement,1,2026-03-01,") ||
-		lines[2] != "D,2026-03-01,M1,,1,200,0,0,200,0,0,,0,200" || lines[3] != "T,2026-03-01,1,1,200,200,0,0,0,200" {
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "H,scenepay-settlement,2,2026-03-01,") ||
+		lines[3] != "D,2026-03-01,M1,,1,200,0,0,200,0,4,MKT-OP,0,196" || lines[4] != "L,2026-03-01,M1,market_fee,MKT-OP,4" ||
+		lines[5] != "T,2026-03-01,1,1,200,200,0,4,0,196" {
 		t.Fatalf("settlement file:\n%s", content)
 	}
 	cancel()

@@ -75,7 +75,7 @@ func run(ctx context.Context, cfg config, ln net.Listener, clock func() time.Tim
 		Help: "Settlement files written for the bank's core."})
 	reg.MustRegister(files)
 	cl, err := clearing.New(clearing.Config{Store: st, Calendar: clearing.Calendar{CutOff: cfg.CutOff}, Grace: cfg.Grace,
-		Retired: cfg.Retired, DefaultRate: cfg.DefaultRate, Registerer: reg})
+		Retired: cfg.Retired, DefaultRate: cfg.DefaultRate, Legs: st, Registerer: reg})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ var legsCases = []struct {
 	{"LegsSummedPerMerchantKindPayee", testLegsSum},
 	{"LegsRecutAndConflicts", testLegsRecut},
 	{"DebtRecoveryInTotals", testDebtRecoveryTotals},
+	{"NegativeMarketFeeDivision", testNegativeMarketFee},
 }
 
 // legRows: a stall's QR payment (fee 31 to MKT-OP) and its partial refund
@@ -168,5 +169,31 @@ func testDebtRecoveryTotals(t *testing.T, ctx context.Context, _ Opener, s store
 	st, err := s.SceneTotals(ctx, TestWindow.Start, TestWindow.CutOff)
 	if err != nil || len(st) != 1 || st[0].Net != 450 || st[0].Payments != 2 {
 		t.Fatalf("SceneTotals = %+v, %v; want one bus line of net 450", st, err)
+	}
+}
+
+// A market fee from legs is negative in a window whose refunds gave back
+// more than its payments took; the store keeps it. Other divisions stay
+// non-negative.
+func testNegativeMarketFee(t *testing.T, ctx context.Context, _ Opener, s store.Store) {
+	if _, _, err := s.OpenWindow(ctx, TestWindow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CloseWindow(ctx, TestWindow.ID, TestWindow.CutOff); err != nil {
+		t.Fatal(err)
+	}
+	bad := []store.Settlement{{Window: TestWindow.ID, Merchant: "HOSP",
+		Divisions: []store.Division{{Kind: store.DivisionInsurancePooled, Payee: "ins-pool", Amount: -1}}}}
+	if _, err := s.SettleWindow(ctx, TestWindow.ID, TestWindow.CutOff, bad); !errors.Is(err, store.ErrBadQuery) {
+		t.Fatalf("negative insurance division: %v, want ErrBadQuery", err)
+	}
+	ss := []store.Settlement{{Window: TestWindow.ID, Merchant: "STALL-M", Totals: store.Totals{Count: 1, Refunds: -500, RefundCount: 1, Net: -500},
+		Payable: -490, Divisions: []store.Division{{Kind: store.DivisionMarketFee, Payee: "MKT-OP", Amount: -10}}}}
+	if ok, err := s.SettleWindow(ctx, TestWindow.ID, TestWindow.CutOff, ss); err != nil || !ok {
+		t.Fatalf("SettleWindow = %v, %v", ok, err)
+	}
+	got, err := s.Settlement(ctx, TestWindow.ID, "STALL-M")
+	if err != nil || !reflect.DeepEqual(got.Divisions, ss[0].Divisions) || got.Payable != -490 {
+		t.Fatalf("Settlement = %+v, %v", got, err)
 	}
 }
