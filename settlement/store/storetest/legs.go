@@ -129,10 +129,12 @@ func testLegsRecut(t *testing.T, ctx context.Context, _ Opener, s store.Store) {
 	// A stored row met with other legs: another amount, another payee, a
 	// missing leg, an extra leg. Each is refused and changes nothing.
 	for name, edit := range map[string]func(r []handoff.Txn){
-		"amount":    func(r []handoff.Txn) { r[1].Legs[0].Amount = -11 },
-		"payee":     func(r []handoff.Txn) { r[2].Legs[0].Payee = "MKT-OP" },
-		"missing":   func(r []handoff.Txn) { r[3].Legs = r[3].Legs[:1] },
-		"extra":     func(r []handoff.Txn) { r[4].Legs = []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-OP", Amount: 1}} },
+		"amount":  func(r []handoff.Txn) { r[1].Legs[0].Amount = -11 },
+		"payee":   func(r []handoff.Txn) { r[2].Legs[0].Payee = "MKT-OP" },
+		"missing": func(r []handoff.Txn) { r[3].Legs = r[3].Legs[:1] },
+		"extra": func(r []handoff.Txn) {
+			r[4].Legs = []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-OP", Amount: 1}}
+		},
 		"row added": func(r []handoff.Txn) {},
 	} {
 		rc := legRows()
