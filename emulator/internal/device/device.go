@@ -61,6 +61,10 @@ type Config struct {
 	Topics   terminals.Topics
 	Group    string // terminal group whose retained config to follow; "" = none
 
+	// DenyKey is the config-signing key Kcfg. When set the terminal is a
+	// bus reader that follows the bus group's retained deny list (deny.go).
+	DenyKey []byte
+
 	Store    Store    // txn counter; nil = a MemStore starting at 0
 	Observer Observer // nil = outcomes are not reported
 
@@ -90,11 +94,14 @@ type Stats struct {
 	Unresolved       uint64 // purchases left unanswered and unreversed
 	Connects         uint64 // successful (re)connections
 	ConnectionLost   uint64
+	// Notices are genuine unsolicited messages (deposit_low) on the reply
+	// topic; they are never taken for a request's reply.
+	Notices uint64
 }
 
 type counters struct {
 	published, replies, unknown, badMAC, malformed, timeouts, retries,
-	reversals, unresolved, connects, lost atomic.Uint64
+	reversals, unresolved, connects, lost, notices atomic.Uint64
 }
 
 type inbound struct {
@@ -114,6 +121,8 @@ type Device struct {
 	cfg        Config
 	replyTopic string
 	cfgTopics  []string
+	denyTopics [2]string // full, delta; "" when DenyKey is nil
+	deny       *DenyList
 	client     mqtt.Client
 
 	sealMu sync.Mutex // terminals.Signer is not safe for concurrent use
@@ -193,6 +202,10 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Group != "" {
 		d.cfgTopics = append(d.cfgTopics, cfg.Topics.GroupConfig(cfg.Group))
 	}
+	if len(cfg.DenyKey) > 0 {
+		d.deny = NewDenyList()
+		d.denyTopics = [2]string{DenyTopicFull(cfg.Topics), DenyTopicDelta(cfg.Topics)}
+	}
 	d.client = mqtt.NewClient(d.options())
 	return d, nil
 }
@@ -247,6 +260,9 @@ func (d *Device) onConnect(c mqtt.Client) {
 	subs := map[string]byte{d.replyTopic: 1}
 	for _, t := range d.cfgTopics {
 		subs[t] = 1
+	}
+	if d.deny != nil {
+		subs[d.denyTopics[0]], subs[d.denyTopics[1]] = 1, 1
 	}
 	tok := c.SubscribeMultiple(subs, d.onMessage)
 	if !tok.WaitTimeout(d.cfg.ConnectTimeout) {
@@ -324,9 +340,12 @@ func (d *Device) Stats() Stats {
 		MalformedReplies: d.c.malformed.Load(), Timeouts: d.c.timeouts.Load(),
 		Retries: d.c.retries.Load(), Reversals: d.c.reversals.Load(),
 		Unresolved: d.c.unresolved.Load(), Connects: d.c.connects.Load(),
-		ConnectionLost: d.c.lost.Load(),
+		ConnectionLost: d.c.lost.Load(), Notices: d.c.notices.Load(),
 	}
 }
+
+// Deny is the deny list the reader holds; nil unless Config.DenyKey is set.
+func (d *Device) Deny() *DenyList { return d.deny }
 
 // Config returns the last retained config payload received on topic (the
 // terminal's or its group's config topic), nil if none.
@@ -342,6 +361,10 @@ func (d *Device) onMessage(_ mqtt.Client, m mqtt.Message) {
 	topic := m.Topic()
 	if topic == d.replyTopic {
 		d.onReply(m.Payload())
+		return
+	}
+	if d.deny != nil && (topic == d.denyTopics[0] || topic == d.denyTopics[1]) {
+		_ = d.deny.Receive(d.cfg.DenyKey, m.Payload()) // a refused message is counted and dropped
 		return
 	}
 	for _, t := range d.cfgTopics {
@@ -372,6 +395,12 @@ func (d *Device) onReply(payload []byte) {
 	rep, err := terminals.DecodeReply(body)
 	if err != nil || rep.TID != d.cfg.TID {
 		d.c.malformed.Add(1)
+		return
+	}
+	if rep.Type == terminals.ReplyDepositLow {
+		// Follows a capture's reply under the capture's txn id: a notice,
+		// not an answer; a repeat of the capture must still get its reply.
+		d.c.notices.Add(1)
 		return
 	}
 	w := d.lookup(rep.Txn)

@@ -145,7 +145,7 @@ func (d *Device) Malformed() (Fault, error) {
 // a fault is a probe, and its outcome (Fault set) goes to the Observer.
 func (d *Device) Inject(ctx context.Context, f Fault) (terminals.Reply, []byte, error) {
 	out := Outcome{TID: d.cfg.TID, Type: f.Req.Type, Txn: f.Req.Txn, Orig: f.Req.Orig, Inst: f.Req.Inst, Amt: f.Req.Amt,
-		Route: f.Req.Route, Stop: f.Req.Stop, Fault: f.Kind}
+		Route: f.Req.Route, Stop: f.Req.Stop, Fault: f.Kind, Req: f.Req}
 	d.zeroMu.Lock()
 	defer d.zeroMu.Unlock()
 	keys := []uint64{0}

@@ -109,6 +109,11 @@ type decision struct {
 	code     terminals.Code
 	wrongKey bool
 	bal      *int64
+	amt      *int64 // reply "amt"
+	out      string // reply "out" (offline_upload)
+	// notice: a signed deposit_low under the request's txn id is published
+	// before the reply, so a device that took it for the answer would show.
+	notice bool
 }
 
 // responder is a tiny gateway stand-in: it verifies frames and MACs like the
@@ -184,7 +189,11 @@ func (r *responder) handle(c mqtt.Client, m mqtt.Message) {
 	if rec.req != nil {
 		typ = rec.req.Type
 	}
-	rep := terminals.Reply{V: 1, Type: typ, TID: tid, Txn: txn, Code: dec.code, Bal: dec.bal, GTS: time.Now().UnixMilli()}
+	rep := terminals.Reply{V: 1, Type: typ, TID: tid, Txn: txn, Code: dec.code, Bal: dec.bal, Amt: dec.amt, Out: dec.out, GTS: time.Now().UnixMilli()}
+	if dec.notice {
+		n := terminals.Reply{V: 1, Type: terminals.ReplyDepositLow, TID: tid, Txn: txn, Code: terminals.CodeApproved, Amt: dec.amt, GTS: rep.GTS}
+		c.Publish(r.topics.Reply(tid), 1, false, terminals.Seal(key, n.AppendJSON(nil))).Wait()
+	}
 	if dec.code == terminals.CodeApproved && rec.req != nil {
 		rep.Auth = "A" + strconv.FormatUint(txn, 10)
 	}

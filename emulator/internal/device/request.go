@@ -35,6 +35,9 @@ type Outcome struct {
 	// acknowledged; the gateway may or may not have applied it.
 	Unresolved bool
 	Err        error
+	// Req is the request as sealed (scene fields: code, item, ins, taps),
+	// zero when it could not be prepared.
+	Req terminals.Request
 }
 
 // Observer receives every outcome, synchronously on the caller's goroutine;
@@ -78,6 +81,81 @@ func TapOut(inst terminals.Instrument, route, stop string) terminals.Request {
 // Heartbeat builds a heartbeat (no txn id).
 func Heartbeat() terminals.Request { return terminals.Request{Type: terminals.TypeHeartbeat} }
 
+// HeartbeatReport builds a heartbeat that reports applied configuration
+// versions (cfg, may be empty) and, when obk.Set, the offline backlog.
+func HeartbeatReport(cfg terminals.CfgVersions, obk terminals.Backlog) terminals.Request {
+	return terminals.Request{Type: terminals.TypeHeartbeat, Cfg: cfg, OBK: obk}
+}
+
+// QRPay builds a market stall's payment of amt fen by the scanned consumer
+// code; the account is the code's (no "inst": a stall cannot read it).
+func QRPay(code string, amt int64) terminals.Request {
+	return terminals.Request{Type: terminals.TypeQRPay, PayCode: code, Amt: amt}
+}
+
+// Refund builds the refund of amt fen of the qr_pay orig, drawn on inst
+// (the paying account, from the payment's receipt).
+func Refund(inst terminals.Instrument, orig uint64, amt int64) terminals.Request {
+	return terminals.Request{Type: terminals.TypeRefund, Inst: inst, Orig: orig, Amt: amt}
+}
+
+// DepositOpen builds a hospital deposit's opening hold of amt fen.
+func DepositOpen(inst terminals.Instrument, amt int64) terminals.Request {
+	return terminals.Request{Type: terminals.TypeHold, Inst: inst, Amt: amt}
+}
+
+// DepositTopUp builds a top-up hold of amt fen on the deposit opened by txn open.
+func DepositTopUp(inst terminals.Instrument, open uint64, amt int64) terminals.Request {
+	return terminals.Request{Type: terminals.TypeHold, Inst: inst, Orig: open, Amt: amt}
+}
+
+// DepositCapture builds a service order of amt fen against the deposit open.
+func DepositCapture(inst terminals.Instrument, open uint64, amt int64) terminals.Request {
+	return terminals.Request{Type: terminals.TypeCapture, Inst: inst, Orig: open, Amt: amt}
+}
+
+// DepositRelease builds the discharge of the deposit open, capturing the
+// last charges amt (0 = none) and releasing the rest.
+func DepositRelease(inst terminals.Instrument, open uint64, amt int64) terminals.Request {
+	return terminals.Request{Type: terminals.TypeRelease, Inst: inst, Orig: open, Amt: amt}
+}
+
+// InsuredPurchase builds a hospital bill of item with the insurance
+// platform's split; only ins.Self is charged to inst.
+func InsuredPurchase(inst terminals.Instrument, item string, ins terminals.Insurance) terminals.Request {
+	ins.Set = true
+	return terminals.Request{Type: terminals.TypePurchase, Inst: inst, Amt: ins.Pool + ins.Personal + ins.Self, Item: item, Ins: ins}
+}
+
+// OfflineUpload builds the upload of one card's offline taps (1 to
+// terminals.MaxUploadTaps).
+func OfflineUpload(inst terminals.Instrument, taps []terminals.UploadTap) (terminals.Request, error) {
+	req := terminals.Request{Type: terminals.TypeOfflineUpload, Inst: inst}
+	for _, t := range taps {
+		if err := req.Taps.Add(t); err != nil {
+			return terminals.Request{}, err
+		}
+	}
+	return req, nil
+}
+
+// ECNYOffline builds the upload of a double-offline e-CNY payment of amt fen
+// from wallet inst.
+func ECNYOffline(inst terminals.Instrument, amt int64) terminals.Request {
+	return terminals.Request{Type: terminals.TypeECNYOffline, Inst: inst, Amt: amt}
+}
+
+// Reversible reports whether an unanswered req is voided by a reversal: a
+// plain purchase only. Taps, market, hospital and upload messages are not
+// reversible in protocol v1 (a reversal naming them is ORIGINAL_NOT_FOUND,
+// which would wrongly read as "no effect"); their sender repeats the same
+// request (same txn id and content) until it is answered. An insured
+// purchase is not reversed either: its ledger amount (the self-pay) is not
+// its wire amount, so a reversal could not carry the original's amount.
+func Reversible(req terminals.Request) bool {
+	return req.Type == terminals.TypePurchase && !req.Ins.Set
+}
+
 // Reversal builds the reversal of orig: same instrument and amount, naming
 // orig's txn id.
 func Reversal(orig terminals.Request) terminals.Request {
@@ -110,11 +188,28 @@ func (d *Device) seal(body []byte) []byte {
 	return d.sealer.Seal(nil, body)
 }
 
+// Resend sends s again under its own txn id with the same content and a
+// fresh "ts" (protocol section 10: a terminal repeats an unanswered request
+// until it gets the final reply; the gateway answers a repeat with the
+// stored reply, "same content" being every field but ts). It is how the
+// messages that are not reversible are settled after a lost reply.
+func (d *Device) Resend(ctx context.Context, s Sealed) (Sealed, terminals.Reply, []byte, error) {
+	if s.Req.Txn == 0 {
+		return s, terminals.Reply{}, nil, fmt.Errorf("device %s: %w: resend without a txn id", d.cfg.TID, ErrConfig)
+	}
+	n, err := d.Prepare(s.Req)
+	if err != nil {
+		return s, terminals.Reply{}, nil, err
+	}
+	rep, raw, err := d.Send(ctx, n)
+	return n, rep, raw, err
+}
+
 // Do prepares and sends req; see Send.
 func (d *Device) Do(ctx context.Context, req terminals.Request) (terminals.Reply, []byte, error) {
 	s, err := d.Prepare(req)
 	if err != nil {
-		d.observe(Outcome{TID: d.cfg.TID, Type: req.Type, Inst: req.Inst, Amt: req.Amt, Err: err})
+		d.observe(Outcome{TID: d.cfg.TID, Type: req.Type, Inst: req.Inst, Amt: req.Amt, Err: err, Req: req})
 		return terminals.Reply{}, nil, err
 	}
 	return d.Send(ctx, s)
@@ -122,8 +217,9 @@ func (d *Device) Do(ctx context.Context, req terminals.Request) (terminals.Reply
 
 // Send publishes a sealed request and waits for the genuine reply with its
 // txn id. On a timeout, or a retry-later code (BUSY, SYSTEM_ERROR), it
-// resends the identical bytes up to Config.Retries times. Only a purchase
-// still unanswered then is reversed; taps are not (protocol 8: a reversal
+// resends the identical bytes up to Config.Retries times. Only a plain
+// purchase still unanswered then is reversed (Reversible); other money
+// messages end ErrTimeout and their caller repeats them (Resend); taps are not (protocol 8: a reversal
 // naming a tap is declined ORIGINAL_NOT_FOUND), so an unanswered tap ends
 // ErrTimeout and its caller decides (a bus reader taps the rider out,
 // which closes whatever journey the gateway holds). A purchase is reversed: a reversal under a new txn id naming it,
@@ -134,7 +230,7 @@ func (d *Device) Do(ctx context.Context, req terminals.Request) (terminals.Reply
 // that a duplicate got a byte-identical reply.
 func (d *Device) Send(ctx context.Context, s Sealed) (terminals.Reply, []byte, error) {
 	out := Outcome{TID: d.cfg.TID, Type: s.Req.Type, Txn: s.Req.Txn, Orig: s.Req.Orig, Inst: s.Req.Inst, Amt: s.Req.Amt,
-		Route: s.Req.Route, Stop: s.Req.Stop}
+		Route: s.Req.Route, Stop: s.Req.Stop, Req: s.Req}
 	var keys []uint64
 	if s.Req.Type == terminals.TypeHeartbeat {
 		d.zeroMu.Lock()
@@ -163,7 +259,7 @@ func (d *Device) Send(ctx context.Context, s Sealed) (terminals.Reply, []byte, e
 		err = errors.Join(ErrBadReplyMAC, err)
 	}
 	err = fmt.Errorf("device %s txn %d: %w", d.cfg.TID, s.Req.Txn, err)
-	if s.Req.Type == terminals.TypePurchase {
+	if Reversible(s.Req) {
 		rtxn, rin, rerr := d.reverse(ctx, s.Req)
 		out.ReversalTxn = rtxn
 		if rerr == nil {
