@@ -42,17 +42,24 @@ type approval struct {
 
 // Position is what the terminals were told about one account. Money in fen.
 type Position struct {
-	Account   string
-	Opening   int64 // balance when the run began (as opened, or as read back)
-	TopUps    int64
-	Purchases int64 // approved purchases
+	Account string
+	Opening int64 // balance when the run began (as opened, or as read back)
+	TopUps  int64
+	// Purchases is every approved debit: purchases, tap and upload
+	// charges, QR payments, deposit captures (orders and discharge
+	// charges), insured self-pay, e-CNY offline payments.
+	Purchases int64
 	Reversals int64 // approved reversals of approved purchases
-	// Uncertain is the sum of purchases that got no reply and whose
-	// reversal was not acknowledged: each may or may not have been applied.
-	Uncertain int64
+	Refunds   int64 // approved refunds of QR payments (credits)
+	// Uncertain is the sum of debits that got no reply and were not voided
+	// (a purchase whose reversal was not acknowledged, a message repeated
+	// until the run ended without an answer): each may or may not have
+	// been applied. UncertainCredit is the same for credits (refunds).
+	Uncertain       int64
+	UncertainCredit int64
 }
 
-// Expected is Opening + TopUps - Purchases + Reversals.
+// Expected is Opening + TopUps - Purchases + Reversals + Refunds.
 func (p Position) Expected() (int64, error) {
 	v, ok := add(p.Opening, p.TopUps)
 	if ok {
@@ -60,6 +67,9 @@ func (p Position) Expected() (int64, error) {
 	}
 	if ok {
 		v, ok = add(v, p.Reversals)
+	}
+	if ok {
+		v, ok = add(v, p.Refunds)
 	}
 	if !ok {
 		return 0, fmt.Errorf("%w: %s: expected balance overflows int64", ErrLedger, p.Account)
@@ -84,14 +94,20 @@ func add(a, b int64) (int64, bool) {
 // debit). The ledger therefore knows which routes are distance routes and
 // their maximum fare, the bound of what an unanswered tap may have cost.
 type Ledger struct {
-	mu        sync.Mutex
-	pos       map[string]*Position
-	routes    map[string]RouteSpec // by route id
-	merchant  map[string]string    // terminal id -> merchant id
-	merch     map[string]*MerchantPosition
-	approved  map[txnKey]approval
-	byTxn     map[idKey]uint64 // (tid, txn) -> content hash of the first approval
-	reversed  map[txnKey]bool  // purchases whose approval a reversal voided
+	mu       sync.Mutex
+	pos      map[string]*Position
+	routes   map[string]RouteSpec // by route id
+	merchant map[string]string    // terminal id -> merchant id
+	merch    map[string]*MerchantPosition
+	approved map[txnKey]approval
+	byTxn    map[idKey]uint64 // (tid, txn) -> content hash of the first approval
+	reversed map[txnKey]bool  // purchases whose approval a reversal voided
+	// pending are requests that ended without a reply and that their
+	// terminal repeats under the same txn id (the non-reversible types):
+	// a later answer to the same id settles them; those still pending at
+	// the audit widen the ranges.
+	pending   map[idKey]pend
+	uploads   UploadCounts
 	anomalies []string
 	nAnomaly  int
 }
@@ -103,6 +119,7 @@ func NewLedger() *Ledger {
 		approved: make(map[txnKey]approval),
 		byTxn:    make(map[idKey]uint64),
 		reversed: make(map[txnKey]bool),
+		pending:  make(map[idKey]pend),
 		routes:   make(map[string]RouteSpec),
 		merchant: make(map[string]string),
 		merch:    make(map[string]*MerchantPosition),
@@ -113,9 +130,11 @@ func NewLedger() *Ledger {
 // settlement audit compares Net with the settlement store's net.
 type MerchantPosition struct {
 	Merchant string
-	Net      int64 // approved purchases and tap debits minus reversals that voided them
-	// Uncertain bounds what unanswered requests may have added to Net.
-	Uncertain int64
+	Net      int64 // approved debits (purchases, taps, uploads, QR, captures, e-CNY offline) minus reversals and refunds
+	// Uncertain bounds what unanswered requests may have added to Net;
+	// UncertainCredit what unanswered refunds may have taken from it.
+	Uncertain       int64
+	UncertainCredit int64
 	// Txns holds "tid/txn" -> fen of every approval counted (bounded by
 	// merchantTxnsMax), to name the offending ids when the totals differ.
 	Txns map[string]int64
@@ -175,6 +194,12 @@ func (l *Ledger) Merchants() []MerchantPosition {
 		c.Txns = make(map[string]int64, len(m.Txns))
 		for k, v := range m.Txns {
 			c.Txns[k] = v
+		}
+		for _, p := range l.pending {
+			if l.merchant[p.tid] == m.Merchant {
+				c.Uncertain, _ = add(c.Uncertain, p.debit)
+				c.UncertainCredit, _ = add(c.UncertainCredit, p.credit)
+			}
 		}
 		out = append(out, c)
 	}
@@ -306,6 +331,10 @@ func (l *Ledger) Observe(o device.Outcome) {
 		l.observeTap(o)
 		return
 	}
+	if isScene(o) {
+		l.observeScene(o)
+		return
+	}
 	if o.Reply == nil {
 		if o.Type == terminals.TypePurchase && o.Unresolved {
 			l.uncertain(acct, o.TID, o.Amt)
@@ -356,7 +385,14 @@ func (l *Ledger) Positions() []Position {
 	defer l.mu.Unlock()
 	out := make([]Position, 0, len(l.pos))
 	for _, p := range l.pos {
-		out = append(out, *p)
+		c := *p
+		for _, q := range l.pending {
+			if q.acct == p.Account {
+				c.Uncertain, _ = add(c.Uncertain, q.debit)
+				c.UncertainCredit, _ = add(c.UncertainCredit, q.credit)
+			}
+		}
+		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Account < out[j].Account })
 	return out
@@ -416,10 +452,14 @@ func (l *Ledger) Audit(ctx context.Context, r BalanceReader) AuditResult {
 		switch {
 		case err != nil:
 			res.Mismatches = append(res.Mismatches, Mismatch{Position: p, Expected: want, Err: err})
-		case got == want && p.Uncertain == 0:
+		case got == want && p.Uncertain == 0 && p.UncertainCredit == 0:
 			res.Matched++
-		case p.Uncertain > 0 && got <= want && got >= want-p.Uncertain:
-			res.Uncertain++
+		case p.Uncertain > 0 || p.UncertainCredit > 0:
+			if got >= want-p.Uncertain && got-want <= p.UncertainCredit {
+				res.Uncertain++
+			} else {
+				res.Mismatches = append(res.Mismatches, Mismatch{Position: p, Expected: want, Gateway: got})
+			}
 		default:
 			res.Mismatches = append(res.Mismatches, Mismatch{Position: p, Expected: want, Gateway: got})
 		}

@@ -16,6 +16,13 @@ import (
 // terminal it is one line rewritten in place; otherwise (a log, a pipe)
 // one plain line per tick, so that nothing is garbled by carriage returns.
 
+// sceneShort names the scene messages on the progress line.
+var sceneShort = map[string]string{
+	terminals.TypeQRPay: "qr", terminals.TypeRefund: "refund", terminals.TypeHold: "hold",
+	terminals.TypeCapture: "capture", terminals.TypeRelease: "release", terminals.TypePurchase: "insured",
+	terminals.TypeOfflineUpload: "upload", terminals.TypeECNYOffline: "ecny-off", terminals.TypeHeartbeat: "hb",
+}
+
 // progressSamplesMax bounds the latencies kept for one tick.
 const progressSamplesMax = 10_000
 
@@ -23,11 +30,24 @@ const progressSamplesMax = 10_000
 type progress struct {
 	tick     []time.Duration
 	requests int
-	note     string // a process fault under way, shown on the next line
+	// scene counts the scene messages since the start by short name.
+	scene map[string]int
+	note  string // a process fault under way, shown on the next line
 }
 
 func (p *progress) observe(o device.Outcome) {
 	p.requests++
+	if n := sceneShort[o.Type]; n != "" && o.Fault == "" {
+		if o.Type == terminals.TypePurchase && !o.Req.Ins.Set {
+			n = ""
+		}
+		if n != "" {
+			if p.scene == nil {
+				p.scene = map[string]int{}
+			}
+			p.scene[n]++
+		}
+	}
 	if o.Reply != nil && len(p.tick) < progressSamplesMax {
 		p.tick = append(p.tick, o.Latency)
 	}
@@ -94,6 +114,12 @@ func (r *runner) progressLine(elapsed, interval time.Duration) string {
 			declines[c] = k
 		}
 	}
+	var sc strings.Builder
+	for _, n := range []string{"qr", "refund", "ecny-off", "hold", "capture", "release", "insured", "upload", "hb"} {
+		if k := r.prog.scene[n]; k > 0 {
+			fmt.Fprintf(&sc, " %s:%d", n, k)
+		}
+	}
 	errs := r.rep.NoReply
 	approved := r.rep.ByCode[terminals.CodeApproved]
 	nfault := 0
@@ -118,8 +144,8 @@ func (r *runner) progressLine(elapsed, interval time.Duration) string {
 		fmt.Fprintf(&dec, " %s:%d", c, declines[terminals.Code(c)])
 	}
 	rate := float64(n) / max(interval.Seconds(), 1e-3)
-	line := fmt.Sprintf("[%s] %.0f req/s  p50 %s ms  p99 %s ms  approved %d  declines{%s }  errors %d  faults %d",
-		elapsed.Round(time.Second), rate, q(0.5), q(0.99), approved, dec.String(), errs, nfault)
+	line := fmt.Sprintf("[%s] %.0f req/s  p50 %s ms  p99 %s ms  approved %d  declines{%s }  scene{%s }  errors %d  faults %d",
+		elapsed.Round(time.Second), rate, q(0.5), q(0.99), approved, dec.String(), sc.String(), errs, nfault)
 	if note != "" {
 		line += "  (" + note + ")"
 	}

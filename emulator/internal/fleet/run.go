@@ -15,6 +15,7 @@ import (
 
 	"scenepay/emulator/internal/device"
 	"scenepay/emulator/internal/opclient"
+	"scenepay/emulator/internal/wallet"
 	"scenepay/terminals"
 )
 
@@ -85,14 +86,23 @@ type Report struct {
 	// RetiredRiders: riders taken off the buses because a tap_out went
 	// unanswered on a distance route (their journey may be open).
 	RetiredRiders int
-	Settlement    SettleResult
-	Checks        int
-	Failed        int
-	Failures      []string
-	Device        device.Stats // summed over the fleet
-	Audit         AuditResult
-	latencies     []time.Duration
-	maxLatency    time.Duration
+	// ByType counts requests by message type (genuine replies or not).
+	ByType map[string]int
+	// Scene counts scene events (offline stretches).
+	Scene map[string]int
+	// OfflineTaps are taps readers approved offline; OfflineRefused the
+	// cards they refused offline (deny list, floor limits).
+	OfflineTaps    int
+	OfflineRefused int
+	Uploads        UploadCounts
+	Settlement     SettleResult
+	Checks         int
+	Failed         int
+	Failures       []string
+	Device         device.Stats // summed over the fleet
+	Audit          AuditResult
+	latencies      []time.Duration
+	maxLatency     time.Duration
 }
 
 // OK reports whether every scenario check held and the audit passed.
@@ -107,6 +117,10 @@ type runner struct {
 	byKind map[string][]*device.Device
 	slots  []*slot
 	town   Town
+	// issuer is the consumer payment code issuer key (version 1) the
+	// population's wallets sign codes with; nonce numbers the codes.
+	issuer []byte
+	nonce  atomic.Uint64
 	quiet  bool       // scenarios: no line per outcome, only failures
 	mu     sync.Mutex // guards rep, prog and output
 	rep    *Report
@@ -154,8 +168,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r := &runner{
 		o: o, pop: pop, op: opclient.New(o.API, o.Token, nil), ledger: NewLedger(),
 		byKind: map[string][]*device.Device{},
-		rep:    &Report{ByCode: map[terminals.Code]int{}, Faults: map[string]int{}}, out: o.Out,
-		town: pop.NewTown(), quiet: o.Scenario != "demo",
+		rep: &Report{ByCode: map[terminals.Code]int{}, Faults: map[string]int{}, ByType: map[string]int{},
+			Scene: map[string]int{}}, out: o.Out,
+		issuer: wallet.IssuerKey(o.Master, 1),
+		town:   pop.NewTown(), quiet: o.Scenario != "demo",
 	}
 	for _, rt := range r.town.Routes {
 		r.ledger.AddRoute(rt)
@@ -209,6 +225,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		r.op = opclient.New(o.Rig.API(), o.Token, nil) // a restart moved it
 	}
 	r.rep.Audit = r.ledger.Audit(auditCtx, balances{r.op})
+	r.rep.Uploads = r.ledger.Uploads()
 	if o.SettlementDB != "" {
 		// Its own deadline: the wait for the handoff is bounded by SettleWait.
 		settleCtx, cancel := context.WithTimeout(context.Background(), o.SettleWait+time.Minute)
@@ -263,12 +280,19 @@ func (r *runner) connect(ctx context.Context) error {
 			ReplyTimeout: r.o.ReplyTimeout, Retries: r.o.Retries,
 			Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
 		}
+		if t.Kind == KindBus {
+			cfg.DenyKey = configKey(r.o.Master)
+		}
 		d, err := device.New(cfg)
 		if err != nil {
 			return err
 		}
 		s := &slot{i: i, spec: t, cfg: cfg, dev: d, skew: skew,
-			rng: rand.New(rand.NewPCG(r.o.Seed, uint64(i)+0x7e41))}
+			rng: rand.New(rand.NewPCG(r.o.Seed, uint64(i)+0x7e41)),
+			// Reader tap seqs are never reused, across runs too: start
+			// where the txn counter starts.
+			off: offlineState{seq: r.o.TxnBase, taps: map[string][]terminals.UploadTap{},
+				insts: map[string]terminals.Instrument{}, riders: map[string]int{}}}
 		if t.Kind == KindBus {
 			s.route = r.town.Routes[nbus%len(r.town.Routes)]
 			nbus++
@@ -310,6 +334,7 @@ func (r *runner) observe(o device.Outcome) {
 	defer r.mu.Unlock()
 	rep := r.rep
 	rep.Requests++
+	rep.ByType[o.Type]++
 	rep.Retries += o.Retries
 	if o.Reply != nil {
 		rep.ByCode[o.Code]++
@@ -628,6 +653,17 @@ func (r *runner) printSummary() {
 		code := terminals.Code(c)
 		fmt.Fprintf(w, "  %s %-20s %d\n", c, code.Name(), rep.ByCode[code])
 	}
+	fmt.Fprintf(w, "  messages:%s\n", typeCounts(rep.ByType))
+	if rep.OfflineTaps+rep.OfflineRefused+rep.Uploads.Messages > 0 {
+		letters := ""
+		for _, c := range []byte("cdnuox") {
+			if n := rep.Uploads.Taps[c]; n > 0 {
+				letters += fmt.Sprintf(" %c:%d", c, n)
+			}
+		}
+		fmt.Fprintf(w, "  offline: %d stretches, %d taps approved offline, %d cards refused offline, %d uploads answered (taps%s)\n",
+			rep.Scene["offline-stretch"], rep.OfflineTaps, rep.OfflineRefused, rep.Uploads.Messages, letters)
+	}
 	fmt.Fprintf(w, "  no reply %d, retries %d, reversed %d, unresolved %d, load ticks skipped (terminal busy) %d\n",
 		rep.NoReply, rep.Retries, rep.Reversed, rep.Unresolved, rep.Skipped)
 	fmt.Fprintf(w, "  latency ms: p50 %s, p99 %s, max %s\n", ms(rep.percentile(0.5)), ms(rep.percentile(0.99)), ms(rep.maxLatency))
@@ -673,4 +709,18 @@ func (r *runner) printAudit() {
 	for _, s := range a.Anomalies {
 		fmt.Fprintf(w, "  anomaly: %s\n", s)
 	}
+}
+
+// typeCounts renders message counts by type, in a fixed order.
+func typeCounts(m map[string]int) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, " %s %d", n, m[n])
+	}
+	return b.String()
 }

@@ -37,7 +37,7 @@ var Scenarios = map[string]Scenario{
 		Shape: []Point{{hm(6, 0), 0.3}, {hm(8, 0), 1}, {hm(10, 30), 1}, {hm(12, 0), 0.4}, {hm(13, 0), 0.1}}},
 	"hospital-morning": {Name: "hospital-morning", Mix: [3]float64{0.20, 0.10, 0.70},
 		Shape: []Point{{hm(7, 30), 0.4}, {hm(8, 0), 1}, {hm(9, 30), 1}, {hm(11, 0), 0.5}, {hm(12, 0), 0.2}}},
-	"town-day": {Name: "town-day", Mix: [3]float64{0.50, 0.35, 0.15},
+	"town-day": {Name: "town-day", Mix: [3]float64{0.45, 0.35, 0.20},
 		Shape: []Point{{hm(5, 30), 0.1}, {hm(7, 30), 1}, {hm(9, 0), 0.6}, {hm(12, 0), 0.5},
 			{hm(14, 0), 0.4}, {hm(17, 30), 1}, {hm(19, 0), 0.4}, {hm(21, 0), 0.1}}},
 }

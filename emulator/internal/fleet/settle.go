@@ -35,15 +35,20 @@ type SettleMerchant struct {
 	Merchant  string
 	Told      int64 // what terminals were told (net)
 	Uncertain int64
-	Store     int64 // the store's net over the run
-	Rows      int64
-	Lost      []string // approvals told, not in the store
-	Twice     []string // ids stored more than once
-	Untold    []string // ids stored that no terminal was told were approved
+	// UncertainCredit: unanswered refunds that may have lowered the net.
+	UncertainCredit int64
+	Store           int64 // the store's net over the run
+	Rows            int64
+	Lost            []string // approvals told, not in the store
+	Twice           []string // ids stored more than once
+	Untold          []string // ids stored that no terminal was told were approved
 }
 
-// OK reports whether the store's net lies in [Told, Told+Uncertain].
-func (m SettleMerchant) OK() bool { return m.Store >= m.Told && m.Store-m.Told <= m.Uncertain }
+// OK reports whether the store's net lies in
+// [Told-UncertainCredit, Told+Uncertain].
+func (m SettleMerchant) OK() bool {
+	return m.Store-m.Told <= m.Uncertain && m.Told-m.Store <= m.UncertainCredit
+}
 
 // SettleResult is the settlement audit of a run.
 type SettleResult struct {
@@ -133,7 +138,8 @@ func CompareSettlement(ctx context.Context, st store.Store, told []MerchantPosit
 		if err != nil {
 			return out, fmt.Errorf("fleet: settlement totals of %s: %w", m.Merchant, err)
 		}
-		sm := SettleMerchant{Merchant: m.Merchant, Told: m.Net, Uncertain: m.Uncertain, Store: t.Net, Rows: t.Count}
+		sm := SettleMerchant{Merchant: m.Merchant, Told: m.Net, Uncertain: m.Uncertain, UncertainCredit: m.UncertainCredit,
+			Store: t.Net, Rows: t.Count}
 		if !sm.OK() {
 			if err := nameIDs(ctx, st, m, from, far, &sm); err != nil {
 				return out, err
@@ -147,6 +153,10 @@ func CompareSettlement(ctx context.Context, st store.Store, told []MerchantPosit
 func nameIDs(ctx context.Context, st store.Store, m MerchantPosition, from, to time.Time, sm *SettleMerchant) error {
 	stored := map[string]int64{}
 	rows := map[string]int{}
+	// A capture spanning several holds of a deposit is one row per hold
+	// under the capture's txn id, each naming its hold in Orig: rows are
+	// "applied twice" only when they repeat (terminal, txn, orig).
+	perOrig := map[string]int{}
 	f := store.Filter{Merchant: m.Merchant, From: from, To: to, Limit: store.PageLimitMax}
 	for n := 0; n < settleRowsMax; {
 		p, err := st.Transactions(ctx, f)
@@ -157,6 +167,7 @@ func nameIDs(ctx context.Context, st store.Store, m MerchantPosition, from, to t
 			id := fmt.Sprintf("%s/%d", row.Terminal, row.Txn)
 			stored[id] += row.Amount
 			rows[id]++
+			perOrig[fmt.Sprintf("%s/%d", id, row.Orig)]++
 		}
 		n += len(p.Rows)
 		if p.Next == "" {
@@ -169,18 +180,23 @@ func nameIDs(ctx context.Context, st store.Store, m MerchantPosition, from, to t
 			*dst = append(*dst, s)
 		}
 	}
+	twice := map[string]bool{}
+	for k, n := range perOrig {
+		if n > 1 {
+			id := k[:strings.LastIndexByte(k, '/')]
+			twice[id] = true
+			keep(&sm.Twice, fmt.Sprintf("%s (%d rows, %d fen)", id, rows[id], stored[id]))
+		}
+	}
 	for id, amt := range m.Txns {
 		if got, ok := stored[id]; !ok {
 			keep(&sm.Lost, fmt.Sprintf("%s (%d fen)", id, amt))
-		} else if got != amt && rows[id] == 1 {
+		} else if got != amt && !twice[id] {
 			keep(&sm.Untold, fmt.Sprintf("%s (store %d fen, told %d)", id, got, amt))
 		}
 	}
-	for id, n := range rows {
-		if n > 1 {
-			keep(&sm.Twice, fmt.Sprintf("%s (%d rows, %d fen)", id, n, stored[id]))
-		}
-		if _, ok := m.Txns[id]; !ok && n == 1 {
+	for id := range rows {
+		if _, ok := m.Txns[id]; !ok && !twice[id] {
 			keep(&sm.Untold, fmt.Sprintf("%s (%d fen)", id, stored[id]))
 		}
 	}
@@ -219,8 +235,8 @@ func (r *runner) printSettlement() {
 				m.Merchant, m.Rows, yuan(m.Store), m.Store)
 			continue
 		}
-		fmt.Fprintf(w, "  %s: store net %d fen over %d rows, terminals told %d (unresolved %d), difference %d\n",
-			m.Merchant, m.Store, m.Rows, m.Told, m.Uncertain, m.Store-m.Told)
+		fmt.Fprintf(w, "  %s: store net %d fen over %d rows, terminals told %d (unresolved +%d/-%d), difference %d\n",
+			m.Merchant, m.Store, m.Rows, m.Told, m.Uncertain, m.UncertainCredit, m.Store-m.Told)
 		for _, x := range m.Lost {
 			fmt.Fprintf(w, "    approval lost: %s\n", x)
 		}

@@ -22,9 +22,9 @@ import (
 //   - a stall terminal takes a sale;
 //   - a hospital kiosk takes a patient's registration fee.
 //
-// Stalls' dynamic-code scans and refunds, and kiosks' deposits, need
-// message types the wire contract does not have yet (qr_pay, refund, hold,
-// capture, release): stallWork and kioskWork are where they go.
+// and the scene messages of scene_work.go: QR payments, refunds and e-CNY
+// offline payments at stalls, deposits and insured bills at kiosks,
+// offline stretches, uploads, heartbeats and the deny list on buses.
 
 // Faults switch on the per-work faults of a scenario run. Each piece of work
 // gets one of the enabled ones with probability Rate; GatewayKills and
@@ -124,7 +124,10 @@ type slot struct {
 	skew    *atomic.Int64 // clock error in ns, read by cfg.Now
 	rng     *rand.Rand
 	route   RouteSpec
-	capture *captured // a message kept for the replay fault
+	capture *captured    // a message kept for the replay fault
+	paid    []*paid      // stalls: recent qr_pays that may be refunded
+	deps    []*deposit   // kiosks: open inpatient deposits
+	off     offlineState // bus readers: offline stretch and backlog
 }
 
 type captured struct {
@@ -202,6 +205,9 @@ func (r *runner) scenario(ctx, work context.Context, sc Scenario) {
 				}
 				r.work(work, s, fault, rs, town)
 			}
+			// The run ends: a reader still offline comes back and uploads.
+			s.off.left = 0
+			r.flushOffline(work, s, rs)
 		}()
 	}
 	byKind := map[string][]int{}
@@ -353,14 +359,32 @@ func (r *runner) work(ctx context.Context, s *slot, fault string, rs *riders, to
 	}
 	switch s.spec.Kind {
 	case KindBus:
+		st := &s.off
+		st.works++
+		switch {
+		case st.left > 0:
+			r.offlineJourney(ctx, s, rs)
+			if st.left--; st.left == 0 {
+				r.flushOffline(ctx, s, rs)
+			}
+			return
+		case !s.route.Distance && ((st.stretches == 0 && st.works >= 3) || s.rng.IntN(100) < offlinePercent):
+			// The reader's link goes; it works offline for a while.
+			st.left = 4 + s.rng.IntN(12)
+			st.stretches++
+			r.countScene("offline-stretch")
+			r.offlineJourney(ctx, s, rs)
+			return
+		}
+		if st.works >= heartbeatEvery {
+			st.works = 0
+			r.heartbeat(ctx, s)
+		}
 		r.busWork(ctx, s, fault, rs)
 	case KindStall:
-		inst, amt := r.pop.Pick(s.rng, KindStall)
-		r.send(ctx, s, fault, device.Purchase(inst, amt))
+		r.stallWork(ctx, s, fault)
 	default:
-		p := town.Patients[s.rng.IntN(len(town.Patients))]
-		fee := []int64{500, 1_000, 2_000, 5_000}[s.rng.IntN(4)] // registration, fen
-		r.send(ctx, s, fault, device.Purchase(r.pop.Accounts[p.Acc].Inst, fee))
+		r.kioskWork(ctx, s, fault, town)
 	}
 }
 
@@ -396,10 +420,16 @@ func (r *runner) busWork(ctx context.Context, s *slot, fault string, rs *riders)
 // that wrap a single request (dup, reboot), and keeps the message for a
 // later replay.
 func (r *runner) send(ctx context.Context, s *slot, fault string, req terminals.Request) (terminals.Reply, error) {
+	_, rep, _, err := r.sendSealed(ctx, s, fault, req)
+	return rep, err
+}
+
+// sendSealed is send, returning the sealed request and the raw reply.
+func (r *runner) sendSealed(ctx context.Context, s *slot, fault string, req terminals.Request) (device.Sealed, terminals.Reply, []byte, error) {
 	sl, err := s.dev.Prepare(req)
 	if err != nil {
 		r.check("prepare", false, err.Error())
-		return terminals.Reply{}, err
+		return sl, terminals.Reply{}, nil, err
 	}
 	if fault == "reboot" {
 		// Power goes after the publish; the terminal boots, reads its
@@ -411,7 +441,7 @@ func (r *runner) send(ctx context.Context, s *slot, fault string, req terminals.
 	}
 	rep, raw, err := s.dev.Send(ctx, sl)
 	if err != nil {
-		return rep, err
+		return sl, rep, raw, err
 	}
 	if fault == "dup" {
 		d, draw, derr := s.dev.Inject(ctx, s.dev.Duplicate(sl))
@@ -421,7 +451,7 @@ func (r *runner) send(ctx context.Context, s *slot, fault string, req terminals.
 	if s.capture == nil || s.rng.IntN(4) == 0 {
 		s.capture = &captured{s: sl, raw: raw}
 	}
-	return rep, nil
+	return sl, rep, raw, nil
 }
 
 // rebootSlot replaces the slot's device by a new one over the same Store

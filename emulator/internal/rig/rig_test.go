@@ -110,6 +110,16 @@ func runMixedScenario(t *testing.T, bin, settleDB string) {
 	if rep.ByCode[terminals.CodeApproved] < 50 || rep.Faults["gateway-kill"] != 1 || len(rep.Faults) < 7 {
 		t.Fatalf("too little happened: approvals %d, faults %v", rep.ByCode[terminals.CodeApproved], rep.Faults)
 	}
+	// The scene messages the town's hardware sends all took part.
+	for _, typ := range []string{terminals.TypeQRPay, terminals.TypeRefund, terminals.TypeECNYOffline, terminals.TypeHold,
+		terminals.TypeCapture, terminals.TypeOfflineUpload, terminals.TypeHeartbeat, terminals.TypeTapIn} {
+		if rep.ByType[typ] == 0 {
+			t.Errorf("no %s in the run: %v", typ, rep.ByType)
+		}
+	}
+	if rep.OfflineTaps == 0 || rep.Uploads.Messages == 0 {
+		t.Errorf("no offline taps uploaded: %d taps, %+v", rep.OfflineTaps, rep.Uploads)
+	}
 	if !rep.Settlement.Ran || len(rep.Settlement.Merchants) == 0 {
 		t.Fatalf("settlement audit did not run: %+v", rep.Settlement)
 	}
