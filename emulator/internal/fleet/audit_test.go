@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"scenepay/emulator/internal/device"
+	"scenepay/emulator/internal/wallet"
 	"scenepay/settlement/handoff"
 	"scenepay/settlement/store"
 	"scenepay/settlement/store/storetest"
@@ -137,5 +139,189 @@ func TestScenarioLevelAndFaultParsing(t *testing.T) {
 	}
 	if _, err := ParseFaults("dup", 2); err == nil {
 		t.Error("fault rate 2 accepted")
+	}
+}
+
+func sceneOutcome(tid string, txn uint64, req terminals.Request, replyAmt *int64, out string) device.Outcome {
+	req.Txn, req.TID, req.V = txn, tid, terminals.Version
+	return device.Outcome{TID: tid, Type: req.Type, Txn: txn, Orig: req.Orig, Inst: req.Inst, Amt: req.Amt, Req: req,
+		Code: terminals.CodeApproved, Reply: &terminals.Reply{Code: terminals.CodeApproved, Txn: txn, Amt: replyAmt, Out: out}}
+}
+
+// TestBalanceAuditCatchesPlantedRefundAndCaptureLossAndDuplicate: the
+// terminals were told of a QR payment (drawn on the account its code
+// names), a partial refund of it, a deposit (a hold: no balance change), a
+// capture and a discharge with last charges, an insured bill (only the
+// self-pay), an offline upload and an e-CNY offline payment. A gateway that
+// lost the refund or the capture, or applied either twice, fails the audit
+// on that account; the truthful one passes; merchants net the refund.
+func TestBalanceAuditCatchesPlantedRefundAndCaptureLossAndDuplicate(t *testing.T) {
+	card := terminals.Instrument{Kind: terminals.InstCounty, ID: "8800000002"}
+	master := []byte("0123456789abcdef0123456789abcdef")
+	code, err := wallet.Issue(wallet.IssuerKey(master, 1), 1, card.Key(), wallet.ClassB, time.Now(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLedger()
+	for _, r := range DefaultRoutes {
+		l.AddRoute(r)
+	}
+	l.SetMerchant("STALL-0001", "M-STALL-0001")
+	l.SetMerchant("KIOSK-0001", "M-HOSP")
+	l.SetMerchant("BUS-0001", "M-BUS")
+	l.Open(card.Key(), 100_000)
+	pay := sceneOutcome("STALL-0001", 10, device.QRPay(code, 1_550), fen(1_550), "")
+	refund := sceneOutcome("STALL-0001", 11, device.Refund(card, 10, 500), fen(500), "")
+	capture := sceneOutcome("KIOSK-0001", 21, device.DepositCapture(card, 20, 2_500), fen(47_500), "")
+	up, err := device.OfflineUpload(card, []terminals.UploadTap{{Seq: 1, Route: "B1", TS: 1}, {Seq: 2, Out: true, Route: "B1", TS: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []device.Outcome{
+		pay, pay, // told twice: one effect
+		refund, refund,
+		sceneOutcome("KIOSK-0001", 20, device.DepositOpen(card, 50_000), fen(50_000), ""),
+		capture, capture,
+		sceneOutcome("KIOSK-0001", 22, device.DepositRelease(card, 20, 700), fen(0), ""),
+		sceneOutcome("KIOSK-0001", 23, device.InsuredPurchase(card, ItemLab, terminals.Insurance{Pool: 6_000, Personal: 1_000, Self: 3_000}), fen(3_000), ""),
+		sceneOutcome("BUS-0001", 30, up, fen(200), "cn"),
+		sceneOutcome("STALL-0001", 12, device.ECNYOffline(card, 1_000), fen(1_000), ""),
+	} {
+		l.Observe(o)
+	}
+	want := int64(100_000 - 1_550 + 500 - 2_500 - 700 - 3_000 - 200 - 1_000)
+	for _, c := range []struct {
+		name string
+		bal  int64
+		ok   bool
+	}{{"truthful", want, true},
+		{"planted refund loss", want - 500, false}, {"planted refund duplicate", want + 500, false},
+		{"planted capture loss", want + 2_500, false}, {"planted capture duplicate", want - 2_500, false}} {
+		res := l.Audit(context.Background(), fixedBalances{card.Key(): c.bal})
+		if res.OK() != c.ok {
+			t.Errorf("%s: audit OK=%v, want %v: %+v", c.name, res.OK(), c.ok, res)
+		}
+		if !c.ok && (len(res.Mismatches) != 1 || res.Mismatches[0].Account != card.Key() || res.Mismatches[0].Expected != want) {
+			t.Errorf("%s: mismatches %+v", c.name, res.Mismatches)
+		}
+	}
+	ms := l.Merchants()
+	nets := map[string]int64{}
+	for _, m := range ms {
+		nets[m.Merchant] = m.Net
+	}
+	if nets["M-STALL-0001"] != 1_550-500+1_000 || nets["M-HOSP"] != 2_500+700+3_000 || nets["M-BUS"] != 200 {
+		t.Fatalf("merchant nets %v", nets)
+	}
+	if u := l.Uploads(); u.Messages != 1 || u.Taps['c'] != 1 || u.Taps['n'] != 1 {
+		t.Fatalf("upload counts %+v", u)
+	}
+}
+
+// TestUnansweredSceneMessagesWidenTheRangeUntilAnswered: a capture and a
+// refund that got no reply may or may not have been applied: the audit
+// accepts either balance (and nothing outside) until a repeat under the
+// same id is answered, which settles them exactly.
+func TestUnansweredSceneMessagesWidenTheRangeUntilAnswered(t *testing.T) {
+	card := terminals.Instrument{Kind: terminals.InstBank, ID: "tok_abcdef", Last4: "4242"}
+	l := NewLedger()
+	l.SetMerchant("KIOSK-0001", "M-HOSP")
+	l.SetMerchant("STALL-0001", "M-STALL-0001")
+	l.Open(card.Key(), 10_000)
+	capture := sceneOutcome("KIOSK-0001", 5, device.DepositCapture(card, 4, 2_000), fen(1_000), "")
+	refund := sceneOutcome("STALL-0001", 9, device.Refund(card, 8, 300), fen(300), "")
+	lost := func(o device.Outcome) device.Outcome { o.Reply, o.Code, o.Err = nil, "", device.ErrTimeout; return o }
+	l.Observe(lost(capture))
+	l.Observe(lost(refund))
+	for _, c := range []struct {
+		bal int64
+		ok  bool
+	}{{10_000, true}, {8_000, true}, {10_300, true}, {8_300, true}, {7_999, false}, {10_301, false}} {
+		if res := l.Audit(context.Background(), fixedBalances{card.Key(): c.bal}); res.OK() != c.ok {
+			t.Errorf("pending: balance %d OK=%v, want %v", c.bal, res.OK(), c.ok)
+		}
+	}
+	ms := l.Merchants()
+	if ms[0].Uncertain != 2_000 || ms[1].UncertainCredit != 300 {
+		t.Fatalf("merchant ranges %+v", ms)
+	}
+	l.Observe(capture) // the repeat got the stored approval
+	declined := refund
+	declined.Code, declined.Reply.Code = terminals.CodeRefundExceeds, terminals.CodeRefundExceeds
+	l.Observe(declined) // and the refund's repeat a final decline: not applied
+	for _, c := range []struct {
+		bal int64
+		ok  bool
+	}{{8_000, true}, {10_000, false}, {8_300, false}} {
+		if res := l.Audit(context.Background(), fixedBalances{card.Key(): c.bal}); res.OK() != c.ok {
+			t.Errorf("answered: balance %d OK=%v, want %v", c.bal, res.OK(), c.ok)
+		}
+	}
+}
+
+// TestSettlementAuditNamesLostRefundAndTwiceAppliedCapture: in a real
+// SQLite store, a capture spanning two holds (two rows under one txn id,
+// each naming its hold) is one approval, not "applied twice"; a capture row
+// stored twice for the same hold is; a refund the terminal was told of but
+// missing from the store is lost.
+func TestSettlementAuditNamesLostRefundAndTwiceAppliedCapture(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	row := func(lsn, txn uint64, merchant, tid, op string, orig uint64, amt int64) handoff.Txn {
+		r := storetest.Row("gw1", lsn, merchant, amt)
+		r.Terminal, r.Txn, r.Op, r.Orig = tid, txn, op, orig
+		r.Scene = handoff.SceneKiosk
+		if op == handoff.OpRefund || tid[:5] == "STALL" {
+			r.Scene = handoff.SceneStall
+		}
+		return r
+	}
+	b := storetest.MakeBatch("gw1", 1, 6,
+		row(1, 30, "M-HOSP", "KIOSK-0001", handoff.OpCapture, 10, 1_500), // a capture over two holds
+		row(2, 30, "M-HOSP", "KIOSK-0001", handoff.OpCapture, 12, 1_000),
+		row(3, 31, "M-HOSP", "KIOSK-0001", handoff.OpCapture, 10, 800), // applied twice
+		row(4, 31, "M-HOSP", "KIOSK-0001", handoff.OpCapture, 10, 800),
+		row(5, 40, "M-STALL-0001", "STALL-0001", handoff.OpPurchase, 0, 1_550),
+		row(6, 42, "M-STALL-0002", "STALL-0002", handoff.OpRefund, 41, -200)) // a truthful refund
+	if _, err := st.Ingest(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	told := []MerchantPosition{
+		{Merchant: "M-HOSP", Net: 2_500 + 800, Txns: map[string]int64{"KIOSK-0001/30": 2_500, "KIOSK-0001/31": 800}},
+		{Merchant: "M-STALL-0001", Net: 1_550 - 500, Txns: map[string]int64{"STALL-0001/40": 1_550, "STALL-0001/41": -500}},
+		{Merchant: "M-STALL-0002", Net: -200, Txns: map[string]int64{"STALL-0002/42": -200}},
+	}
+	got, err := CompareSettlement(ctx, st, told, storetest.Day.Add(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].OK() || got[1].OK() || !got[2].OK() {
+		t.Fatalf("comparison %+v", got)
+	}
+	h, s := got[0], got[1]
+	if h.Store-h.Told != 800 || len(h.Twice) != 1 || !strings.HasPrefix(h.Twice[0], "KIOSK-0001/31 ") || len(h.Lost) != 0 {
+		t.Errorf("M-HOSP: difference %d, twice %v, lost %v", h.Store-h.Told, h.Twice, h.Lost)
+	}
+	if s.Store-s.Told != 500 || len(s.Lost) != 1 || !strings.HasPrefix(s.Lost[0], "STALL-0001/41 ") || len(s.Twice) != 0 {
+		t.Errorf("M-STALL-0001: difference %d, lost %v, twice %v", s.Store-s.Told, s.Lost, s.Twice)
+	}
+	// Had the refund gone unanswered, the store's net may lie anywhere
+	// from what was told less the refund up to what was told, not above.
+	pend := []MerchantPosition{{Merchant: "M-STALL-0001", Net: 1_550 - 1_050, UncertainCredit: 1_050,
+		Txns: map[string]int64{"STALL-0001/40": 1_550}}}
+	if got, _ := CompareSettlement(ctx, st, pend, storetest.Day.Add(-1)); got[0].OK() {
+		t.Errorf("a store above what was told is within the refund's range: %+v", got[0])
+	}
+	pend[0].Net = 1_550
+	if got, _ := CompareSettlement(ctx, st, pend, storetest.Day.Add(-1)); !got[0].OK() {
+		t.Errorf("a store without an unanswered refund is out of range: %+v", got[0])
+	}
+	pend[0].Net = 1_550 + 1_050
+	if got, _ := CompareSettlement(ctx, st, pend, storetest.Day.Add(-1)); !got[0].OK() {
+		t.Errorf("a store with an unanswered refund applied is out of range: %+v", got[0])
 	}
 }
