@@ -305,7 +305,7 @@ func (s *Postgres) SceneTotals(ctx context.Context, from, to time.Time) ([]Scene
 			count(*) FILTER (WHERE op = 'reversal'),
 			coalesce(sum(amount) FILTER (WHERE op = 'refund'), 0)::bigint,
 			count(*) FILTER (WHERE op = 'refund')
-			FROM txns WHERE at >= $1 AND at < $2 GROUP BY merchant, scene ORDER BY merchant, scene`, from, to)
+			FROM txns_all WHERE at >= $1 AND at < $2 GROUP BY merchant, scene ORDER BY merchant, scene`, from, to)
 		if err != nil {
 			return err
 		}
@@ -333,7 +333,7 @@ func (s *Postgres) SceneTotals(ctx context.Context, from, to time.Time) ([]Scene
 func (s *Postgres) FirstTxnAt(ctx context.Context) (time.Time, bool, error) {
 	var at *time.Time
 	err := s.with(ctx, "first txn", func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT min(at) FROM txns`).Scan(&at)
+		return c.QueryRow(ctx, `SELECT min(at) FROM txns_all`).Scan(&at)
 	})
 	if err != nil || at == nil {
 		return time.Time{}, false, err

@@ -195,7 +195,7 @@ func ingestLegsPG(ctx context.Context, tx pgx.Tx, b *handoff.Batch, hw uint64) e
 }
 
 // pgRowsRelation is the relation ingestLegsPG reads stored rows from.
-const pgRowsRelation = "txns"
+const pgRowsRelation = "txns_all"
 
 // Legs implements Clearing.
 func (s *Postgres) Legs(ctx context.Context, w Window) (map[string][]Division, error) {

@@ -104,11 +104,11 @@ func (s *Postgres) Close() error {
 // serial and the high water read under the lock is exact. Two paths:
 //   - FirstLSN > high water (the normal case): no stored row of this source
 //     can have an LSN in the batch, so the rows are copied straight into
-//     txns; the primary key still backs this up.
+//     the unindexed txns_recent (recent.go; the binary COPY of copybin.go).
 //   - FirstLSN <= high water (a re-cut batch overlapping an ingested one):
-//     COPY into the per-connection staging table, then INSERT ... SELECT
-//     ... ON CONFLICT DO NOTHING, then check that every skipped row equals
-//     the stored one.
+//     COPY into the per-connection staging table, then insert the rows
+//     stored in neither txns nor txns_recent, then check that every skipped
+//     row equals the stored one.
 //
 // The batch row and the high water/watermark update commit with the rows.
 func (s *Postgres) Ingest(ctx context.Context, b *handoff.Batch) (IngestResult, error) {
@@ -129,6 +129,10 @@ func (s *Postgres) Ingest(ctx context.Context, b *handoff.Batch) (IngestResult, 
 
 func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (IngestResult, error) {
 	var res IngestResult
+	// The digest (SHA-256 over every row) is computed beside the round
+	// trips and the COPY rather than before them.
+	dgc := make(chan []byte, 1)
+	go func() { dgc <- digest(b) }()
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		return res, fmt.Errorf("settlement store: begin: %w", err)
@@ -151,11 +155,10 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 		}
 		return res, commitPG(ctx, tx)
 	}
-	dg := digest(b)
 	var old []byte
 	switch err := tx.QueryRow(ctx, `SELECT digest FROM batches WHERE id = $1`, b.ID).Scan(&old); {
 	case err == nil:
-		if !bytes.Equal(old, dg) {
+		if !bytes.Equal(old, <-dgc) {
 			return res, &Error{Code: CodeConflict, Reason: "batch " + b.ID + " was ingested with other rows"}
 		}
 		res.Duplicate = true
@@ -170,18 +173,17 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 		return res, &Error{Code: CodeGap, Reason: fmt.Sprintf("batch %s starts after high water %d + 1", b.ID, hw)}
 	}
 	if len(b.Rows) > 0 {
-		src := &copyRows{b: b, i: -1}
 		if b.FirstLSN > uint64(hw) {
-			n, err := tx.CopyFrom(ctx, pgx.Identifier{"txns"}, txnCols, src)
+			n, err := copyBatch(ctx, tx, "txns_recent", b)
 			if err != nil {
 				return res, fmt.Errorf("settlement store: ingest copy: %w", err)
 			}
 			res.Inserted = int(n)
 		} else {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"handoff_stage"}, txnCols, src); err != nil {
+			if _, err := copyBatch(ctx, tx, "handoff_stage", b); err != nil {
 				return res, fmt.Errorf("settlement store: ingest copy: %w", err)
 			}
-			tag, err := tx.Exec(ctx, `INSERT INTO txns SELECT * FROM handoff_stage ON CONFLICT DO NOTHING`)
+			tag, err := tx.Exec(ctx, recutInsert, b.Source, int64(b.FirstLSN), hw)
 			if err != nil {
 				return res, fmt.Errorf("settlement store: ingest: %w", err)
 			}
@@ -189,10 +191,7 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 			res.Skipped = len(b.Rows) - res.Inserted
 			if res.Skipped > 0 {
 				var differ int64
-				if err := tx.QueryRow(ctx, `SELECT count(*) FROM handoff_stage s JOIN txns t USING (source, lsn)
-					WHERE (t.at, t.merchant, t.terminal, t.scene, t.op, t.inst_kind, t.account, t.amount, t.auth, t.txn, t.orig)
-					IS DISTINCT FROM (s.at, s.merchant, s.terminal, s.scene, s.op, s.inst_kind, s.account, s.amount, s.auth, s.txn, s.orig)`).
-					Scan(&differ); err != nil {
+				if err := tx.QueryRow(ctx, recutDiffer, b.Source, int64(b.FirstLSN), hw).Scan(&differ); err != nil {
 					return IngestResult{}, fmt.Errorf("settlement store: ingest: %w", err)
 				}
 				if differ > 0 {
@@ -208,6 +207,7 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 			return IngestResult{}, err
 		}
 	}
+	dg := <-dgc
 	if _, err := tx.Exec(ctx, `INSERT INTO batches (id, source, first_lsn, last_lsn, row_count, digest, watermark)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, b.ID, b.Source, int64(b.FirstLSN), int64(b.LastLSN), len(b.Rows), dg, b.Watermark); err != nil {
 		return IngestResult{}, fmt.Errorf("settlement store: ingest: %w", err)
@@ -290,7 +290,7 @@ func (s *Postgres) Transactions(ctx context.Context, f Filter) (Page, error) {
 	}
 	from, to := bounds(f.From, f.To)
 	q := `SELECT source, lsn, at, merchant, terminal, scene, op, inst_kind, account, amount, auth, txn, orig
-		FROM txns WHERE merchant = $1 AND at >= $2 AND at < $3`
+		FROM txns_all WHERE merchant = $1 AND at >= $2 AND at < $3`
 	args := []any{f.Merchant, from, to}
 	add := func(cond string, v any) {
 		args = append(args, v)
@@ -357,35 +357,10 @@ func (s *Postgres) Totals(ctx context.Context, merchant string, from, to time.Ti
 		count(*) FILTER (WHERE op = 'reversal'),
 		coalesce(sum(amount) FILTER (WHERE op = 'refund'), 0)::bigint,
 		count(*) FILTER (WHERE op = 'refund')
-		FROM txns WHERE merchant = $1 AND at >= $2 AND at < $3`, merchant, from, to).
+		FROM txns_all WHERE merchant = $1 AND at >= $2 AND at < $3`, merchant, from, to).
 		Scan(&t.Count, &t.Gross, &t.Payments, &t.Reversals, &t.ReversalCount, &t.Refunds, &t.RefundCount)
 	if err != nil {
 		return Totals{}, fmt.Errorf("settlement store: totals: %w", err)
 	}
 	return t.withNet()
 }
-
-// copyRows feeds a batch to CopyFrom reusing one value slice, which pgx
-// encodes before asking for the next row. (Handing out pointers into the
-// row instead of values was measured: fewer bytes but more allocations in
-// pgx's pointer path, no faster.) Validate has bounded every uint64 to the
-// int64 range, so the conversions below never change a value.
-type copyRows struct {
-	b    *handoff.Batch
-	i    int
-	vals [14]any
-}
-
-func (c *copyRows) Next() bool {
-	c.i++
-	return c.i < len(c.b.Rows)
-}
-
-func (c *copyRows) Values() ([]any, error) {
-	r := &c.b.Rows[c.i]
-	c.vals = [14]any{r.Source, int64(r.LSN), r.At, r.Merchant, r.Terminal, r.Scene, r.Op, r.InstKind,
-		r.Account, r.Amount, r.Auth, int64(r.Txn), int64(r.Orig), c.b.ID}
-	return c.vals[:], nil
-}
-
-func (c *copyRows) Err() error { return nil }

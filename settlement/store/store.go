@@ -50,6 +50,14 @@ type Store interface {
 	Transactions(ctx context.Context, f Filter) (Page, error)
 	// Totals is the statement query: one merchant's sums over [from, to).
 	Totals(ctx context.Context, merchant string, from, to time.Time) (Totals, error)
+	// MoveRecent moves the ingested rows with at < before (a zero before:
+	// all) from the unindexed part that Ingest appends to into the indexed
+	// part, in one transaction, and reports how many it moved. Reads see
+	// both parts, so a move changes no answer (recent.go). SQLite has one
+	// indexed table and nothing to move.
+	MoveRecent(ctx context.Context, before time.Time) (int64, error)
+	// RecentRows counts the rows waiting to be moved, stopping at limit.
+	RecentRows(ctx context.Context, limit int64) (int64, error)
 	// Clearing keeps windows, settlements, fee rates, merchants and
 	// reconciliation differences (clearing.go).
 	Clearing
