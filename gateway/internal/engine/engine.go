@@ -70,6 +70,13 @@ type Config struct {
 	// Hospital is the hospital scene's rules (deposits, items, insurance
 	// split); nil = hospital.DefaultConfig.
 	Hospital *hospital.Rules
+	// SweepEvery is the interval of the sweep that charges incomplete
+	// journeys and releases forgotten deposits without waiting for the card
+	// or patient (sweep.go); 0 turns the timer off (Sweep still runs a pass).
+	// SweepBatchMax bounds the journeys, and the deposits, one pass expires
+	// per shard (0: DefaultSweepBatchMax).
+	SweepEvery    time.Duration
+	SweepBatchMax int
 	// PayCodeKeyIDs are the consumer payment code issuer key versions the
 	// market scene accepts, each derived from the master key with
 	// market.IssuerKey (market.go); empty = DefaultPayCodeKeyIDs. Ignored
@@ -92,6 +99,7 @@ func DefaultConfig(dir string) Config {
 		SnapshotEvery:   200_000,
 		OperatorTimeout: 10 * time.Second,
 		Clock:           time.Now,
+		SweepEvery:      DefaultSweepEvery,
 	}
 }
 
@@ -237,6 +245,10 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	}
 	e.wg.Add(1)
 	go e.snapshotLoop()
+	if cfg.SweepEvery > 0 {
+		e.wg.Add(1)
+		go e.sweepLoop()
+	}
 	return e, nil
 }
 

@@ -24,9 +24,11 @@ package engine
 // runs (fitsLimits). A later decline is therefore a programmer error: the
 // engine fails (stops authorizing) rather than reply on a half-applied plan.
 //
-// Expiry is lazy: a deposit past DepositExpiryHours without activity is
-// released by the next request that names it (the request then gets
-// DEPOSIT_CLOSED). A periodic sweep is not done yet.
+// Expiry: the periodic sweep (sweep.go) releases a deposit past
+// DepositExpiryHours without activity, journaled as a type 5 entry without
+// a request part (txn length 0); the next request that names a deposit
+// still due also releases it (the request then gets DEPOSIT_CLOSED), a
+// safety net that finds nothing left after a sweep.
 //
 // Low balance: when a capture takes the deposit below LowBalanceFen (the
 // crossing), a signed "deposit_low" message follows the capture's reply on
@@ -466,7 +468,12 @@ func (e *Engine) applyHospitalEntry(p []byte) error {
 		}
 	}
 	if len(he.plans) > 0 && sh == nil {
-		return fmt.Errorf("%w: hospital plans without records", errEntry)
+		// A plan without core records (the expiry of a deposit captured
+		// in full releases nothing): the shard is the deposit's.
+		sh = e.shardOfDeposit(he.plans[0])
+		if sh == nil {
+			return fmt.Errorf("%w: hospital plans without records for an unknown deposit", errEntry)
+		}
 	}
 	for _, pb := range he.plans {
 		rules := sh.hospitalRules() // sh is set: plans come with records
@@ -494,7 +501,24 @@ func (e *Engine) applyHospitalEntry(p []byte) error {
 			delete(sh.hosp.deps, pl.Deposit)
 		}
 	}
+	if len(he.txn) == 0 {
+		return nil // a sweep entry: no request, no stored reply
+	}
 	return e.applyEntry(he.txn)
+}
+
+// shardOfDeposit finds the shard holding the deposit a plan names.
+func (e *Engine) shardOfDeposit(plan []byte) *shard {
+	var pl hospital.Plan
+	if decodePlan(plan, &pl) != nil {
+		return nil
+	}
+	for _, s := range e.shards {
+		if _, ok := s.hosp.deps[pl.Deposit]; ok {
+			return s
+		}
+	}
+	return nil
 }
 
 // hospitalRecords returns the core records of a type 5 entry.
@@ -502,6 +526,9 @@ func hospitalRecords(p []byte) (string, [][]byte, error) {
 	he, err := decodeHospitalEntry(p)
 	if err != nil {
 		return "", nil, err
+	}
+	if len(he.txn) == 0 {
+		return "", he.records, nil // a sweep entry: no request
 	}
 	var te txnEntry
 	if err := decodeTxnEntry(he.txn, &te); err != nil {

@@ -32,9 +32,10 @@ type Metrics struct {
 	ConfigPublishErrors prometheus.Counter
 	ConfigInvalidStored prometheus.Counter // stored documents that did not compile at recovery
 	configLagging       *lagCollector
-	terminals           *terminalsCollector // online/registered by kind (scene_metrics.go)
-	deny                *denyCollector      // deny-list version and lagging readers (denylist.go)
-	backlog             *backlogCollector   // offline upload backlog and journal size (backlog.go)
+	terminals           *terminalsCollector    // online/registered by kind (scene_metrics.go)
+	deny                *denyCollector         // deny-list version and lagging readers (denylist.go)
+	backlog             *backlogCollector      // offline upload backlog and journal size (backlog.go)
+	swept               *prometheus.CounterVec // expiries by the sweep, by scene (sweep.go)
 }
 
 // OnJournalSync is the journal's per-group hook.
@@ -148,6 +149,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.terminals, m.backlog)
 	}
+	m.swept = newSweptCounter(reg)
 	m.precreateSceneSeries()
 	return m
 }

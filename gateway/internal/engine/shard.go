@@ -19,6 +19,7 @@ const (
 	workOperator                     // operator ledger operation
 	workBarrier                      // snapshot: park the writer
 	workConfig                       // install new scene rules (scenecfg.go)
+	workSweep                        // expire due journeys and deposits (sweep.go)
 )
 
 // work is one unit for a shard writer; for journaled kinds it is also the
@@ -48,6 +49,8 @@ type work struct {
 	hosp hospStep // hospital requests (hospital.go)
 
 	rules *sceneRules // workConfig: the rules to install; resume is signalled after
+
+	sweep *sweepReq // workSweep: a Sweep call waiting for the pass (nil from the timer)
 }
 
 func (w *work) reset() {
@@ -102,6 +105,8 @@ func (s *shard) run() {
 		case workConfig:
 			s.setRules(w.rules)
 			w.resume <- struct{}{}
+		case workSweep:
+			s.sweep(w)
 		}
 	}
 }
