@@ -64,6 +64,10 @@ func (s *Shard) SetMarket(r *market.Rules) {
 	}
 }
 
+// Market returns the market policy the shard decides OpQRPay with (the
+// caller reads it between Steps, as the single writer).
+func (s *Shard) Market() *market.Rules { return s.cfg.Market }
+
 // PaymentID is the refund ledger's id of the market payment (tid, txn).
 func PaymentID(tid string, txn uint64) string {
 	return tid + "/" + strconv.FormatUint(txn, 10)

@@ -138,6 +138,7 @@ type Engine struct {
 	conf       configState  // versioned scene configuration (config.go)
 	deny       denyState    // the bus readers' deny list (denylist.go)
 	backlog    backlogTable // last offline upload backlog per terminal (backlog.go)
+	stall      stallState   // stall codes and the wallets' payment ids (stall.go)
 	// handoffBusy refuses new payments while the settlement handoff is
 	// past its backlog bound (handoff.go).
 	handoffBusy atomic.Bool
@@ -193,6 +194,11 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 	e.conf.init(master, cfg.TerminalsMax)
 	e.deny.init()
 	e.backlog.init(cfg.TerminalsMax)
+	mr := cfg.Core.Market
+	if mr == nil {
+		mr = core.DefaultMarket()
+	}
+	e.stall.init(mr)
 	e.shards = make([]*shard, cfg.Shards)
 	for i := range e.shards {
 		e.shards[i] = &shard{e: e, id: i, c: core.NewShard(uint32(i), cfg.Core), ch: make(chan *work, cfg.ShardQueueMax)}
@@ -437,6 +443,8 @@ func (e *Engine) applyEntry(p []byte) error {
 		return e.applyDenyEntry(p[1:])
 	case entryHospital:
 		return e.applyHospitalEntry(p)
+	case entryStall:
+		return e.applyStallEntry(p)
 	default:
 		return fmt.Errorf("%w: unknown type %d", errEntry, p[0])
 	}

@@ -21,6 +21,8 @@ import (
 //	type 3, operator ledger operation: core record
 //	type 4, config document version: confstore.AppendDoc
 //	  (uvarint len(name) | name | uvarint version | varint at Unix ms | uvarint len(body) | body)
+//	type 5, hospital request (hospital.go); type 6, deny-list change (denylist.go)
+//	type 8, stall code registration, revocation or wallet payment (stall.go)
 const (
 	entryRequest  = 1
 	entryTerminal = 2

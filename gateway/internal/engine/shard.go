@@ -19,6 +19,7 @@ const (
 	workOperator                     // operator ledger operation
 	workBarrier                      // snapshot: park the writer
 	workConfig                       // install new scene rules (scenecfg.go)
+	workStall                        // a wallet's payment through a stall code (stall.go)
 	workSweep                        // expire due journeys and deposits (sweep.go)
 )
 
@@ -49,6 +50,8 @@ type work struct {
 	hosp hospStep // hospital requests (hospital.go)
 
 	rules *sceneRules // workConfig: the rules to install; resume is signalled after
+
+	stall *stallJob // workStall
 
 	sweep *sweepReq // workSweep: a Sweep call waiting for the pass (nil from the timer)
 }
@@ -105,6 +108,8 @@ func (s *shard) run() {
 		case workConfig:
 			s.setRules(w.rules)
 			w.resume <- struct{}{}
+		case workStall:
+			s.stallPay(w)
 		case workSweep:
 			s.sweep(w)
 		}

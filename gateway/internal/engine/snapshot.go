@@ -25,11 +25,13 @@ import (
 //	config store snapshot (see package confstore; since SPSNAP2) |
 //	per shard (since SPSNAP3): uvarint deposits, each uvarint len | hospital.Deposit.AppendBinary
 //	deny list (since SPSNAP4): uvarint len | transit.DenyList.AppendBinary
+//	stall codes and wallet payment ids (since SPSNAP5): see appendStallSnapshot
 //
 // SPSNAP1 (no config section) still loads: its config state comes from the
 // journal entries after it, or is empty.
 var (
-	snapMagic   = []byte("SPSNAP4\n")
+	snapMagic   = []byte("SPSNAP5\n")
+	snapMagicV4 = []byte("SPSNAP4\n")
 	snapMagicV3 = []byte("SPSNAP3\n")
 	snapMagicV2 = []byte("SPSNAP2\n")
 	snapMagicV1 = []byte("SPSNAP1\n")
@@ -132,7 +134,8 @@ func (e *Engine) appendState(dst []byte) []byte {
 			dst = append(dst, b...)
 		}
 	}
-	return e.appendDenySnapshot(dst)
+	dst = e.appendDenySnapshot(dst)
+	return e.appendStallSnapshot(dst)
 }
 
 func (e *Engine) loadSnapshot() (uint64, error) {
@@ -158,8 +161,9 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 	v1 := bytes.HasPrefix(data, snapMagicV1)
 	v2 := bytes.HasPrefix(data, snapMagicV2)
 	v3 := bytes.HasPrefix(data, snapMagicV3)
-	if !v1 && !v2 && !v3 && !bytes.HasPrefix(data, snapMagic) {
-		return 0, errors.New("engine: snapshot: bad magic (not SPSNAP1 to SPSNAP4)")
+	v4 := bytes.HasPrefix(data, snapMagicV4)
+	if !v1 && !v2 && !v3 && !v4 && !bytes.HasPrefix(data, snapMagic) {
+		return 0, errors.New("engine: snapshot: bad magic (not SPSNAP1 to SPSNAP5)")
 	}
 	c := bincur.New(data[len(snapMagic):], errEntry)
 	if n := c.Uvarint(); c.Err == nil && int(n) != len(e.shards) {
@@ -230,6 +234,11 @@ func (e *Engine) loadSnapshot() (uint64, error) {
 	}
 	if !v1 && !v2 && !v3 {
 		if err := e.restoreDenySnapshot(c); err != nil {
+			return 0, err
+		}
+	}
+	if !v1 && !v2 && !v3 && !v4 {
+		if err := e.restoreStallSnapshot(c); err != nil {
 			return 0, err
 		}
 	}
