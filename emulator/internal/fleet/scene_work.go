@@ -158,12 +158,12 @@ func (r *runner) sendRepeat(ctx context.Context, s *slot, fault string, req term
 }
 
 // issueCode is the customer's wallet app showing a fresh code for acct.
-func (r *runner) issueCode(s *slot, acct string) (string, error) {
+func (r *runner) issueCode(s *slot, acct string, at time.Time) (string, error) {
 	class := wallet.ClassB
 	if s.rng.IntN(5) == 0 {
 		class = wallet.ClassC
 	}
-	return wallet.Issue(r.issuer, 1, acct, class, time.Now(), r.nonce.Add(1))
+	return wallet.Issue(r.issuer, 1, acct, class, at, r.nonce.Add(1))
 }
 
 // stallWork is one customer at a stall.
@@ -182,19 +182,42 @@ func (r *runner) stallWork(ctx context.Context, s *slot, fault string) {
 		r.send(ctx, s, fault, device.Purchase(inst, amt))
 	default:
 		inst, amt := r.pop.Pick(s.rng, KindStall)
-		code, err := r.issueCode(s, inst.Key())
+		at, want := time.Now(), terminals.Code("")
+		switch y := s.rng.IntN(100); {
+		case y < 3:
+			// A screenshot of a code shown two minutes ago.
+			at, want = at.Add(-2*time.Minute), terminals.CodePayCodeExpired
+		case y < 5 && s.lastCode != nil:
+			// The stall scans the last customer's code again.
+			want = terminals.CodePayCodeReused
+		}
+		code, err := r.issueCode(s, inst.Key(), at)
 		if err != nil {
 			r.check("issue payment code", false, err.Error())
 			return
 		}
+		if want == terminals.CodePayCodeReused {
+			code, inst = s.lastCode.code, s.lastCode.inst
+		}
 		sl, rep, _, err := r.sendRepeat(ctx, s, fault, device.QRPay(code, amt))
-		if err == nil && rep.Code.Approved() {
+		switch {
+		case err != nil:
+		case want != "":
+			r.expect("payment code "+want.Name(), rep, nil, want)
+		case rep.Code.Approved():
 			if len(s.paid) >= stallPaidMax {
 				s.paid = s.paid[1:]
 			}
 			s.paid = append(s.paid, &paid{txn: sl.Req.Txn, inst: inst, amt: amt})
+			s.lastCode = &shownCode{code: code, inst: inst}
 		}
 	}
+}
+
+// shownCode is a payment code a stall scanned and was paid by.
+type shownCode struct {
+	code string
+	inst terminals.Instrument
 }
 
 // stallRefund refunds part or all of what is left of a recent qr_pay,

@@ -117,17 +117,18 @@ type Rig interface {
 // slot is one terminal's worker state; only its worker goroutine touches it
 // after start (the device pointer changes on a reboot).
 type slot struct {
-	i       int
-	spec    TerminalSpec
-	cfg     device.Config
-	dev     *device.Device
-	skew    *atomic.Int64 // clock error in ns, read by cfg.Now
-	rng     *rand.Rand
-	route   RouteSpec
-	capture *captured    // a message kept for the replay fault
-	paid    []*paid      // stalls: recent qr_pays that may be refunded
-	deps    []*deposit   // kiosks: open inpatient deposits
-	off     offlineState // bus readers: offline stretch and backlog
+	i        int
+	spec     TerminalSpec
+	cfg      device.Config
+	dev      *device.Device
+	skew     *atomic.Int64 // clock error in ns, read by cfg.Now
+	rng      *rand.Rand
+	route    RouteSpec
+	capture  *captured    // a message kept for the replay fault
+	paid     []*paid      // stalls: recent qr_pays that may be refunded
+	lastCode *shownCode   // stalls: the last code paid by (scanned again now and then)
+	deps     []*deposit   // kiosks: open inpatient deposits
+	off      offlineState // bus readers: offline stretch and backlog
 }
 
 type captured struct {
