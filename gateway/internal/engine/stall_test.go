@@ -428,4 +428,3 @@ func FuzzDecodeStallPay(f *testing.F) {
 		}
 	})
 }
-
