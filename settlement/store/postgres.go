@@ -138,11 +138,28 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 		return res, fmt.Errorf("settlement store: begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `INSERT INTO sources (source) VALUES ($1) ON CONFLICT DO NOTHING`, b.Source); err != nil {
-		return res, fmt.Errorf("settlement store: ingest: %w", err)
-	}
+	// One round trip: create and lock the source row, then look the batch
+	// id up. The statements run in order, each with its own snapshot, so
+	// the lookup sees every batch committed before the lock was granted.
 	var hw int64
-	if err := tx.QueryRow(ctx, `SELECT high_water FROM sources WHERE source = $1 FOR UPDATE`, b.Source).Scan(&hw); err != nil {
+	var old []byte
+	known := false
+	pre := &pgx.Batch{}
+	pre.Queue(`INSERT INTO sources (source) VALUES ($1) ON CONFLICT DO NOTHING`, b.Source)
+	pre.Queue(`SELECT high_water FROM sources WHERE source = $1 FOR UPDATE`, b.Source).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&hw) })
+	if !b.WatermarkOnly() {
+		pre.Queue(`SELECT digest FROM batches WHERE id = $1`, b.ID).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				known = true
+				if err := rows.Scan(&old); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
+	if err := tx.SendBatch(ctx, pre).Close(); err != nil {
 		return res, fmt.Errorf("settlement store: ingest: %w", err)
 	}
 	setWatermark := func() error {
@@ -155,9 +172,7 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 		}
 		return res, commitPG(ctx, tx)
 	}
-	var old []byte
-	switch err := tx.QueryRow(ctx, `SELECT digest FROM batches WHERE id = $1`, b.ID).Scan(&old); {
-	case err == nil:
+	if known {
 		if !bytes.Equal(old, <-dgc) {
 			return res, &Error{Code: CodeConflict, Reason: "batch " + b.ID + " was ingested with other rows"}
 		}
@@ -166,8 +181,6 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 			return res, fmt.Errorf("settlement store: ingest: %w", err)
 		}
 		return res, commitPG(ctx, tx)
-	case !errors.Is(err, pgx.ErrNoRows):
-		return res, fmt.Errorf("settlement store: ingest: %w", err)
 	}
 	if b.FirstLSN > uint64(hw)+1 {
 		return res, &Error{Code: CodeGap, Reason: fmt.Sprintf("batch %s starts after high water %d + 1", b.ID, hw)}
@@ -207,13 +220,13 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 			return IngestResult{}, err
 		}
 	}
-	dg := <-dgc
-	if _, err := tx.Exec(ctx, `INSERT INTO batches (id, source, first_lsn, last_lsn, row_count, digest, watermark)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, b.ID, b.Source, int64(b.FirstLSN), int64(b.LastLSN), len(b.Rows), dg, b.Watermark); err != nil {
-		return IngestResult{}, fmt.Errorf("settlement store: ingest: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE sources SET high_water = greatest(high_water, $2), watermark = greatest(watermark, $3)
-		WHERE source = $1`, b.Source, int64(b.LastLSN), b.Watermark); err != nil {
+	// The batch record and the high water: one round trip.
+	post := &pgx.Batch{}
+	post.Queue(`INSERT INTO batches (id, source, first_lsn, last_lsn, row_count, digest, watermark)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, b.ID, b.Source, int64(b.FirstLSN), int64(b.LastLSN), len(b.Rows), <-dgc, b.Watermark)
+	post.Queue(`UPDATE sources SET high_water = greatest(high_water, $2), watermark = greatest(watermark, $3)
+		WHERE source = $1`, b.Source, int64(b.LastLSN), b.Watermark)
+	if err := tx.SendBatch(ctx, post).Close(); err != nil {
 		return IngestResult{}, fmt.Errorf("settlement store: ingest: %w", err)
 	}
 	if err := commitPG(ctx, tx); err != nil {
