@@ -118,6 +118,11 @@ func compare(window, prefix string, left, right map[string]store.Totals, at time
 // configured) and, once SETTLED, its settled totals with the store's, and
 // records every difference.
 func (c *Clearer) Reconcile(ctx context.Context, id string, now time.Time) (Reconciled, error) {
+	return c.reconcile(ctx, id, now, c.cfg.Journal)
+}
+
+// reconcile is Reconcile against journal j (nil: settled totals only).
+func (c *Clearer) reconcile(ctx context.Context, id string, now time.Time, j Journal) (Reconciled, error) {
 	var res Reconciled
 	w, err := c.cfg.Store.Window(ctx, id)
 	if err != nil {
@@ -130,8 +135,8 @@ func (c *Clearer) Reconcile(ctx context.Context, id string, now time.Time) (Reco
 	if err != nil {
 		return res, err
 	}
-	if c.cfg.Journal != nil {
-		jt, err := c.cfg.Journal.JournalTotals(ctx, w)
+	if j != nil {
+		jt, err := j.JournalTotals(ctx, w)
 		if err != nil {
 			return res, fmt.Errorf("clearing: journal totals: %w", err)
 		}
