@@ -287,7 +287,7 @@ func startHandoff(dsn, dataDir, instance string, backlogMax, batchRows int, batc
 	}
 	st := handoff.Lazy(open)
 	h, err := handoff.New(handoff.Config{
-		Source: instance, Store: st, Journal: eng.Journal(), Entry: engine.EntryRecords,
+		Source: instance, Store: st, Journal: eng.Journal(), Entry: engine.EntryRecords, Extras: eng.HandoffExtras(),
 		Scene: func(tid string) (string, bool) {
 			te, ok := eng.Registry().Get(tid)
 			if !ok {

@@ -10,7 +10,9 @@ import (
 	"fmt"
 
 	"scenepay/gateway/internal/core"
-
+	"scenepay/gateway/internal/handoff"
+	"scenepay/gateway/internal/scene/hospital"
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
 
@@ -57,8 +59,6 @@ func EntryRecord(payload []byte) (tid string, rec []byte, err error) {
 			}
 		}
 		return tid, recs[0], nil
-	case entryStall:
-		return stallEntryRecord(payload)
 	case entryTerminal, entryConfig, entryDeny:
 		return "", nil, nil
 	default:
@@ -132,4 +132,48 @@ func (e *Engine) retainJournal(prev uint64) {
 		return
 	}
 	e.marks.dropBelow(keep - 1)
+}
+
+// EntrySplit returns the insurance split recorded in a hospital entry
+// (type 5): the fen the pooled fund and the personal account pay, with ok
+// false for any other entry or a hospital entry without a split. The
+// handoff adds them as insurance legs of the entry's row.
+func EntrySplit(payload []byte) (pooled, personal int64, ok bool, err error) {
+	if len(payload) == 0 || payload[0] != entryHospital {
+		return 0, 0, false, nil
+	}
+	he, err := decodeHospitalEntry(payload)
+	if err != nil || he.legs == nil {
+		return 0, 0, false, err
+	}
+	if he.legs[0] > uint64(terminals.MaxAmount) || he.legs[1] > uint64(terminals.MaxAmount) {
+		return 0, 0, false, fmt.Errorf("%w: insurance split beyond the protocol maximum", errEntry)
+	}
+	return int64(he.legs[0]), int64(he.legs[1]), true, nil
+}
+
+// SettlementPayees names, from the current configuration, who receives
+// what the journal records do not name: the insurance payers of the
+// hospital rules (the last "hospital" document, else Config.Hospital or
+// the defaults) and the transit debt payee (the last "transit" document's
+// debt_payee_merchant, else transit.DefaultDebtPayee).
+func (e *Engine) SettlementPayees() handoff.Payees {
+	hc := e.hospitalRules().Config()
+	if d, ok := e.Config("hospital"); ok {
+		if c, err := hospital.DecodeConfig(d.Body); err == nil {
+			hc = c
+		}
+	}
+	tc := transit.DefaultConfig()
+	if d, ok := e.Config("transit"); ok {
+		if c, err := transit.DecodeConfig(d.Body); err == nil {
+			tc = c
+		}
+	}
+	return handoff.Payees{InsPooled: hc.PooledFundPayer, InsPersonal: hc.PersonalAccountPayer, Debt: tc.DebtPayeeMerchant()}
+}
+
+// HandoffExtras is the handoff's Config.Extras for this engine.
+func (e *Engine) HandoffExtras() handoff.Extras {
+	return handoff.Extras{Split: EntrySplit, Payees: e.SettlementPayees}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -45,5 +46,37 @@ func TestEntryRecordsSkipsEmptyRecord(t *testing.T) {
 	withRec := appendTxnEntry(nil, &txnEntry{tid: "T1", txn: 6, code: terminals.CodeApproved, record: []byte{1, 2, 3}, reply: []byte("r")})
 	if _, rec, err := EntryRecord(withRec); err != nil || len(rec) != 3 {
 		t.Fatalf("EntryRecord of an entry with a record = %v, %v", rec, err)
+	}
+}
+
+// EntrySplit reads the insurance split of a hospital entry (type 5) and
+// nothing from other entries; the payees come from the configuration.
+func TestEntrySplitAndPayees(t *testing.T) {
+	te := appendTxnEntry(nil, &txnEntry{tid: "K1", txn: 5, code: terminals.CodeApproved, reply: []byte("r")})
+	entry := []byte{entryHospital, 0, 0, 1}
+	entry = binary.AppendUvarint(entry, 6000)
+	entry = binary.AppendUvarint(entry, 700)
+	entry = binary.AppendUvarint(entry, 300)
+	entry = binary.AppendUvarint(entry, uint64(len(te)))
+	entry = append(entry, te...)
+	pooled, personal, ok, err := EntrySplit(entry)
+	if err != nil || !ok || pooled != 6000 || personal != 700 {
+		t.Fatalf("EntrySplit = %d, %d, %v, %v; want 6000, 700", pooled, personal, ok, err)
+	}
+	noSplit := append([]byte{entryHospital, 0, 0, 0}, binary.AppendUvarint(nil, uint64(len(te)))...)
+	if _, _, ok, err := EntrySplit(append(noSplit, te...)); ok || err != nil {
+		t.Fatalf("hospital entry without a split: ok %v err %v", ok, err)
+	}
+	if _, _, ok, err := EntrySplit(te); ok || err != nil {
+		t.Fatalf("request entry: ok %v err %v", ok, err)
+	}
+	if _, _, _, err := EntrySplit(entry[:6]); err == nil {
+		t.Fatal("torn hospital entry: no error")
+	}
+	e, _ := openEngine(t, t.TempDir(), nil)
+	defer e.Close()
+	p := e.SettlementPayees()
+	if p.InsPooled != "insurance-pooled-fund" || p.InsPersonal != "insurance-personal-account" || p.Debt != "transit-operator" {
+		t.Fatalf("default payees %+v", p)
 	}
 }

@@ -71,6 +71,7 @@ func (e *Engine) JournalTotals(ctx context.Context, source string, from, to time
 	fromUS, toUS := from.UnixMicro(), to.UnixMicro()
 	out := map[string]store.Totals{}
 	var rec core.Record
+	x := e.HandoffExtras() // the handoff's payees and insurance split, so debt_recovery rows count too
 	n := 0
 	_, err := j.ReadDurable(first-1, 0, func(lsn uint64, payload []byte) error {
 		if n++; n%4096 == 0 {
@@ -78,7 +79,7 @@ func (e *Engine) JournalTotals(ctx context.Context, source string, from, to time
 				return err
 			}
 		}
-		row, ok, _, err := handoff.EntryRow(source, lsn, payload, EntryRecords, e.terminalScene, &rec)
+		row, ok, _, err := handoff.EntryRow(source, lsn, payload, EntryRecords, e.terminalScene, &rec, &x)
 		if err != nil || !ok {
 			return err
 		}

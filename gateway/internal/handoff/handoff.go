@@ -47,6 +47,11 @@ type Config struct {
 	Entry func(payload []byte, fn func(tid string, rec []byte) error) error
 	// Scene returns the scene (terminal kind) of a terminal.
 	Scene func(tid string) (string, bool)
+	// Extras supplies the insurance split of hospital entries and the
+	// payees of insurance legs and recovered transit debt
+	// (engine.HandoffExtras). Without them a hospital row carries no
+	// insurance legs and a top-up that paid debt stops the handoff.
+	Extras Extras
 	// Busy is told when the backlog passes BacklogMax (true) and when it
 	// is back under 90% of it (false): engine.SetHandoffBusy.
 	Busy func(on bool)
@@ -300,7 +305,7 @@ func (h *Handoff) fill(p *pending, now time.Time) error {
 		if len(p.rows) >= h.cfg.BatchRowsMax {
 			return errBatchFull
 		}
-		row, rows, at, err := entryRow(h.cfg.Source, lsn, payload, h.cfg.Entry, h.cfg.Scene, &rec)
+		row, rows, at, err := entryRow(h.cfg.Source, lsn, payload, h.cfg.Entry, h.cfg.Scene, &rec, &h.cfg.Extras)
 		if err != nil {
 			return err
 		}
@@ -332,8 +337,15 @@ var errBatchFull = errors.New("handoff: batch full")
 // are keyed by (source, LSN), so the money-moving records of one entry (a
 // hospital capture spread over two holds) are summed into one row. at is
 // the time of the entry's first record (zero when it has none).
+//
+// x (nil: none) supplies what the records do not carry: the insurance
+// split of a hospital entry, added as legs of its row, and the payees.
 func entryRow(source string, lsn uint64, payload []byte, entry func([]byte, func(string, []byte) error) error,
-	scene func(string) (string, bool), rec *core.Record) (row settle.Txn, rows int, at time.Time, err error) {
+	scene func(string) (string, bool), rec *core.Record, x *Extras) (row settle.Txn, rows int, at time.Time, err error) {
+	var payees func() Payees
+	if x != nil {
+		payees = x.Payees
+	}
 	err = entry(payload, func(_ string, raw []byte) error {
 		if err := core.DecodeRecord(raw, rec); err != nil {
 			return &rowError{LSN: lsn, Reason: err.Error()}
@@ -341,13 +353,16 @@ func entryRow(source string, lsn uint64, payload []byte, entry func([]byte, func
 		if at.IsZero() {
 			at = time.Unix(0, rec.Time).UTC()
 		}
-		r, ok, err := rowOf(source, lsn, rec, scene)
+		r, ok, err := rowOf(source, lsn, rec, scene, payees)
 		if err != nil || !ok {
 			return err
 		}
 		if rows == 0 {
 			row = r
 		} else {
+			if len(row.Legs) > 0 || len(r.Legs) > 0 {
+				return &rowError{LSN: lsn, Reason: "division legs on an entry of several records"}
+			}
 			sum := row.Amount + r.Amount
 			if (r.Amount > 0 && sum < row.Amount) || (r.Amount < 0 && sum > row.Amount) {
 				return &rowError{LSN: lsn, Reason: "amount overflow merging the records of one entry"}
@@ -357,6 +372,9 @@ func entryRow(source string, lsn uint64, payload []byte, entry func([]byte, func
 		rows++
 		return nil
 	})
+	if err == nil && rows > 0 {
+		err = insuranceLegs(lsn, payload, &row, x)
+	}
 	if err != nil {
 		var re *rowError
 		if !errors.As(err, &re) {

@@ -30,30 +30,35 @@ import (
 // mapping is deterministic for a given record and registry, so a batch
 // re-cut after a crash carries identical rows.
 //
-// Market records (version 3) and the operator's leg. A QR payment becomes
-// one purchase row of the whole Amount for the stall merchant (the
-// record's Merchant, the terminal's), a refund one refund row of -Amount
-// with Orig; the row's Amount is what the customer paid or got back, so
-// the per-merchant sum of rows still equals the ledger's postings
-// (DESIGN.md promise 4). The core also splits each payment into a stall
-// leg and the market operator's leg (Record.Market.Stall, .Operator,
-// .OpMerch; a refund takes both back in proportion). That division does
-// not reach settlement per payment: settle.Txn has no field for it, and
-// rows are keyed by (source, LSN), so a second row for the operator under
-// the same LSN is impossible. Settlement's clearing takes the market fee
-// as a division of the day's settlement instead (store.DivisionMarketFee:
-// the stall merchant's window net x its configured market_fee_rate,
-// rounded half-even once per window, paid to its configured operator).
-// With the same rate in both places the two agree up to rounding: the
-// gateway rounds each payment, clearing rounds the window, so they may
-// differ by up to half a fen per payment. Carrying the per-payment leg
-// would need in settlement/handoff a Txn field (e.g. Division int64 and
-// DivisionPayee string, signed like Amount, in the codec and the store's
-// rows), and in clearing a sum of those legs replacing the rate-based
-// market fee for stall merchants. Until then the handoff checks the legs
-// it drops (they sum to Amount, neither is negative, an operator leg names
-// its payee), so a record whose division is inconsistent stops the
-// handoff instead of settling.
+// Division legs (settle.Txn.Legs) and debt recovery:
+//
+//	QR pay            purchase +Amount for the stall merchant, with leg
+//	                  market_fee +Market.Operator to Market.OpMerch (none
+//	                  when the operator's leg is 0)
+//	refund            refund -Amount, with leg market_fee -Market.Operator
+//	                  (the operator's part taken back) to Market.OpMerch
+//	hospital purchase the self-pay row as above, with legs ins_pooled and
+//	with a split      ins_personal (each when > 0) to the hospital config's
+//	                  PooledFundPayer and PersonalAccountPayer (Payees): the
+//	                  split is in the hospital journal entry (Extras.Split)
+//	top-up that paid  debt_recovery +Orig (the debt paid) for the transit
+//	transit debt      debt payee (Payees.Debt: transit config
+//	                  debt_payee_merchant, default transit.DefaultDebtPayee),
+//	                  scene bus, terminal the record's or "operator", txn
+//	                  the record's or the LSN; a top-up that paid no debt
+//	                  still gives no row
+//
+// A row's Amount stays what the customer paid or got back, so the
+// per-merchant sum of rows still equals the ledger's postings (DESIGN.md
+// promise 4): a market_fee leg is part of the stall's Amount, which
+// clearing divides; insurance legs are not part of it (the insurance
+// platform, not the patient, owes them). The handoff still checks the
+// core's market legs (they sum to Amount, neither is negative, an
+// operator leg names its payee), so an inconsistent division stops the
+// handoff instead of settling. The payees are read from the current
+// configuration when the row is cut: a batch re-cut after a payee change
+// would differ and be refused by the store as a conflict, which stops the
+// handoff with an alarm rather than pay someone else silently.
 
 // errRow marks a record that cannot become a valid row: a software or data
 // bug, which stops the handoff (with an alarm) rather than drop money.
@@ -67,13 +72,19 @@ func (e *rowError) Error() string {
 }
 
 // rowOf returns the settlement row of record r at lsn, and whether there is one.
-func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (string, bool)) (settle.Txn, bool, error) {
+func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (string, bool), payees func() Payees) (settle.Txn, bool, error) {
 	if r.Code != terminals.CodeApproved {
 		return settle.Txn{}, false, nil
 	}
 	var op string
 	var amt int64
 	var orig uint64
+	var legs []settle.Leg
+	marketFee := func(sign int64) {
+		if r.Market.Operator > 0 {
+			legs = []settle.Leg{{Kind: settle.LegMarketFee, Payee: r.Market.OpMerch, Amount: sign * r.Market.Operator}}
+		}
+	}
 	switch r.Op {
 	case core.OpPurchase, core.OpECNYOffline:
 		// An offline e-CNY payment (r.Unsynced) settles as a purchase; the
@@ -84,11 +95,18 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 			return settle.Txn{}, false, &rowError{LSN: lsn, Reason: why}
 		}
 		op, amt = settle.OpPurchase, r.Amount
+		marketFee(1)
 	case core.OpRefund:
 		if why := marketLegs(r); why != "" {
 			return settle.Txn{}, false, &rowError{LSN: lsn, Reason: why}
 		}
 		op, amt, orig = settle.OpRefund, -r.Amount, r.Orig
+		marketFee(-1)
+	case core.OpTopUp:
+		if r.Orig == 0 {
+			return settle.Txn{}, false, nil // paid no transit debt: no money for a merchant
+		}
+		return debtRow(source, lsn, r, payees)
 	case core.OpReversal:
 		op, amt, orig = settle.OpReversal, -r.Amount, r.Orig
 	case core.OpCapture:
@@ -103,7 +121,7 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		} else {
 			op = settle.OpCapture
 		}
-	case core.OpOpenAccount, core.OpTopUp, core.OpBlock, core.OpHold, core.OpRelease, core.OpSetProfile:
+	case core.OpOpenAccount, core.OpBlock, core.OpHold, core.OpRelease, core.OpSetProfile:
 		return settle.Txn{}, false, nil
 	default:
 		// A new op that moves money must be mapped here, never dropped.
@@ -123,7 +141,7 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 	row := settle.Txn{
 		Source: source, LSN: lsn, At: time.Unix(0, r.Time).UTC().Truncate(time.Microsecond),
 		Merchant: r.Merchant, Terminal: r.TID, Scene: sc, Op: op, InstKind: kind, Account: id,
-		Amount: amt, Auth: authRef(r.Shard, r.Seq), Txn: r.Txn, Orig: orig,
+		Amount: amt, Auth: authRef(r.Shard, r.Seq), Txn: r.Txn, Orig: orig, Legs: legs,
 	}
 	if err := row.Validate(); err != nil {
 		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: err.Error()}
@@ -131,14 +149,103 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 	return row, true, nil
 }
 
+// OperatorTerminal is the terminal of a debt_recovery row whose top-up
+// came from no terminal (an operator's top-up through the operator API).
+const OperatorTerminal = "operator"
+
+// debtRow is the debt_recovery row of an approved top-up that paid r.Orig
+// fen of transit debt.
+func debtRow(source string, lsn uint64, r *core.Record, payees func() Payees) (settle.Txn, bool, error) {
+	if r.Orig > uint64(terminals.MaxAmount) {
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: "top-up paid more debt than the protocol maximum"}
+	}
+	if payees == nil || payees().Debt == "" {
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: "top-up paid transit debt but no debt payee is configured"}
+	}
+	kind, id, ok := strings.Cut(r.Account, ":")
+	if !ok {
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: "account key without a kind"}
+	}
+	tid, txn := r.TID, r.Txn
+	if tid == "" {
+		tid = OperatorTerminal
+	}
+	if txn == 0 {
+		txn = lsn // an operator's top-up has no terminal txn id; the LSN is unique and stable
+	}
+	row := settle.Txn{
+		Source: source, LSN: lsn, At: time.Unix(0, r.Time).UTC().Truncate(time.Microsecond),
+		Merchant: payees().Debt, Terminal: tid, Scene: settle.SceneBus, Op: settle.OpDebtRecovery, InstKind: kind,
+		Account: id, Amount: int64(r.Orig), Auth: authRef(r.Shard, r.Seq), Txn: txn,
+	}
+	if err := row.Validate(); err != nil {
+		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: err.Error()}
+	}
+	return row, true, nil
+}
+
+// Payees names who receives what the records do not name: the insurance
+// payers of a hospital bill's legs and the bus company's merchant id for
+// recovered transit debt (engine.SettlementPayees, from the hospital and
+// transit configuration).
+type Payees struct {
+	InsPooled   string // hospital.Config.PooledFundPayer
+	InsPersonal string // hospital.Config.PersonalAccountPayer
+	Debt        string // transit.Config.DebtPayeeMerchant()
+}
+
+// Extras is what the row mapping needs besides the core records of an
+// entry. The zero Extras maps no insurance legs and refuses a top-up that
+// paid debt (no payee).
+type Extras struct {
+	// Split returns the insurance split of a journal entry payload (the
+	// pooled fund and personal account fen of a hospital bill; ok false
+	// when the entry has none): engine.EntrySplit.
+	Split func(payload []byte) (pooled, personal int64, ok bool, err error)
+	// Payees returns the current payees: engine.SettlementPayees.
+	Payees func() Payees
+}
+
+// insuranceLegs adds the insurance legs of a hospital entry to its row.
+func insuranceLegs(lsn uint64, payload []byte, row *settle.Txn, x *Extras) error {
+	if x == nil || x.Split == nil {
+		return nil
+	}
+	pooled, personal, ok, err := x.Split(payload)
+	if err != nil {
+		return &rowError{LSN: lsn, Reason: err.Error()}
+	}
+	if !ok || pooled == 0 && personal == 0 {
+		return nil
+	}
+	if row.Op != settle.OpPurchase && row.Op != settle.OpCapture {
+		return &rowError{LSN: lsn, Reason: "insurance split on a " + row.Op + " row"}
+	}
+	if x.Payees == nil {
+		return &rowError{LSN: lsn, Reason: "insurance split but no insurance payers are configured"}
+	}
+	p := x.Payees()
+	if pooled > 0 {
+		row.Legs = append(row.Legs, settle.Leg{Kind: settle.LegInsPooled, Payee: p.InsPooled, Amount: pooled})
+	}
+	if personal > 0 {
+		row.Legs = append(row.Legs, settle.Leg{Kind: settle.LegInsPersonal, Payee: p.InsPersonal, Amount: personal})
+	}
+	if err := row.Validate(); err != nil {
+		return &rowError{LSN: lsn, Reason: err.Error()}
+	}
+	return nil
+}
+
 // EntryRow is the row mapping the handoff applies to one journal entry
 // (entryRow: at most one row per LSN), for readers that must agree with it
 // to the fen, such as the gateway's journal totals for reconciliation.
 // ok is false for an entry that makes no row; at is the time of the
 // entry's first record (zero when it has none).
+// x supplies the insurance split and the payees (nil: as the zero Extras).
 func EntryRow(source string, lsn uint64, payload []byte, entry func([]byte, func(string, []byte) error) error,
-	scene func(string) (string, bool), rec *core.Record) (row settle.Txn, ok bool, at time.Time, err error) {
-	row, rows, at, err := entryRow(source, lsn, payload, entry, scene, rec)
+	scene func(string) (string, bool), rec *core.Record, x *Extras) (row settle.Txn, ok bool, at time.Time, err error) {
+	row, rows, at, err := entryRow(source, lsn, payload, entry, scene, rec, x)
 	return row, rows > 0, at, err
 }
 

@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func TestRowOf(t *testing.T) {
 		{"unmapped op", with(func(r *core.Record) { r.Op = core.Op(99) }), "", 0, 0, false, true},
 	}
 	for _, c := range cases {
-		row, ok, err := rowOf("gw1", 5, &c.r, scene)
+		row, ok, err := rowOf("gw1", 5, &c.r, scene, testPayees)
 		if (err != nil) != c.errors || ok != c.row {
 			t.Errorf("%s: ok %v err %v; want row %v error %v", c.name, ok, err, c.row, c.errors)
 			continue
@@ -90,12 +91,12 @@ func TestEntryRowMergesRecordsOfOneEntry(t *testing.T) {
 		return fn("K1", mk(50, 11))
 	}
 	var rec core.Record
-	row, n, when, err := entryRow("gw1", 77, nil, two, scene, &rec)
+	row, n, when, err := entryRow("gw1", 77, nil, two, scene, &rec, nil)
 	if err != nil || n != 2 || row.Amount != 350 || row.LSN != 77 || row.Op != settle.OpCapture || when.IsZero() {
 		t.Fatalf("row %+v n %d at %v err %v; want one capture row of 350 at LSN 77", row, n, when, err)
 	}
 	none := func([]byte, func(string, []byte) error) error { return nil }
-	if _, n, when, err := entryRow("gw1", 78, nil, none, scene, &rec); err != nil || n != 0 || !when.IsZero() {
+	if _, n, when, err := entryRow("gw1", 78, nil, none, scene, &rec, nil); err != nil || n != 0 || !when.IsZero() {
 		t.Fatalf("entry without records: n %d at %v err %v", n, when, err)
 	}
 }
@@ -124,7 +125,7 @@ func TestEntryRowMarketRecords(t *testing.T) {
 		{"partial refund", mk(core.OpRefund, 500, 9002, 9001, 490, 10), settle.OpRefund, -500, 9001},
 	} {
 		one := func(_ []byte, fn func(string, []byte) error) error { return fn("STALL-1", c.raw) }
-		row, n, _, err := entryRow("gw1", 90, nil, one, scene, &rec)
+		row, n, _, err := entryRow("gw1", 90, nil, one, scene, &rec, nil)
 		if err != nil || n != 1 {
 			t.Fatalf("%s: n %d err %v", c.name, n, err)
 		}
@@ -132,5 +133,96 @@ func TestEntryRowMarketRecords(t *testing.T) {
 			row.Scene != settle.SceneStall || row.Account != "C-1" || row.LSN != 90 {
 			t.Errorf("%s: row %+v", c.name, row)
 		}
+	}
+}
+
+var testPayees = func() Payees { return Payees{InsPooled: "ins-pool", InsPersonal: "ins-pers", Debt: "BUS-CO"} }
+
+// The division legs of each mapping: a QR payment's market fee leg to the
+// operator, a refund's negative leg, none when the operator's leg is 0; a
+// top-up that paid transit debt becomes a debt_recovery row for the debt
+// payee, with the fixed operator terminal when it came from no terminal.
+func TestRowOfLegsAndDebt(t *testing.T) {
+	scene := func(tid string) (string, bool) { return settle.SceneStall, tid == "T1" }
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC).UnixNano()
+	base := core.Record{Code: terminals.CodeApproved, Shard: 3, Seq: 42, Time: at, Account: "county:C1",
+		TID: "T1", Txn: 9, Merchant: "STALL-M", Amount: 250,
+		Market: core.MarketAmounts{Class: 2, Stall: 245, Operator: 5, OpMerch: "MKT-OP"}}
+	with := func(f func(r *core.Record)) core.Record { r := base; f(&r); return r }
+	cases := []struct {
+		name string
+		r    core.Record
+		want []settle.Leg
+	}{
+		{"qr pay", with(func(r *core.Record) { r.Op = core.OpQRPay }), []settle.Leg{{Kind: settle.LegMarketFee, Payee: "MKT-OP", Amount: 5}}},
+		{"refund", with(func(r *core.Record) { r.Op = core.OpRefund; r.Orig = 7 }), []settle.Leg{{Kind: settle.LegMarketFee, Payee: "MKT-OP", Amount: -5}}},
+		{"qr pay without operator leg", with(func(r *core.Record) {
+			r.Op = core.OpQRPay
+			r.Market = core.MarketAmounts{Class: 2, Stall: 250}
+		}), nil},
+		{"purchase", with(func(r *core.Record) { r.Op = core.OpPurchase; r.Market = core.MarketAmounts{} }), nil},
+	}
+	for _, c := range cases {
+		row, ok, err := rowOf("gw1", 5, &c.r, scene, testPayees)
+		if err != nil || !ok || !reflect.DeepEqual(row.Legs, c.want) {
+			t.Errorf("%s: legs %+v ok %v err %v; want %+v", c.name, row.Legs, ok, err, c.want)
+		}
+	}
+	// An operator's top-up (no terminal, no txn id) that paid 120 fen of debt.
+	topUp := core.Record{Op: core.OpTopUp, Code: terminals.CodeApproved, Shard: 1, Seq: 3, Time: at, Account: "county:C9",
+		Amount: 1000, Orig: 120}
+	row, ok, err := rowOf("gw1", 77, &topUp, scene, testPayees)
+	want := settle.Txn{Source: "gw1", LSN: 77, At: time.Unix(0, at).UTC(), Merchant: "BUS-CO", Terminal: OperatorTerminal,
+		Scene: settle.SceneBus, Op: settle.OpDebtRecovery, InstKind: "county", Account: "C9", Amount: 120,
+		Auth: "01-0000000003", Txn: 77}
+	if err != nil || !ok || !reflect.DeepEqual(row, want) {
+		t.Fatalf("debt recovery row %+v ok %v err %v;\nwant %+v", row, ok, err, want)
+	}
+	// Deterministic: the same record maps to the same row again.
+	if again, _, _ := rowOf("gw1", 77, &topUp, scene, testPayees); !reflect.DeepEqual(again, row) {
+		t.Fatalf("re-mapped row differs: %+v", again)
+	}
+	// No payee configured: the handoff stops rather than drop the money.
+	if _, _, err := rowOf("gw1", 77, &topUp, scene, nil); err == nil {
+		t.Fatal("a top-up that paid debt with no debt payee made no error")
+	}
+	topUp.Orig = 0
+	if _, ok, err := rowOf("gw1", 77, &topUp, scene, testPayees); ok || err != nil {
+		t.Fatalf("top-up without debt: ok %v err %v; want no row", ok, err)
+	}
+}
+
+// A hospital purchase whose entry carries an insurance split: the
+// self-pay row with ins_pooled and ins_personal legs to the configured
+// payers; a zero part gives no leg; no split, no legs.
+func TestEntryRowInsuranceLegs(t *testing.T) {
+	scene := func(string) (string, bool) { return settle.SceneKiosk, true }
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC).UnixNano()
+	raw := (&core.Record{Version: core.RecordVersion, Op: core.OpPurchase, Code: terminals.CodeApproved, Shard: 1, Seq: 7, Time: at,
+		Account: "bank:tok-1", TID: "K1", Txn: 30, Merchant: "HOSP", Amount: 300}).AppendBinary(nil)
+	one := func(_ []byte, fn func(string, []byte) error) error { return fn("K1", raw) }
+	for _, c := range []struct {
+		name             string
+		pooled, personal int64
+		split            bool
+		want             []settle.Leg
+	}{
+		{"split", 6000, 700, true, []settle.Leg{{Kind: settle.LegInsPooled, Payee: "ins-pool", Amount: 6000},
+			{Kind: settle.LegInsPersonal, Payee: "ins-pers", Amount: 700}}},
+		{"personal only", 0, 700, true, []settle.Leg{{Kind: settle.LegInsPersonal, Payee: "ins-pers", Amount: 700}}},
+		{"no split", 0, 0, false, nil},
+	} {
+		x := &Extras{Payees: testPayees, Split: func([]byte) (int64, int64, bool, error) { return c.pooled, c.personal, c.split, nil }}
+		var rec core.Record
+		row, ok, _, err := EntryRow("gw1", 40, nil, one, scene, &rec, x)
+		if err != nil || !ok || row.Amount != 300 || !reflect.DeepEqual(row.Legs, c.want) {
+			t.Errorf("%s: row %+v ok %v err %v; want legs %+v", c.name, row, ok, err, c.want)
+		}
+	}
+	// A split but no payees: refused, not settled without them.
+	x := &Extras{Split: func([]byte) (int64, int64, bool, error) { return 1, 1, true, nil }}
+	var rec core.Record
+	if _, _, _, err := EntryRow("gw1", 40, nil, one, scene, &rec, x); err == nil {
+		t.Fatal("insurance split without payers made no error")
 	}
 }

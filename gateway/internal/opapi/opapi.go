@@ -166,6 +166,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.config(ctx, parts)
 	case parts[0] == "denylist":
 		s.denylist(ctx, parts)
+	case parts[0] == "stall-codes":
+		s.stallCodes(ctx, parts)
 	case len(parts) == 1 && parts[0] == "accounts" && post:
 		s.openAccount(ctx)
 	case len(parts) == 2 && parts[0] == "accounts" && ctx.IsGet():

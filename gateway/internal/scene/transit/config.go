@@ -266,6 +266,22 @@ type Config struct {
 	// accepted (readers never let an unknown card ride).
 	FirstRideBudget int64   `json:"first_ride_budget_fen"`
 	Routes          []Route `json:"routes"`
+	// DebtPayee is the merchant id of the bus company, payee of transit
+	// debt that a card's top-up pays (settlement's debt_recovery rows);
+	// empty means DefaultDebtPayee.
+	DebtPayee string `json:"debt_payee_merchant,omitempty"`
+}
+
+// DefaultDebtPayee is the debt payee when the config names none: the
+// merchant id the transit operator (bus company) is expected to have.
+const DefaultDebtPayee = "transit-operator"
+
+// DebtPayeeMerchant is the merchant that recovered transit debt is paid to.
+func (c *Config) DebtPayeeMerchant() string {
+	if c.DebtPayee == "" {
+		return DefaultDebtPayee
+	}
+	return c.DebtPayee
 }
 
 // DefaultConfig returns the DOMAIN.md defaults: day start 04:30, 90-minute
@@ -307,9 +323,20 @@ func cerr(field, format string, a ...any) error {
 
 // Validate checks every field and bound.
 func (c *Config) Validate() error {
+	if len(c.DebtPayee) > debtPayeeLenMax {
+		return cerr("debt_payee_merchant", "longer than %d bytes", debtPayeeLenMax)
+	}
+	for i := 0; i < len(c.DebtPayee); i++ {
+		if c.DebtPayee[i] < 0x21 || c.DebtPayee[i] > 0x7e {
+			return cerr("debt_payee_merchant", "only printable ASCII without spaces allowed")
+		}
+	}
 	_, err := compile(c)
 	return err
 }
+
+// debtPayeeLenMax is settlement's bound on a merchant id.
+const debtPayeeLenMax = 64
 
 // DecodeConfig decodes a JSON config strictly (unknown fields, trailing
 // data and oversize documents are errors) and validates it.

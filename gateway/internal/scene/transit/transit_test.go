@@ -320,3 +320,27 @@ func TestCardStateRoundTripKeepsSeenRing(t *testing.T) {
 		t.Fatal("truncated state accepted")
 	}
 }
+
+// The debt payee: the default when unset, the configured merchant when
+// set, and a malformed one refused by the strict decoder.
+func TestDebtPayee(t *testing.T) {
+	c := DefaultConfig()
+	if got := c.DebtPayeeMerchant(); got != DefaultDebtPayee {
+		t.Fatalf("default debt payee %q, want %q", got, DefaultDebtPayee)
+	}
+	c.DebtPayee = "BUS-CO"
+	body, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := DecodeConfig(body)
+	if err != nil || d.DebtPayeeMerchant() != "BUS-CO" {
+		t.Fatalf("decoded debt payee %q, %v", d.DebtPayee, err)
+	}
+	for _, bad := range []string{"BUS CO", strings.Repeat("B", 65), "BUS\n"} {
+		c.DebtPayee = bad
+		if err := c.Validate(); err == nil {
+			t.Errorf("debt payee %q accepted", bad)
+		}
+	}
+}
