@@ -40,7 +40,7 @@ type sceneRules struct {
 	transit  *transit.Engine
 	market   *market.Rules
 	hospital *hospital.Rules
-	limits   *[5]core.ClassLimits
+	limits   *core.LimitsTable
 }
 
 // compileDoc decodes a document with its scene's strict decoder. A refusal
@@ -67,8 +67,11 @@ func (e *Engine) compileDoc(name string, body []byte) (sceneRules, error) {
 			r.hospital, err = hospital.NewRules(c)
 		}
 	case "limits":
-		var t [5]core.ClassLimits
-		if t, err = core.DecodeLimits(body); err == nil {
+		var t core.LimitsTable
+		if t, err = core.DecodeLimitsDoc(body); err == nil {
+			if t.Offline == (core.OfflineCaps{}) {
+				t.Offline = e.cfg.Core.Offline // no offline section: the caps the gateway started with
+			}
 			r.limits = &t
 		}
 	default:
@@ -117,7 +120,8 @@ func (s *shard) setRules(r *sceneRules) {
 	case r.hospital != nil:
 		s.hosp.rules = r.hospital
 	case r.limits != nil:
-		s.c.SetLimits(*r.limits)
+		s.c.SetLimits(r.limits.ECNY)
+		s.c.SetOfflineCaps(r.limits.Offline)
 	}
 }
 
