@@ -33,6 +33,7 @@ func runBench(args []string) int {
 	loadClient := fs.String("load-client", d.LoadClient, "load terminals' MQTT client: raw (buffered, one writer per CPU) or paho (one paho client per terminal, for comparison)")
 	perConn := fs.Int("terms-per-conn", d.TermsPerConn, "raw client: terminals per MQTT connection; above 1 they log in as the gateway user (the ACL lets only that user use several terminals' topics)")
 	loadTick := fs.Duration("load-tick", d.LoadTick, "raw client: write-coalescing period (each writer flushes at most once per tick)")
+	ackDelay := fs.Duration("load-ack-delay", d.LoadAckDelay, "raw client: longest a PUBACK for a reply waits to leave with the connection's next request")
 	pprofAddr := fs.String("pprof-listen", "", "pass -pprof-listen to the gateway (profiling; off by default)")
 	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the load terminals and the echo) to a file")
 	if err := fs.Parse(args); err != nil {
@@ -46,7 +47,7 @@ func runBench(args []string) int {
 		o = bench.Quick()
 	}
 	o.GatewayBin, o.ConfPath, o.ACLPath, o.PprofAddr = *gwBin, *conf, *acl, *pprofAddr
-	o.LoadClient, o.TermsPerConn, o.LoadTick = *loadClient, *perConn, *loadTick
+	o.LoadClient, o.TermsPerConn, o.LoadTick, o.LoadAckDelay = *loadClient, *perConn, *loadTick, *ackDelay
 	setPos := func(dst *int, v int) {
 		if v > 0 {
 			*dst = v

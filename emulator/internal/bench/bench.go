@@ -59,6 +59,7 @@ type Options struct {
 	// they log in as the gateway user (see RawConfig.PerConn).
 	TermsPerConn int
 	LoadTick     time.Duration // the raw client's write-coalescing period
+	LoadAckDelay time.Duration // the raw client's PUBACK hold (RawConfig.AckDelay)
 	Quick        bool
 	Out          io.Writer
 }
@@ -72,7 +73,7 @@ func Defaults() Options {
 		Warm: 500 * time.Millisecond, Window: 3 * time.Second, Timeout: 2 * time.Second,
 		Objective: Objective{P99: 50 * time.Millisecond, FailureRate: 0.001},
 		Budget:    180 * time.Second, Conns: 4, Scale: 10_000, ScaleTime: 60 * time.Second,
-		LoadClient: LoadRaw, TermsPerConn: 1, LoadTick: DefaultLoadTick,
+		LoadClient: LoadRaw, TermsPerConn: 1, LoadTick: DefaultLoadTick, LoadAckDelay: DefaultAckDelay,
 		Out: os.Stdout,
 	}
 }
@@ -127,6 +128,7 @@ type Result struct {
 	LoadClient   string      `json:"load_client"` // raw or paho
 	TermsPerConn int         `json:"terms_per_conn"`
 	LoadTickMs   float64     `json:"load_tick_ms,omitempty"` // raw client only
+	LoadAckMs    float64     `json:"load_ack_delay_ms,omitempty"`
 	// Machine load averages (1, 5, 15 min) from /proc/loadavg at the start
 	// and the end: the machine may be shared, and its load moves figures.
 	LoadAvgStart [3]float64 `json:"load_avg_start"`
@@ -171,6 +173,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.LoadTick <= 0 {
 		o.LoadTick = DefaultLoadTick
+	}
+	if o.LoadAckDelay <= 0 {
+		o.LoadAckDelay = DefaultAckDelay
 	}
 	loadStart, _ := LoadAvg()
 	if _, err := os.Stat(o.GatewayBin); err != nil {
@@ -225,7 +230,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var fleet *Fleet
 	if o.LoadClient == LoadRaw {
 		fleet, err = ConnectRawFleet(ctx, RawConfig{Addr: br.Addr, Topics: topics, PerConn: o.TermsPerConn,
-			User: gatewayUser, Password: password, Tick: o.LoadTick}, master, o.Terminals, txnBase)
+			User: gatewayUser, Password: password, Tick: o.LoadTick, AckDelay: o.LoadAckDelay}, master, o.Terminals, txnBase)
 	} else {
 		fleet, err = ConnectFleet(ctx, br.URL(), topics, master, o.Terminals, txnBase)
 	}
@@ -235,7 +240,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer fleet.Close()
 	client := "paho, one client per terminal"
 	if o.LoadClient == LoadRaw {
-		client = fmt.Sprintf("raw buffered client, %d terminal(s) per connection, writes flushed every %v", o.TermsPerConn, o.LoadTick)
+		client = fmt.Sprintf("raw buffered client, %d terminal(s) per connection, writes flushed every %v, PUBACKs held up to %v",
+			o.TermsPerConn, o.LoadTick, o.LoadAckDelay)
 	}
 	fmt.Fprintf(out, "%d load terminals connected (%s; QoS 1, open-loop arrivals); objective p99 <= %v and failures <= %.2f%%\n",
 		o.Terminals, client, o.Objective.P99, 100*o.Objective.FailureRate)
@@ -247,7 +253,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate,
 		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart}
 	if o.LoadClient == LoadRaw {
-		res.LoadTickMs = ms(o.LoadTick)
+		res.LoadTickMs, res.LoadAckMs = ms(o.LoadTick), ms(o.LoadAckDelay)
 	}
 	window := func(arm string, rate float64) (Window, error) {
 		w, err := runWindow(ctx, o, arm, rate, br, gcfg, fleet, topics, password)

@@ -26,6 +26,12 @@ const (
 	rawDialers = 32
 	// DefaultLoadTick is the raw client's default write-coalescing period.
 	DefaultLoadTick = time.Millisecond
+	// DefaultAckDelay is how long the raw client may hold a PUBACK for a
+	// reply to send it with the connection's next request. It is longer
+	// than a terminal's interval between requests at the rates that load
+	// the machine (200 terminals at 1,000/s and more: 200 ms or less), so
+	// there nearly every PUBACK rides with a request.
+	DefaultAckDelay = 200 * time.Millisecond
 )
 
 // Load client names (Options.LoadClient).
@@ -48,6 +54,17 @@ type RawConfig struct {
 	// Tick is the write-coalescing period: each scheduler goroutine wakes
 	// at most once per tick and flushes every connection it wrote to.
 	Tick time.Duration
+	// AckDelay bounds how long a PUBACK for a reply waits in the write
+	// buffer for the connection's next request to carry it: a connection
+	// that sends nothing meanwhile flushes it alone. Holding it does not
+	// touch the measured path (the reply is timed when read; the broker
+	// keeps sending while fewer than max_inflight_messages are unacked)
+	// and saves a write and a wake-up per transaction.
+	AckDelay time.Duration
+	// Writers is the number of scheduler goroutines (0 = 1): each owns the
+	// writes of a share of the connections. One keeps the wake-ups per
+	// tick, and so the generator's CPU, lowest.
+	Writers int
 	// TID names terminal i; nil means TerminalID (the provisioned fleet).
 	TID func(i int) string
 }
@@ -60,8 +77,9 @@ type RawConfig struct {
 // once per tick), appends every request due by then, each a signed frame in
 // a QoS 1 PUBLISH, to its connection's bufio.Writer, and flushes each
 // connection it touched once. PUBACKs for replies are appended by the
-// readers and flushed by the next tick, so one write system call carries
-// whatever a connection has to say in that tick.
+// readers and leave with the connection's next flush, at the latest
+// AckDelay later, so one write system call carries whatever a connection
+// has to say.
 //
 // Reads: the reader parses packets in place from its buffer; a PUBLISH is
 // matched to its terminal by topic and its latency taken from the time the
@@ -89,22 +107,26 @@ type rawConn struct {
 	shard   *rawShard
 	unacked atomic.Int64 // PUBLISHes sent and not yet PUBACKed
 
-	wmu    sync.Mutex // guards w, nextID, queued
-	w      *bufio.Writer
-	nextID uint16
-	queued bool // in shard.dirty
+	wmu      sync.Mutex // guards w, nextID, queued, ackQueue
+	w        *bufio.Writer
+	nextID   uint16
+	queued   bool // in shard.dirty
+	ackQueue bool // in shard.acks
 }
 
 // rawShard is one scheduler goroutine and the connections it writes.
 type rawShard struct {
-	idx   int
-	tick  time.Duration
-	ack   chan struct{} // a reader queued PUBACKs
-	win   chan *rawWindow
-	quit  chan struct{}
-	mu    sync.Mutex // guards dirty
-	dirty []*rawConn
-	spare []*rawConn
+	idx      int
+	tick     time.Duration
+	ackDelay time.Duration
+	ack      chan struct{} // a reader queued the first PUBACK of a round
+	win      chan *rawWindow
+	quit     chan struct{}
+	mu       sync.Mutex // guards dirty, acks, acksFrom
+	dirty    []*rawConn // connections with requests buffered
+	acks     []*rawConn // connections with PUBACKs buffered
+	acksFrom time.Time  // when acks became non-empty
+	spare    []*rawConn
 	// scratch of the scheduler goroutine
 	body, sealed, hdr []byte
 }
@@ -132,6 +154,12 @@ func ConnectRawFleet(ctx context.Context, cfg RawConfig, master []byte, n int, t
 	if cfg.Tick <= 0 {
 		cfg.Tick = DefaultLoadTick
 	}
+	if cfg.AckDelay <= 0 {
+		cfg.AckDelay = DefaultAckDelay
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 1
+	}
 	if cfg.TID == nil {
 		cfg.TID = TerminalID
 	}
@@ -139,9 +167,9 @@ func ConnectRawFleet(ctx context.Context, cfg RawConfig, master []byte, n int, t
 	rn := &rawNet{terms: f.terms, cfg: cfg, termShard: make([]int, n)}
 	f.raw = rn
 	nConns := (n + cfg.PerConn - 1) / cfg.PerConn
-	nShards := max(1, min(nConns, runtime.GOMAXPROCS(0)))
+	nShards := max(1, min(nConns, cfg.Writers, runtime.GOMAXPROCS(0)))
 	for s := range nShards {
-		rn.shards = append(rn.shards, &rawShard{idx: s, tick: cfg.Tick, ack: make(chan struct{}, 1),
+		rn.shards = append(rn.shards, &rawShard{idx: s, tick: cfg.Tick, ackDelay: cfg.AckDelay, ack: make(chan struct{}, 1),
 			win: make(chan *rawWindow), quit: make(chan struct{})})
 	}
 	// Terminal i uses connection i mod nConns, so the uniform arrival
@@ -343,11 +371,13 @@ func (rn *rawNet) read(c *rawConn, buf []byte, r, w int) {
 		if len(acks) > 0 {
 			c.wmu.Lock()
 			c.w.Write(acks)
-			c.markDirty()
+			first := c.queueAck()
 			c.wmu.Unlock()
-			select {
-			case c.shard.ack <- struct{}{}:
-			default:
+			if first {
+				select {
+				case c.shard.ack <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}
@@ -374,6 +404,24 @@ func (c *rawConn) markDirty() {
 	s.mu.Lock()
 	s.dirty = append(s.dirty, c)
 	s.mu.Unlock()
+}
+
+// queueAck puts c on its shard's PUBACK list; c.wmu is held. It reports
+// whether the list was empty (the scheduler then needs to know when to
+// flush it).
+func (c *rawConn) queueAck() (first bool) {
+	if c.ackQueue {
+		return false
+	}
+	c.ackQueue = true
+	s := c.shard
+	s.mu.Lock()
+	if first = len(s.acks) == 0; first {
+		s.acksFrom = time.Now()
+	}
+	s.acks = append(s.acks, c)
+	s.mu.Unlock()
+	return first
 }
 
 // loop is the scheduler goroutine of shard s.
@@ -405,9 +453,9 @@ func (s *rawShard) loop(rn *rawNet) {
 				}
 			}
 		}
-		s.flush(rn)
+		acksDue := s.flush(rn, now)
 		lastFlush = now
-		var wake time.Duration = -1
+		var next time.Time
 		if w != nil {
 			for j < w.total && rn.termShard[j%n] != s.idx {
 				j++
@@ -416,27 +464,28 @@ func (s *rawShard) loop(rn *rawNet) {
 				w.wg.Done()
 				w = nil
 			} else {
-				next := w.due(j)
-				if earliest := lastFlush.Add(s.tick); next.Before(earliest) {
-					next = earliest
-				}
-				wake = max(0, time.Until(next))
+				next = w.due(j)
 			}
+		}
+		if !acksDue.IsZero() && (next.IsZero() || acksDue.Before(next)) {
+			next = acksDue
+		}
+		if !next.IsZero() {
+			if earliest := lastFlush.Add(s.tick); next.Before(earliest) {
+				next = earliest
+			}
+			timer.Reset(max(0, time.Until(next)))
 		}
 		var done <-chan struct{}
 		if w != nil {
 			done = w.ctx.Done()
-			timer.Reset(wake)
 		}
 		select {
 		case <-timer.C:
 		case <-done:
 		case <-s.ack:
-			// A reader queued PUBACKs: send them with whatever else
-			// comes within the tick.
-			if d := time.Until(lastFlush.Add(s.tick)); d > 0 {
-				time.Sleep(d)
-			}
+			// A reader queued the first PUBACK since the last flush of
+			// PUBACKs: go round to set the timer for it.
 		case nw := <-s.win:
 			w, j = nw, 0
 		case <-s.quit:
@@ -478,11 +527,22 @@ func (s *rawShard) emit(rn *rawNet, t *term, due time.Time, nowMs int64) {
 	c.wmu.Unlock()
 }
 
-// flush writes out every connection of s with buffered packets.
-func (s *rawShard) flush(rn *rawNet) {
+// flush writes out every connection of s with requests buffered (their
+// PUBACKs go with them), and every connection with PUBACKs buffered once
+// the oldest has waited ackDelay. It returns when the PUBACKs left
+// buffered are due (zero: none).
+func (s *rawShard) flush(rn *rawNet, now time.Time) (acksDue time.Time) {
 	s.mu.Lock()
 	list := s.dirty
 	s.dirty, s.spare = s.spare[:0], nil
+	var acks []*rawConn
+	if len(s.acks) > 0 {
+		if due := s.acksFrom.Add(s.ackDelay); now.Before(due) {
+			acksDue = due
+		} else {
+			acks, s.acks = s.acks, nil
+		}
+	}
 	s.mu.Unlock()
 	for _, c := range list {
 		c.wmu.Lock()
@@ -492,9 +552,21 @@ func (s *rawShard) flush(rn *rawNet) {
 		}
 		c.wmu.Unlock()
 	}
+	for _, c := range acks {
+		c.wmu.Lock()
+		c.ackQueue = false
+		if err := c.w.Flush(); err != nil { // no system call if already empty
+			rn.fail(fmt.Errorf("bench: raw write: %w", err))
+		}
+		c.wmu.Unlock()
+	}
 	s.mu.Lock()
 	s.spare = list[:0]
+	if len(s.acks) == 0 && acks != nil {
+		s.acks = acks[:0]
+	}
 	s.mu.Unlock()
+	return acksDue
 }
 
 // run offers the window's requests and returns when every scheduler has

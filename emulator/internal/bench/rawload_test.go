@@ -157,3 +157,52 @@ func TestRawFleetSendsSignedFrames(t *testing.T) {
 		t.Errorf("observed %d requests, want 12", total)
 	}
 }
+
+// TestRawFleetAcknowledgesWhileIdle sends a terminal more QoS 1 replies
+// than the broker lets be in flight unacknowledged (Mosquitto's default
+// max_inflight_messages is 20) while the terminal sends nothing: all arrive
+// only if held PUBACKs leave on their own after the ack delay.
+func TestRawFleetAcknowledgesWhileIdle(t *testing.T) {
+	needBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topics := uniqueTopics()
+	master := make([]byte, terminals.KeyLen)
+	rand.Read(master)
+	tid := "RA" + randHex(3)
+	f, err := ConnectRawFleet(ctx, RawConfig{Addr: testBroker, Topics: topics, AckDelay: 20 * time.Millisecond,
+		TID: func(int) string { return tid }}, master, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + testBroker).SetClientID("pub-" + randHex(6)).SetCleanSession(true)
+	pub := mqtt.NewClient(o)
+	if err := wait(ctx, pub.Connect()); err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(50)
+	const n = 60
+	for i := range n {
+		if err := wait(ctx, pub.Publish(topics.Reply(tid), 1, false, fmt.Sprintf(`{"txn":%d}`, i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tm := f.terms[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tm.mu.Lock()
+		got := tm.stray // replies for no pending request
+		tm.mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d replies arrived", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := f.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
