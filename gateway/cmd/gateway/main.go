@@ -100,6 +100,7 @@ func run() error {
 	backlogMax := flag.Int("handoff-backlog-max", envInt("SCENEPAY_HANDOFF_BACKLOG_MAX", handoff.DefaultBacklogMax), "journal records not yet handed off, past which /readyz fails and new payments get BUSY [SCENEPAY_HANDOFF_BACKLOG_MAX]")
 	batchRows := flag.Int("handoff-batch-rows", envInt("SCENEPAY_HANDOFF_BATCH_ROWS", handoff.DefaultBatchRowsMax), "rows per handoff batch [SCENEPAY_HANDOFF_BATCH_ROWS]")
 	batchAge := flag.Duration("handoff-batch-age", envDur("SCENEPAY_HANDOFF_BATCH_AGE", handoff.DefaultBatchAge), "seal a handoff batch this old; idle watermark interval [SCENEPAY_HANDOFF_BATCH_AGE]")
+	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 72*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
 	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address; empty = off [SCENEPAY_PPROF_LISTEN]")
 	flag.Parse()
 	if *pprofListen != "" {
@@ -185,6 +186,10 @@ func run() error {
 	cfg.SkewMax = *skewMax
 	cfg.Idem.Window = uint64(*window)
 	cfg.SnapshotEvery = *snapEvery
+	if *journalRetain < 0 {
+		return fmt.Errorf("-journal-retain must not be negative")
+	}
+	cfg.JournalRetain = *journalRetain
 	cfg.Logger = log
 	cfg.Metrics = engine.NewMetrics(reg)
 	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync}
@@ -243,7 +248,7 @@ func run() error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer closeAudit()
-	api := opapi.New(opapi.Config{Token: token, Gatherer: reg, Logger: log, Audit: auditLog, Ready: apiReady}, eng)
+	api := opapi.New(opapi.Config{Token: token, Gatherer: reg, Logger: log, Audit: auditLog, Ready: apiReady, Source: *instance}, eng)
 	if err := api.Listen(*httpListen); err != nil {
 		in.Close()
 		return err

@@ -48,6 +48,9 @@ type Config struct {
 	Clock func() time.Time
 	// BodyBytesMax bounds request bodies.
 	BodyBytesMax int
+	// Source is the gateway's instance name (the handoff's source), named
+	// in GET /v1/journal/totals; empty: that route is not served.
+	Source string
 }
 
 // Server is the operator API.
@@ -168,6 +171,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.denylist(ctx, parts)
 	case parts[0] == "stall-codes":
 		s.stallCodes(ctx, parts)
+	case len(parts) == 2 && parts[0] == "journal" && parts[1] == "totals" && ctx.IsGet():
+		s.journalTotals(ctx)
 	case len(parts) == 1 && parts[0] == "accounts" && post:
 		s.openAccount(ctx)
 	case len(parts) == 2 && parts[0] == "accounts" && ctx.IsGet():

@@ -38,6 +38,10 @@ type config struct {
 	Tick        time.Duration
 	DefaultRate decimal.Decimal
 	Retired     []string
+	// JournalGateways are the gateways' operator API base URLs whose
+	// journal totals reconcile each settled window; none: skipped.
+	JournalGateways []string
+	GatewayToken    string // their operator token
 }
 
 func env(name, def string) string {
@@ -59,6 +63,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.Tick, "tick", 10*time.Second, "scheduler period")
 	rate := fs.String("default-rate", "0", "merchant discount rate where none is stored, a decimal fraction")
 	retired := fs.String("retired-sources", "", "comma-separated gateway sources ignored for drain (decommissioned)")
+	gateways := fs.String("journal-gateways", env("SCENEPAY_JOURNAL_GATEWAYS", ""), "comma-separated operator API base URLs of every gateway (http://host:18080); each settled window is reconciled against their journal totals; empty skips reconciliation against the journal [SCENEPAY_JOURNAL_GATEWAYS]")
+	tokenFile := fs.String("gateway-token-file", env("SCENEPAY_GATEWAY_TOKEN_FILE", ""), "file holding the gateways' operator token (or set SCENEPAY_GATEWAY_TOKEN) [SCENEPAY_GATEWAY_TOKEN_FILE]")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -72,6 +78,24 @@ func parseFlags(args []string) (config, error) {
 	}
 	if *retired != "" {
 		c.Retired = strings.Split(*retired, ",")
+	}
+	for _, g := range strings.Split(*gateways, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			c.JournalGateways = append(c.JournalGateways, g)
+		}
+	}
+	if len(c.JournalGateways) > 0 {
+		c.GatewayToken = os.Getenv("SCENEPAY_GATEWAY_TOKEN")
+		if *tokenFile != "" {
+			b, err := os.ReadFile(*tokenFile)
+			if err != nil {
+				return c, fmt.Errorf("-gateway-token-file: %w", err)
+			}
+			c.GatewayToken = strings.TrimSpace(string(b))
+		}
+		if c.GatewayToken == "" {
+			return c, errors.New("-journal-gateways needs the gateways' operator token: -gateway-token-file or SCENEPAY_GATEWAY_TOKEN")
+		}
 	}
 	if c.Tick <= 0 || c.Grace < 0 {
 		return c, errors.New("-tick must be positive and -grace not negative")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,10 @@ func run(ctx context.Context, cfg config, ln net.Listener, clock func() time.Tim
 	if err != nil {
 		return err
 	}
+	rec, err := newReconciler(cfg, cl, reg, log)
+	if err != nil {
+		return err
+	}
 	var ready atomic.Bool
 	mux := &Mux{}
 	mux.Handle("/healthz", func(c *fasthttp.RequestCtx) { c.SetBodyString("ok\n") })
@@ -113,6 +118,9 @@ func run(ctx context.Context, cfg config, ln net.Listener, clock func() time.Tim
 		for _, id := range res.Settled {
 			log.Info("settlement: window settled", "window", id)
 		}
+		if rec != nil {
+			reconcilePass(ctx, rec, now, log)
+		}
 		n, err := writeFiles(ctx, st, cl.Calendar(), now, cfg.FilesDir)
 		files.Add(float64(n))
 		if err != nil {
@@ -136,6 +144,54 @@ func run(ctx context.Context, cfg config, ln net.Listener, clock func() time.Tim
 		case <-t.C:
 			pass()
 		}
+	}
+}
+
+// newReconciler builds the reconciliation of settled windows against the
+// gateways' journals, or returns nil (logged, and
+// scenepay_settlement_reconciliation_journal_gateways 0) when no gateway
+// is configured.
+func newReconciler(cfg config, cl *clearing.Clearer, reg prometheus.Registerer, log *slog.Logger) (*clearing.Reconciler, error) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "scenepay_settlement_reconciliation_journal_gateways",
+		Help: "Gateways whose journal totals reconcile each settled window; 0: reconciliation against the journal is skipped."})
+	if err := reg.Register(g); err != nil {
+		return nil, err
+	}
+	g.Set(float64(len(cfg.JournalGateways)))
+	if len(cfg.JournalGateways) == 0 {
+		log.Warn("settlement: reconciliation against the journal is SKIPPED: no -journal-gateways configured; settled windows are compared with the store only")
+		return nil, nil
+	}
+	j, err := clearing.NewHTTPJournal(clearing.HTTPJournalConfig{Gateways: cfg.JournalGateways, Token: cfg.GatewayToken})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("settlement: settled windows are reconciled against the gateways' journals", "gateways", strings.Join(j.Gateways(), ","))
+	return clearing.NewReconciler(cl, j, reg)
+}
+
+// reconcilePass reconciles the settled windows that are due and logs what
+// it found; a failure leaves the window due for the next pass.
+func reconcilePass(ctx context.Context, rec *clearing.Reconciler, now time.Time, log *slog.Logger) {
+	res, err := rec.Pass(ctx, now)
+	if err != nil {
+		log.Error("settlement: reconciliation pass", "err", err)
+		return
+	}
+	for i, r := range res.Reconciled {
+		l := log.Info
+		if len(r.Differences) > 0 {
+			l = log.Error
+		}
+		l("settlement: window reconciled against the journal", "window", res.Windows[i], "merchants", r.Merchants,
+			"differences", len(r.Differences), "new_differences", r.New, "difference_fen", r.DiffFen)
+	}
+	for _, f := range res.Failed {
+		if f.Reason == clearing.ReconcileNotCovered {
+			log.Error("settlement: window NOT reconciled: a gateway's journal no longer covers it (given up)", "window", f.Window, "err", f.Err)
+			continue
+		}
+		log.Warn("settlement: window not reconciled yet; retried next pass", "window", f.Window, "err", f.Err)
 	}
 }
 
