@@ -87,8 +87,9 @@
 // take part in transfers or journeys. Its cap: the card remembers what it
 // paid on each of the PastDaysMax (8) transit days before its current one
 // (Card.Past), so a late tap of such a day is capped together with that
-// day's online and earlier late taps, and by the weekly cap when the day
-// is in the card's current transit week. A tap of an older day is charged
+// day's online and earlier late taps, and by the weekly cap when that
+// week's spend is known (the card's current week, or an earlier week whose
+// days are all remembered). A tap of an older day is charged
 // alone, bounded by one daily cap, and not remembered (the default upload
 // age limit, 7 days, refuses such taps before they get there).
 //

@@ -490,11 +490,12 @@ func (e *Engine) tapIn(c *Card, r *route, t *Tap, avail *int64, offline bool) De
 // distance route (its tap-out finds no journey), and touches no anchor or
 // open journey. The cap: a day among the PastDaysMax before the card's
 // Day is capped together with that day's other taps (Card.Past, to which
-// the charge is added), and when it is in the card's current transit week
-// the weekly cap applies too (WeekSpent grows by the charge). A day older
-// than that history is charged alone, bounded by one daily cap (its
-// other taps are forgotten; the rider never pays more than a cap for it).
-// The weekly cap of an earlier week is not applied: its counter is gone.
+// the charge is added). The weekly cap applies too when the week's spend
+// is known: the card's current week (WeekSpent grows by the charge), or an
+// earlier week all of whose days are among the remembered ones (the sum
+// of their Past entries). A day older than that history is charged alone,
+// bounded by one daily cap (its other taps are forgotten; the rider never
+// pays more than a cap for it).
 func (e *Engine) lateTapIn(c *Card, r *route, t *Tap, base int64, avail *int64, offline bool, day, week int32) Decision {
 	fare := e.payable(c, base, false)
 	back := int(c.Day - day) // >= 1
@@ -507,8 +508,10 @@ func (e *Engine) lateTapIn(c *Card, r *route, t *Tap, base int64, avail *int64, 
 		}
 	}
 	sameWeek := week == c.Week
-	if sameWeek && e.cfg.WeeklyCap > 0 {
-		rem = min(rem, max(0, e.cfg.WeeklyCap-c.WeekSpent))
+	if e.cfg.WeeklyCap > 0 {
+		if ws, ok := c.weekSpent(week); ok {
+			rem = min(rem, max(0, e.cfg.WeeklyCap-ws))
+		}
 	}
 	amt := min(fare, rem)
 	d := Decision{Code: terminals.CodeApproved, Fare: fare}
@@ -542,6 +545,23 @@ func (e *Engine) lateTapIn(c *Card, r *route, t *Tap, base int64, avail *int64, 
 	c.Debt, d.Debt = nd, amt
 	count()
 	return d
+}
+
+// weekSpent is what the card paid in the transit week starting on week,
+// and whether that is known: the current week's counter, or the sum of the
+// remembered days of an earlier week when all its days are remembered.
+func (c *Card) weekSpent(week int32) (int64, bool) {
+	if week == c.Week {
+		return c.WeekSpent, true
+	}
+	if week > c.Week || int64(c.Day)-int64(week) > PastDaysMax {
+		return 0, false
+	}
+	var sum int64
+	for d := week; d < week+7 && d < c.Day; d++ {
+		sum = satAdd(sum, c.Past[c.Day-1-d])
+	}
+	return sum, true
 }
 
 // rollTo moves the card from its Day to the later transit day day: the
