@@ -95,14 +95,17 @@ type Report struct {
 	OfflineTaps    int
 	OfflineRefused int
 	Uploads        UploadCounts
-	Settlement     SettleResult
-	Checks         int
-	Failed         int
-	Failures       []string
-	Device         device.Stats // summed over the fleet
-	Audit          AuditResult
-	latencies      []time.Duration
-	maxLatency     time.Duration
+	// DenyVersion is the lowest deny-list version the bus readers held at
+	// the end of a scenario.
+	DenyVersion uint64
+	Settlement  SettleResult
+	Checks      int
+	Failed      int
+	Failures    []string
+	Device      device.Stats // summed over the fleet
+	Audit       AuditResult
+	latencies   []time.Duration
+	maxLatency  time.Duration
 }
 
 // OK reports whether every scenario check held and the audit passed.
@@ -661,8 +664,8 @@ func (r *runner) printSummary() {
 				letters += fmt.Sprintf(" %c:%d", c, n)
 			}
 		}
-		fmt.Fprintf(w, "  offline: %d stretches, %d taps approved offline, %d cards refused offline, %d uploads answered (taps%s)\n",
-			rep.Scene["offline-stretch"], rep.OfflineTaps, rep.OfflineRefused, rep.Uploads.Messages, letters)
+		fmt.Fprintf(w, "  offline: %d stretches, %d taps approved offline, %d cards refused offline, %d uploads answered (taps%s), lowest deny-list version a reader holds %d\n",
+			rep.Scene["offline-stretch"], rep.OfflineTaps, rep.OfflineRefused, rep.Uploads.Messages, letters, rep.DenyVersion)
 	}
 	fmt.Fprintf(w, "  no reply %d, retries %d, reversed %d, unresolved %d, load ticks skipped (terminal busy) %d\n",
 		rep.NoReply, rep.Retries, rep.Reversed, rep.Unresolved, rep.Skipped)

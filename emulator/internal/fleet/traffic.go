@@ -143,6 +143,21 @@ type riders struct {
 	all     []terminals.Instrument
 	busy    map[int]bool
 	retired int
+	// low is the rider index of the card holding less than a fare; the
+	// first offline journey of a run takes it when it is free.
+	low     int
+	lowUsed bool
+}
+
+// takeLow hands out the low-balance card once per run, if it is free.
+func (rs *riders) takeLow() (int, bool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.lowUsed || rs.busy[rs.low] {
+		return 0, false
+	}
+	rs.lowUsed, rs.busy[rs.low] = true, true
+	return rs.low, true
 }
 
 func (rs *riders) take(rng *rand.Rand) (int, bool) {
@@ -189,7 +204,11 @@ func (r *runner) scenario(ctx, work context.Context, sc Scenario) {
 	clock := Clock{Start: sc.Start(), Scale: scale}
 	rng := rand.New(rand.NewPCG(r.o.Seed, 0x5cea))
 	town := r.town
-	rs := &riders{all: r.pop.Riders(), busy: map[int]bool{}}
+	// The card holding less than one fare rides too: online it is
+	// declined, offline a reader lets it on, and its upload leaves debt,
+	// which puts it on the deny list every reader then follows.
+	all := append(r.pop.Riders(), r.pop.Accounts[r.pop.LowCounty].Inst)
+	rs := &riders{all: all, busy: map[int]bool{}, low: len(all) - 1}
 	perWork := r.o.Faults.perWork()
 
 	jobs := make([]chan struct{}, len(r.slots))
@@ -269,6 +288,7 @@ loop:
 	}
 	wg.Wait()
 	rigWG.Wait()
+	r.denyCheck(work)
 	r.mu.Lock()
 	r.rep.RetiredRiders = rs.retired
 	r.mu.Unlock()

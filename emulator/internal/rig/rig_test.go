@@ -117,8 +117,13 @@ func runMixedScenario(t *testing.T, bin, settleDB string) {
 			t.Errorf("no %s in the run: %v", typ, rep.ByType)
 		}
 	}
-	if rep.OfflineTaps == 0 || rep.Uploads.Messages == 0 {
-		t.Errorf("no offline taps uploaded: %d taps, %+v", rep.OfflineTaps, rep.Uploads)
+	if rep.OfflineTaps == 0 || rep.Uploads.Messages == 0 || rep.Uploads.Taps['d'] == 0 {
+		t.Errorf("no offline taps uploaded, or none left debt: %d taps, %+v", rep.OfflineTaps, rep.Uploads)
+	}
+	// The debt listed the card; every reader applied the gateway's deny
+	// list (a scenario check, part of rep.OK) and holds a version.
+	if rep.DenyVersion == 0 {
+		t.Errorf("the readers hold no deny list after offline debt")
 	}
 	if !rep.Settlement.Ran || len(rep.Settlement.Merchants) == 0 {
 		t.Fatalf("settlement audit did not run: %+v", rep.Settlement)
