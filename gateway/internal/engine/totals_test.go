@@ -301,3 +301,36 @@ func TestRetainMarks(t *testing.T) {
 		t.Errorf("after dropBelow: bound(5000) = %v %v", at, ok)
 	}
 }
+
+// JournalRetain 0 keeps the rule of before: a segment goes once the
+// handoff holds it and the previous snapshot covers it, whatever its age;
+// the horizon still bounds what went, so totals refuse the old period.
+func TestJournalRetainZeroKeepsOnlyWhatRecoveryNeeds(t *testing.T) {
+	var e atomic.Pointer[Engine]
+	r := newTotalsRig(t, t.TempDir(), func(c *Config) {
+		c.Journal = journal.Options{SegmentBytesMax: 4096, GroupBytesMax: 2048, BufferBytesMax: 2048, RecordBytesMax: 1024}
+		c.HandedOff = func() uint64 { return e.Load().Journal().DurableLSN() }
+	})
+	e.Store(r.e)
+	defer r.e.Close()
+	t0 := r.clock()
+	for i := uint64(0); i < 3; i++ {
+		r.mixed(100 + 20*i)
+	}
+	if err := r.e.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	prev := r.e.Journal().DurableLSN()
+	r.advance(time.Minute)
+	r.mixed(200)
+	if err := r.e.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	first := r.e.Journal().FirstLSN()
+	if first == 1 || first > prev+1 {
+		t.Fatalf("journal starts at lsn %d; want segments below the previous snapshot (%d) removed", first, prev)
+	}
+	if _, err := r.e.JournalTotals(context.Background(), "gw-test", t0, r.clock().Add(time.Second)); !errors.Is(err, ErrNotCovered) {
+		t.Fatalf("totals over removed records: %v, want NotCoveredError", err)
+	}
+}
