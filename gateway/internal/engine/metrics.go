@@ -36,6 +36,7 @@ type Metrics struct {
 	deny                *denyCollector         // deny-list version and lagging readers (denylist.go)
 	backlog             *backlogCollector      // offline upload backlog and journal size (backlog.go)
 	swept               *prometheus.CounterVec // expiries by the sweep, by scene (sweep.go)
+	stallPays           *prometheus.CounterVec // wallet payments through stall codes, by result code (stall.go)
 }
 
 // OnJournalSync is the journal's per-group hook.
@@ -150,6 +151,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.terminals, m.backlog)
 	}
 	m.swept = newSweptCounter(reg)
+	m.stallPays = newStallPaysCounter(reg)
 	m.precreateSceneSeries()
 	return m
 }

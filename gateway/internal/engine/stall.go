@@ -49,6 +49,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"scenepay/gateway/internal/bincur"
 	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
@@ -376,9 +378,32 @@ type stallJob struct {
 	notice *terminals.Paid
 }
 
+func newStallPaysCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scenepay_gateway_stall_payments_total",
+		Help: "Wallet payments through stall codes answered, by result code (repeats of a payment id included).",
+	}, []string{"code"})
+	c.WithLabelValues(string(terminals.CodeApproved)) // from the start: an idle market reads 0
+	if reg != nil {
+		reg.MustRegister(c)
+	}
+	return c
+}
+
 // PayStallCode decides a wallet's payment through a stall code and returns
-// once the answer is durable (or refused before the ledger).
+// once the answer is durable (or refused before the ledger). Every answer
+// is counted by its code (an error as SYSTEM_ERROR).
 func (e *Engine) PayStallCode(ctx context.Context, p StallPay) (StallPayResult, error) {
+	r, err := e.payStallCode(ctx, p)
+	code := r.Code
+	if err != nil {
+		code = terminals.CodeSystemError
+	}
+	e.m.stallPays.WithLabelValues(string(code)).Inc()
+	return r, err
+}
+
+func (e *Engine) payStallCode(ctx context.Context, p StallPay) (StallPayResult, error) {
 	if err := e.Ready(); err != nil {
 		return StallPayResult{}, err
 	}

@@ -179,6 +179,11 @@ func TestStallStaticPersonal(t *testing.T) {
 	if len(bodies) != 8 {
 		t.Errorf("%d stored answers, want 8", len(bodies))
 	}
+	for code, want := range map[string]float64{"00": 5, "65": 4, "C4": 1, "94": 1, "13": 1, "14": 2} {
+		if got := testutilCount(e.m.stallPays.WithLabelValues(code)); got != want {
+			t.Errorf("stall payments counted with code %s: %v, want %v", code, got, want)
+		}
+	}
 	if got := accountBalance(t, e, "county:P1"); got != 1_000_000-100_000 {
 		t.Errorf("balance %d, want %d", got, 1_000_000-100_000)
 	}
