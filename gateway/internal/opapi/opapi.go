@@ -1,5 +1,7 @@
 // Package opapi owns the gateway's operator HTTP API (fasthttp): terminals
-// and accounts for the bank's operators, plus /metrics, /healthz and /readyz.
+// and accounts for the bank's operators, the journal totals settlement
+// reconciles against (journal_totals.go), plus /metrics, /healthz and
+// /readyz.
 // Every /v1 call needs the operator bearer token; every change goes through
 // the engine, so it is journaled before it is acknowledged.
 package opapi
