@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"scenepay/emulator/internal/device"
+	"scenepay/emulator/internal/opclient"
 	"scenepay/emulator/internal/wallet"
 	"scenepay/terminals"
 )
@@ -470,4 +471,26 @@ func (r *runner) denyCheck(ctx context.Context) {
 	r.mu.Lock()
 	r.rep.DenyVersion = v
 	r.mu.Unlock()
+	if !debt || v == 0 {
+		return
+	}
+	// The gateway heard every reader's report: none of this run's readers
+	// is on its lagging list (readers of other fleets may be).
+	op := r.op
+	if r.o.Rig != nil {
+		op = opclient.New(r.o.Rig.API(), r.o.Token, nil) // a restart moved it
+	}
+	lag, err := op.DenyLagging(ctx)
+	var behind []string
+	ours := map[string]bool{}
+	for _, s := range readers {
+		ours[s.spec.TID] = true
+	}
+	for _, l := range lag.Lagging {
+		if ours[l.TID] {
+			behind = append(behind, fmt.Sprintf("%s@%d", l.TID, l.Reported))
+		}
+	}
+	r.check("the gateway lists none of the readers as lagging", err == nil && len(behind) == 0,
+		fmt.Sprintf("gateway version %d, lagging %v, err %v", lag.Version, behind, err))
 }

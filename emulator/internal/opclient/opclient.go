@@ -149,6 +149,27 @@ func (c *Client) TopUp(ctx context.Context, key string, amt int64, ref string) (
 	return out, err
 }
 
+// DenyLag is a bus reader whose reported deny-list version is behind.
+type DenyLag struct {
+	TID      string `json:"tid"`
+	Reported uint64 `json:"reported"` // 0: never reported
+}
+
+// DenyLagging is the answer of GET /v1/denylist/lagging.
+type DenyLagging struct {
+	Version uint64    `json:"version"`
+	Count   int       `json:"count"`  // every lagging bus reader
+	Listed  int       `json:"listed"` // how many are in Lagging
+	Lagging []DenyLag `json:"lagging"`
+}
+
+// DenyLagging reads the registered bus readers behind the current deny-list version.
+func (c *Client) DenyLagging(ctx context.Context) (DenyLagging, error) {
+	var out DenyLagging
+	err := c.do(ctx, http.MethodGet, "/v1/denylist/lagging", nil, &out)
+	return out, err
+}
+
 // Block blocks or unblocks an account.
 func (c *Client) Block(ctx context.Context, key string, blocked bool) (Account, error) {
 	var out Account
