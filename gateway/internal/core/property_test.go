@@ -211,6 +211,7 @@ func TestRandomReplay(t *testing.T) {
 			var out Output
 			codes := map[terminals.Code]int{}
 			profiles := 0 // journaled profile changes
+			swept := 0    // journeys closed by sweep passes
 			for i := 0; i < 6000; i++ {
 				switch g.rng.IntN(100) {
 				case 0:
@@ -235,6 +236,19 @@ func TestRandomReplay(t *testing.T) {
 				}
 				if err := live.CheckInvariants(); err != nil {
 					t.Fatalf("step %d %+v: %v", i, in, err)
+				}
+				if g.rng.IntN(50) == 0 { // a sweep pass, bounded as the gateway runs it
+					for _, k := range live.DueJourneys(now, 8, 4, nil) {
+						ex := Input{Op: OpJourneyExpire, Account: k}
+						live.Step(now, &ex, &out)
+						if len(out.Record) > 0 {
+							recs = append(recs, bytes.Clone(out.Record))
+							swept++
+						}
+						if err := live.CheckInvariants(); err != nil {
+							t.Fatalf("step %d sweep of %s: %v", i, k, err)
+						}
+					}
 				}
 				if g.rng.IntN(400) == 0 {
 					var b bytes.Buffer
@@ -290,7 +304,7 @@ func TestRandomReplay(t *testing.T) {
 					want += r.Amount
 				case OpPurchase, OpCapture:
 					want -= r.Amount
-				case OpTapIn, OpTapOut:
+				case OpTapIn, OpTapOut, OpJourneyExpire:
 					want -= r.Tap.PrevCapture + r.Tap.Capture + r.Tap.Charge
 					taps++
 				case OpQRPay:
@@ -312,6 +326,9 @@ func TestRandomReplay(t *testing.T) {
 			}
 			if taps == 0 {
 				t.Error("no tap was journaled: the test lost coverage")
+			}
+			if swept == 0 {
+				t.Error("no journey was swept: the test lost coverage")
 			}
 		})
 	}
