@@ -39,7 +39,7 @@
 // Which outcomes are journaled:
 //
 //   - every approved effect (open, top-up, block, purchase, reversal, hold,
-//     capture, release, set profile);
+//     capture, release, set profile, journey expiry);
 //   - declines of terminal ops (purchase, reversal, hold, capture,
 //     release), including unknown account, so that the stored reply can be
 //     rebuilt after a restart; these records change nothing but the
@@ -48,7 +48,8 @@
 //     capture and release; a second reversal of a reversed original
 //     (CodeApproved, no effect); a repeated top-up ref (the first result,
 //     no effect); declines of operator ops (open, top-up, block), which the
-//     operator sees synchronously; and refusals, which are not decisions:
+//     operator sees synchronously; a journey expiry with nothing due; and
+//     refusals, which are not decisions:
 //     CodeMalformed (bad shape: account kind, class, floor, empty TID/Txn,
 //     top-up without Ref, strings over MaxFieldLen), CodeUnsupported (unknown
 //     op), CodeIDConflict (account already open, terminal txn id or top-up
