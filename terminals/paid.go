@@ -29,8 +29,8 @@ type Paid struct {
 	Type string `json:"type"` // always "paid"
 	TID  string `json:"tid"`  // the stall terminal the code belongs to
 	// Txn is the gateway's id of the payment at this terminal (the ledger's
-	// (tid, txn)); gateway-assigned ids have the top bit set, so they never
-	// meet the terminal's own counter.
+	// (tid, txn)); gateway-assigned ids lie in 2^62 .. 2^63-1, so they
+	// never meet the terminal's own counter.
 	Txn  uint64 `json:"txn"`
 	Code Code   `json:"code"` // always "00": only approvals are notified
 	Auth string `json:"auth"` // authorization reference, as in replies

@@ -9,14 +9,14 @@ import (
 	"testing"
 )
 
-const paidBody = `{"v":1,"type":"paid","tid":"STALL-017","txn":9223372036854775809,"code":"00","auth":"03-0000000041","amt":1550,"sc":"SCAB2CD3EF4GH5IJ6KL7MN","gts":1767225600012}`
+const paidBody = `{"v":1,"type":"paid","tid":"STALL-017","txn":4611686018427387905,"code":"00","auth":"03-0000000041","amt":1550,"sc":"SCAB2CD3EF4GH5IJ6KL7MN","gts":1767225600012}`
 
 func TestDecodePaid(t *testing.T) {
 	p, err := DecodePaid([]byte(paidBody))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Paid{V: 1, Type: NoticePaid, TID: "STALL-017", Txn: 1<<63 + 1, Code: CodeApproved, Auth: "03-0000000041",
+	want := Paid{V: 1, Type: NoticePaid, TID: "STALL-017", Txn: 1<<62 + 1, Code: CodeApproved, Auth: "03-0000000041",
 		Amt: 1550, SC: "SCAB2CD3EF4GH5IJ6KL7MN", GTS: 1767225600012}
 	if *p != want {
 		t.Fatalf("decoded %+v, want %+v", *p, want)

@@ -32,7 +32,8 @@ package engine
 // code, a used or expired dynamic code, a refused remote collection, a
 // wrong amount) are not stored, so they do not burn the id. The core's
 // ledger id is (stall terminal, StallTxn(id)): a gateway-assigned txn with
-// the top bit set, which a terminal's own counter never reaches.
+// bit 62 set (2^62 .. 2^63-1), which a terminal's own counter never
+// reaches and settlement's signed 64-bit txn column still holds.
 //
 // After the entry is durable the caller is answered and, for an approval,
 // the stall terminal is sent a signed "paid" notice on its reply topic.
@@ -339,11 +340,12 @@ type StallPayment struct {
 	At        string `json:"at"`
 }
 
-// StallTxn is the ledger txn id of wallet payment id: the top bit set and
-// 63 bits of SHA-256 of the id.
+// StallTxn is the ledger txn id of wallet payment id: bit 62 set and 62
+// bits of SHA-256 of the id below it (two ids that collide are refused
+// ID_CONFLICT by the ledger, never merged).
 func StallTxn(id string) uint64 {
 	sum := sha256.Sum256([]byte("scenepay/stallpay/v1|" + id))
-	return binary.LittleEndian.Uint64(sum[:]) | 1<<63
+	return binary.LittleEndian.Uint64(sum[:])&(1<<62-1) | 1<<62
 }
 
 // hash is the idempotency fingerprint of a report.

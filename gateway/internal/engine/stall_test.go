@@ -433,3 +433,17 @@ func FuzzDecodeStallPay(f *testing.F) {
 		}
 	})
 }
+
+// Gateway-assigned txn ids stay in 2^62 .. 2^63-1: above any terminal's
+// counter, within settlement's signed 64-bit column.
+func TestStallTxnRange(t *testing.T) {
+	for i := 0; i < 1000; i++ {
+		x := StallTxn("w-" + strconv.Itoa(i))
+		if x < 1<<62 || x > 1<<63-1 {
+			t.Fatalf("StallTxn = %d out of range", x)
+		}
+	}
+	if StallTxn("a") == StallTxn("b") {
+		t.Fatal("StallTxn ignores the id")
+	}
+}
