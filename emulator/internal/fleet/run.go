@@ -398,12 +398,20 @@ func formatOutcome(now time.Time, o device.Outcome) string {
 	if s := instString(o.Inst); s != "" {
 		b.WriteByte(' ')
 		b.WriteString(s)
+	} else if in, ok := wallet.Decode(o.Req.PayCode); ok {
+		b.WriteString(" code of " + in.Account)
 	}
 	b.WriteString(" -> ")
 	if o.Reply != nil {
 		fmt.Fprintf(&b, "%s %s", o.Code, o.Code.Name())
 		if o.Reply.Bal != nil {
 			fmt.Fprintf(&b, " bal=%d", *o.Reply.Bal)
+		}
+		if o.Reply.Amt != nil && o.Type != terminals.TypeTapIn && o.Type != terminals.TypeTapOut {
+			fmt.Fprintf(&b, " amt=%d", *o.Reply.Amt)
+		}
+		if o.Reply.Out != "" {
+			fmt.Fprintf(&b, " out=%s", o.Reply.Out)
 		}
 	} else {
 		b.WriteString("no reply")
@@ -516,6 +524,8 @@ func (r *runner) demo(ctx, work context.Context) {
 			r.expect("class-4 wallet above its single limit declined", rep, err, terminals.CodeLimitSingle)
 		},
 		func() { r.duplicates(work, stall, r.acct(r.pop.County[len(r.pop.County)-1])) },
+		func() { r.demoMarket(work, stall, county) },
+		func() { r.demoHospital(work, kiosk, bank) },
 		func() {
 			s, err := bus.Prepare(device.Purchase(county.Inst, BusFare))
 			if err != nil {

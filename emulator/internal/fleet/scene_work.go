@@ -494,3 +494,67 @@ func (r *runner) denyCheck(ctx context.Context) {
 	r.check("the gateway lists none of the readers as lagging", err == nil && len(behind) == 0,
 		fmt.Sprintf("gateway version %d, lagging %v, err %v", lag.Version, behind, err))
 }
+
+// demoMarket is the demo's market stall: a QR payment by the customer's
+// dynamic code, a partial refund, the same refund pressed again (the
+// stored reply, byte for byte), and a refund of more than is left.
+func (r *runner) demoMarket(work context.Context, stall *device.Device, a AccountSpec) {
+	code, err := wallet.Issue(r.issuer, 1, a.Inst.Key(), wallet.ClassB, time.Now(), r.nonce.Add(1))
+	if err != nil {
+		r.check("QR payment approved", false, err.Error())
+		return
+	}
+	pay, err := stall.Prepare(device.QRPay(code, 1_550))
+	if err != nil {
+		r.check("QR payment approved", false, err.Error())
+		return
+	}
+	rep, _, err := stall.Send(work, pay)
+	if !r.expect("QR payment by a dynamic code approved", rep, err, terminals.CodeApproved) {
+		return
+	}
+	ref, err := stall.Prepare(device.Refund(a.Inst, pay.Req.Txn, 500))
+	if err != nil {
+		r.check("refund approved", false, err.Error())
+		return
+	}
+	rep, raw, err := stall.Send(work, ref)
+	if !r.expect("partial refund approved", rep, err, terminals.CodeApproved) {
+		return
+	}
+	_, again, raw2, err := stall.Resend(work, ref)
+	r.check("refund pressed again gets the stored reply", err == nil && again.Code == rep.Code && bytes.Equal(raw, raw2),
+		fmt.Sprintf("identical=%v err %v", bytes.Equal(raw, raw2), err))
+	rep, _, err = stall.Do(work, device.Refund(a.Inst, pay.Req.Txn, 1_100))
+	r.expect("refund of more than is left declined", rep, err, terminals.CodeRefundExceeds)
+}
+
+// demoHospital is the demo's kiosk: an inpatient deposit opened, a service
+// order captured, the discharge with last charges, and an insured bill.
+func (r *runner) demoHospital(work context.Context, kiosk *device.Device, a AccountSpec) {
+	open, err := kiosk.Prepare(device.DepositOpen(a.Inst, 20_000))
+	if err != nil {
+		r.check("deposit opened", false, err.Error())
+		return
+	}
+	rep, _, err := kiosk.Send(work, open)
+	if !r.expect("inpatient deposit opened", rep, err, terminals.CodeApproved) {
+		return
+	}
+	rep, _, err = kiosk.Do(work, device.DepositCapture(a.Inst, open.Req.Txn, 2_500))
+	r.expect("service order captured from the deposit", rep, err, terminals.CodeApproved)
+	rep, _, err = kiosk.Do(work, device.DepositRelease(a.Inst, open.Req.Txn, 700))
+	r.expect("discharge with last charges", rep, err, terminals.CodeApproved)
+	rep, _, err = kiosk.Do(work, device.InsuredPurchase(a.Inst, ItemLab, terminals.Insurance{Pool: 6_000, Personal: 1_000, Self: 3_000}))
+	if r.expect("insured bill approved", rep, err, terminals.CodeApproved) {
+		r.check("insured bill charges the self-pay only", rep.Amt != nil && *rep.Amt == 3_000, fmt.Sprintf("amt %s", fenString(rep.Amt)))
+	}
+}
+
+// fenString renders an optional amount.
+func fenString(v *int64) string {
+	if v == nil {
+		return "absent"
+	}
+	return fmt.Sprintf("%d fen", *v)
+}

@@ -2,7 +2,9 @@
 // used to test the emulator before (and independently of) the real one: an
 // embedded mochi-mqtt broker, a responder that follows the gateway contract
 // (check order size -> frame -> terminal -> MAC -> decode -> topic id ->
-// replay window -> idempotency -> a tiny ledger) and the operator HTTP API
+// replay window -> idempotency -> a tiny ledger, which also serves QR
+// payments with their codes' MAC, age and single use, refunds, deposits,
+// insured bills and e-CNY offline payments) and the operator HTTP API
 // subset the emulator calls. It keeps everything in memory and does no
 // journaling; it is not a gateway, only a faithful enough counterpart for
 // the emulator's tests. Knobs let a test make it misbehave so that the
@@ -28,6 +30,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"scenepay/emulator/internal/wallet"
 	"scenepay/terminals"
 )
 
@@ -86,6 +89,14 @@ type window struct {
 	replies  map[uint64]*stored
 	reversed map[uint64]bool // originals reversed before they were seen
 	voided   map[uint64]bool
+	refunded map[uint64]int64    // qr_pay txn -> refunded so far
+	deposits map[uint64]*deposit // opening hold txn -> deposit
+}
+
+// deposit is an inpatient deposit: a hold on acct, remain fen left.
+type deposit struct {
+	acct   string
+	remain int64
 }
 
 // Stub is a running stand-in gateway.
@@ -101,8 +112,13 @@ type Stub struct {
 	accounts  map[string]*account
 	topups    map[string]bool
 	windows   map[string]*window
+	usedCodes map[string]bool // payment codes paid with (single use)
 	unknown   int
 }
+
+// PayCodeLifetime is how long a consumer payment code verifies, as the
+// gateway's default.
+const PayCodeLifetime = 60 * time.Second
 
 // ECNYSingleLimit is the stub's single-payment limit per wallet class, fen.
 var ECNYSingleLimit = [5]int64{0, 5_000_000, 500_000, 200_000, 50_000}
@@ -117,7 +133,7 @@ func Start(o Options) (*Stub, error) {
 	}
 	s := &Stub{
 		opts: o, terminals: map[string]*terminal{}, accounts: map[string]*account{},
-		topups: map[string]bool{}, windows: map[string]*window{},
+		topups: map[string]bool{}, windows: map[string]*window{}, usedCodes: map[string]bool{},
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -234,8 +250,9 @@ func (s *Stub) answer(tid string, p []byte) []byte {
 	}
 	key := terminals.DeriveKey(s.opts.Master, tid, t.KeyVersion)
 	now := time.Now().UnixMilli()
+	var amt *int64 // reply "amt" of a scene message
 	reply := func(typ string, txn uint64, code terminals.Code, bal *int64, auth string) []byte {
-		r := terminals.Reply{V: 1, Type: typ, TID: tid, Txn: txn, Code: code, Bal: bal, Auth: auth, GTS: now}
+		r := terminals.Reply{V: 1, Type: typ, TID: tid, Txn: txn, Code: code, Bal: bal, Auth: auth, Amt: amt, GTS: now}
 		return terminals.Seal(key, r.AppendJSON(nil))
 	}
 	body, err := terminals.Open(key, p)
@@ -261,7 +278,8 @@ func (s *Stub) answer(tid string, p []byte) []byte {
 	}
 	w := s.windows[tid]
 	if w == nil {
-		w = &window{replies: map[uint64]*stored{}, reversed: map[uint64]bool{}, voided: map[uint64]bool{}}
+		w = &window{replies: map[uint64]*stored{}, reversed: map[uint64]bool{}, voided: map[uint64]bool{},
+			refunded: map[uint64]int64{}, deposits: map[uint64]*deposit{}}
 		s.windows[tid] = w
 	}
 	if w.hwm >= Window && req.Txn <= w.hwm-Window {
@@ -284,7 +302,10 @@ func (s *Stub) answer(tid string, p []byte) []byte {
 			return reply(req.Type, req.Txn, terminals.CodeIDConflict, nil, "")
 		}
 	}
-	code, bal := s.apply(w, req)
+	code, bal, a := s.apply(w, req)
+	if code.Approved() {
+		amt = a
+	}
 	var auth string
 	if code.Approved() {
 		auth = "S" + strconv.FormatUint(req.Txn, 10)
@@ -303,8 +324,32 @@ func (s *Stub) answer(tid string, p []byte) []byte {
 }
 
 // apply is the stub's authorization core: balances, floors, class limits,
-// reversals. Called with s.mu held.
-func (s *Stub) apply(w *window, req *terminals.Request) (terminals.Code, *int64) {
+// reversals, QR payments and refunds, deposits. Called with s.mu held. It
+// returns the code, the available balance and the reply's "amt" (scene
+// messages).
+func (s *Stub) apply(w *window, req *terminals.Request) (terminals.Code, *int64, *int64) {
+	switch req.Type {
+	case terminals.TypeQRPay, terminals.TypeRefund, terminals.TypeHold, terminals.TypeCapture, terminals.TypeRelease,
+		terminals.TypeECNYOffline:
+		return s.applyScene(w, req)
+	}
+	if req.Type == terminals.TypePurchase && req.Ins.Set {
+		// An insured bill: only the self-pay is charged, and told in "amt".
+		if w.reversed[req.Txn] {
+			return terminals.CodeAlreadyReversed, nil, nil
+		}
+		self := req.Ins.Self
+		if req.Ins.Pool+req.Ins.Personal+self != req.Amt || self <= 0 {
+			return terminals.CodeInvalidAmount, nil, nil
+		}
+		c, bal := s.debit(req.Inst.Key(), self)
+		return c, bal, &self
+	}
+	c, bal := s.applyBasic(w, req)
+	return c, bal, nil
+}
+
+func (s *Stub) applyBasic(w *window, req *terminals.Request) (terminals.Code, *int64) {
 	switch req.Type {
 	case terminals.TypePurchase:
 		if w.reversed[req.Txn] {
@@ -469,4 +514,113 @@ func (s *Stub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such route"})
 	}
+}
+
+// debit takes amt from acct within its floor and class limit.
+func (s *Stub) debit(acct string, amt int64) (terminals.Code, *int64) {
+	a := s.accounts[acct]
+	switch {
+	case a == nil:
+		return terminals.CodeUnknownInstrument, nil
+	case a.Blocked:
+		return terminals.CodeInstrumentBlocked, nil
+	case a.Class >= 1 && a.Class <= 4 && amt > ECNYSingleLimit[a.Class]:
+		return terminals.CodeLimitSingle, nil
+	case a.Balance-a.Held-amt < a.floor:
+		return terminals.CodeInsufficientFunds, nil
+	}
+	a.Balance -= amt
+	a.Avail = a.Balance - a.Held
+	bal := a.Avail
+	return terminals.CodeApproved, &bal
+}
+
+// applyScene serves the market and hospital messages in the stub's small
+// way: a qr_pay's code is checked by re-issuing it under the issuer key
+// (MAC), its age and single use; a refund returns at most what is left of
+// its qr_pay; a deposit is a hold on the account, captured oldest first.
+func (s *Stub) applyScene(w *window, req *terminals.Request) (terminals.Code, *int64, *int64) {
+	amt := req.Amt
+	switch req.Type {
+	case terminals.TypeQRPay:
+		in, ok := wallet.Decode(req.PayCode)
+		if !ok {
+			return terminals.CodePayCodeInvalid, nil, nil
+		}
+		good, err := wallet.Issue(wallet.IssuerKey(s.opts.Master, in.KeyID), in.KeyID, in.Account, in.Class, time.Unix(in.At, 0), in.Nonce)
+		switch {
+		case err != nil || good != req.PayCode:
+			return terminals.CodePayCodeInvalid, nil, nil
+		case time.Since(time.Unix(in.At, 0)) >= PayCodeLifetime:
+			return terminals.CodePayCodeExpired, nil, nil
+		case s.usedCodes[req.PayCode]:
+			return terminals.CodePayCodeReused, nil, nil
+		}
+		c, bal := s.debit(in.Account, amt)
+		if c.Approved() {
+			s.usedCodes[req.PayCode] = true
+		}
+		return c, bal, &amt
+	case terminals.TypeRefund:
+		orig := w.replies[req.Orig]
+		if orig == nil || orig.class != terminals.ClassApproved || orig.req.Type != terminals.TypeQRPay {
+			return terminals.CodeOriginalNotFound, nil, nil
+		}
+		if in, _ := wallet.Decode(orig.req.PayCode); in.Account != req.Inst.Key() {
+			return terminals.CodeOriginalNotFound, nil, nil
+		}
+		if w.refunded[req.Orig]+amt > orig.req.Amt {
+			return terminals.CodeRefundExceeds, nil, nil
+		}
+		a := s.accounts[req.Inst.Key()]
+		w.refunded[req.Orig] += amt
+		a.Balance += amt
+		a.Avail = a.Balance - a.Held
+		bal := a.Avail
+		return terminals.CodeApproved, &bal, &amt
+	case terminals.TypeECNYOffline:
+		if req.Inst.Kind != terminals.InstECNY {
+			return terminals.CodeMalformed, nil, nil
+		}
+		c, bal := s.debit(req.Inst.Key(), amt)
+		return c, bal, &amt
+	}
+	// Deposits.
+	a := s.accounts[req.Inst.Key()]
+	if a == nil {
+		return terminals.CodeUnknownInstrument, nil, nil
+	}
+	d := w.deposits[req.Orig]
+	if req.Type == terminals.TypeHold && req.Orig == 0 {
+		d = &deposit{acct: req.Inst.Key()}
+		w.deposits[req.Txn] = d
+	} else if d == nil || d.acct != req.Inst.Key() {
+		return terminals.CodeOriginalNotFound, nil, nil
+	}
+	switch req.Type {
+	case terminals.TypeHold:
+		if a.Balance-a.Held-amt < a.floor {
+			if req.Orig == 0 {
+				delete(w.deposits, req.Txn)
+			}
+			return terminals.CodeInsufficientFunds, nil, nil
+		}
+		a.Held += amt
+		d.remain += amt
+	case terminals.TypeCapture, terminals.TypeRelease:
+		if amt > d.remain {
+			return terminals.CodeInsufficientFunds, nil, nil
+		}
+		a.Held -= amt
+		a.Balance -= amt
+		d.remain -= amt
+		if req.Type == terminals.TypeRelease {
+			a.Held -= d.remain
+			d.remain = 0
+			delete(w.deposits, req.Orig)
+		}
+	}
+	a.Avail = a.Balance - a.Held
+	bal, rem := a.Avail, d.remain
+	return terminals.CodeApproved, &bal, &rem
 }
