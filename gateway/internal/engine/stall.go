@@ -48,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -113,7 +114,10 @@ type stallState struct {
 	pays    map[string]*stallRec
 	order   []string // ring of StallPaymentIDsMax
 	head, n int
-	pending int // admitted, not yet answered
+	// pending counts payments admitted and not yet answered. Atomic: the
+	// journal completion must not take mu (a writer holding mu may be
+	// waiting in Append for room only the completing goroutine frees).
+	pending atomic.Int32
 }
 
 // stallRec is one wallet payment id: pending until its answer is durable.
@@ -121,8 +125,11 @@ type stallRec struct {
 	hash  uint64
 	code  terminals.Code
 	body  []byte        // stored answer; nil until journaled
-	ready chan struct{} // closed when the answer is durable (or the id is freed)
+	ready chan struct{} // closed when the answer is durable (or the id is freed, or the journal failed)
 	freed bool          // answered before the ledger: not stored, the id is free again
+	// durable is set before ready closes when body is durable; a journal
+	// failure closes ready without it.
+	durable atomic.Bool
 }
 
 func (st *stallState) init(r *market.Rules) {
@@ -434,18 +441,18 @@ func (e *Engine) payStallCode(ctx context.Context, p StallPay) (StallPayResult, 
 		if rec.freed {
 			continue // answered before the ledger: decide again
 		}
-		if rec.body == nil {
+		if !rec.durable.Load() {
 			return StallPayResult{}, errors.New("engine: the first payment with this id failed; retry later")
 		}
 		return StallPayResult{Code: rec.code, Body: rec.body, Duplicate: true}, nil
 	}
-	if st.pending >= StallPendingMax || e.handoffBusy.Load() {
+	if st.pending.Load() >= StallPendingMax || e.handoffBusy.Load() {
 		st.mu.Unlock()
 		return StallPayResult{Code: terminals.CodeBusy, Reason: "too many stall payments in flight"}, nil
 	}
 	rec := &stallRec{hash: h, ready: make(chan struct{})}
 	st.pays[p.ID] = rec
-	st.pending++
+	st.pending.Add(1)
 	st.mu.Unlock()
 	j := &stallJob{e: e, p: p, hash: h, rec: rec, res: make(chan StallPayResult, 1)}
 	w := &work{kind: workStall, stall: j}
@@ -479,7 +486,7 @@ func (j *stallJob) freeLocked() {
 	}
 	j.rec.freed = true
 	close(j.rec.ready)
-	st.pending--
+	st.pending.Add(-1)
 }
 
 // stallPay is the writer step of a stall payment (see the top of the file).
@@ -545,23 +552,19 @@ func (s *shard) stallPay(w *work) {
 	}
 }
 
-// Durable is the journal completion of a stall payment.
+// Durable is the journal completion of a stall payment. It takes no lock
+// of the stall state (see stallState.pending).
 func (j *stallJob) Durable(_ uint64, err error) {
 	e := j.e
 	defer e.journaling.Done()
+	e.stall.pending.Add(-1)
 	if err != nil {
 		e.fail(err)
-		e.stall.mu.Lock()
-		e.stall.pending--
-		j.rec.body = nil // not durable: duplicates are told to retry
-		e.stall.mu.Unlock()
-		close(j.rec.ready)
+		close(j.rec.ready) // not durable: duplicates are told to retry
 		j.res <- StallPayResult{Code: terminals.CodeSystemError, Reason: "journal failed: " + err.Error()}
 		return
 	}
-	e.stall.mu.Lock()
-	e.stall.pending--
-	e.stall.mu.Unlock()
+	j.rec.durable.Store(true)
 	close(j.rec.ready)
 	j.res <- StallPayResult{Code: j.code, Body: j.rec.body}
 	if n := j.notice; n != nil {
@@ -713,6 +716,7 @@ func (e *Engine) applyStallEntry(p []byte) error {
 			st.reg.MarkPaid(pe.sc, pe.id)
 		}
 		rec := &stallRec{hash: pe.hash, code: pe.code, body: append([]byte(nil), pe.body...), ready: make(chan struct{})}
+		rec.durable.Store(true)
 		close(rec.ready)
 		st.remember(pe.id, rec)
 		return nil
@@ -787,6 +791,7 @@ func (e *Engine) restoreStallSnapshot(c *bincur.Cursor) error {
 			return fmt.Errorf("engine: snapshot: stall payment ids: %w", c.Err)
 		}
 		rec := &stallRec{hash: binary.LittleEndian.Uint64(h), code: terminals.Code(code), body: append([]byte(nil), body...), ready: make(chan struct{})}
+		rec.durable.Store(true)
 		close(rec.ready)
 		if _, ok := rec.code.Info(); !ok || id == "" || len(id) > StallIDLenMax {
 			return fmt.Errorf("engine: snapshot: stall payment id %d malformed", i)
