@@ -4,7 +4,14 @@
 // reconnect), a txn counter that is made durable before any message carrying
 // it leaves the device, MAC sealing and reply verification under the
 // terminal key, retries of identical bytes on timeout and a reversal for a
-// purchase that stays unanswered.
+// purchase that stays unanswered (other money messages, which the protocol
+// does not let a reversal void, are repeated under their own txn id with
+// Resend). It builds every scene message (QR payments and refunds,
+// inpatient deposits, insured bills, offline uploads, e-CNY offline
+// payments, heartbeats reporting configuration versions and the offline
+// backlog), never takes a deposit_low notice for a reply, and, as a bus
+// reader, follows the group's retained deny list signed with the
+// config-signing key (deny.go).
 //
 // It also builds the faults an emulator needs to prove the gateway's
 // promises (tampered, duplicate, changed-amount duplicate, old txn id,

@@ -527,6 +527,9 @@ func (r *runner) demoMarket(work context.Context, stall *device.Device, a Accoun
 		fmt.Sprintf("identical=%v err %v", bytes.Equal(raw, raw2), err))
 	rep, _, err = stall.Do(work, device.Refund(a.Inst, pay.Req.Txn, 1_100))
 	r.expect("refund of more than is left declined", rep, err, terminals.CodeRefundExceeds)
+	w := r.acct(r.pop.ECNY[0])
+	rep, _, err = stall.Do(work, device.ECNYOffline(w.Inst, min(900, ECNYSingleLimit[w.Class])))
+	r.expect("e-CNY double-offline payment uploaded", rep, err, terminals.CodeApproved)
 }
 
 // demoHospital is the demo's kiosk: an inpatient deposit opened, a service
