@@ -12,6 +12,7 @@ import (
 	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/scene/market"
+	"scenepay/gateway/internal/vfs"
 	"scenepay/terminals"
 )
 
@@ -34,7 +35,13 @@ var stallSigner = terminals.NewSigner(terminals.DeriveKey(master, stallTID, 1))
 
 func openStallEngine(t *testing.T, dir string, clk *stallClock) (*Engine, *fakePub) {
 	t.Helper()
+	return openStallEngineFS(t, dir, clk, vfs.Default)
+}
+
+func openStallEngineFS(t *testing.T, dir string, clk *stallClock, fs vfs.FS) (*Engine, *fakePub) {
+	t.Helper()
 	cfg := DefaultConfig(dir)
+	cfg.FS = fs
 	cfg.Shards = 4
 	cfg.SnapshotEvery = 0
 	cfg.Clock = clk.now
@@ -446,4 +453,47 @@ func TestStallTxnRange(t *testing.T) {
 	if StallTxn("a") == StallTxn("b") {
 		t.Fatal("StallTxn ignores the id")
 	}
+}
+
+// Promise 1 for stall payments: neither the wallet's answer nor the stall's
+// paid notice leaves before the fsync that covers the payment's entry, and
+// a repeat of the id waits for it too.
+func TestStallPayWaitsForFsync(t *testing.T) {
+	g := &gateFS{FS: vfs.Default}
+	clk := &stallClock{t: time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)}
+	e, p := openStallEngineFS(t, t.TempDir(), clk, g)
+	defer e.Close()
+	stallFixture(t, e, "county:F1")
+	sc := registerCode(t, e, StallCodeSpec{TID: stallTID})
+	gate := make(chan struct{})
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+	pay := StallPay{Code: sc.ID, Account: "county:F1", Amount: 500, ID: "f1", Verified: market.ClassB}
+	answers := make(chan StallPayResult, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			r, err := e.PayStallCode(context.Background(), pay)
+			if err != nil {
+				t.Error(err)
+			}
+			answers <- r
+		}()
+	}
+	select {
+	case r := <-answers:
+		t.Fatalf("answer %s before the fsync returned", r.Code)
+	case b := <-p.ch:
+		t.Fatalf("notice %q before the fsync returned", b)
+	case <-time.After(300 * time.Millisecond):
+	}
+	g.mu.Lock()
+	g.gate = nil
+	g.mu.Unlock()
+	close(gate)
+	a, b := <-answers, <-answers
+	if a.Code != terminals.CodeApproved || b.Code != terminals.CodeApproved || string(a.Body) != string(b.Body) || a.Duplicate == b.Duplicate {
+		t.Fatalf("answers %+v and %+v", a, b)
+	}
+	p.next(t, 5*time.Second)
 }
