@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"scenepay/gateway/internal/core"
@@ -20,6 +21,7 @@ import (
 	"scenepay/gateway/internal/registry"
 	"scenepay/settlement/clearing"
 	"scenepay/settlement/store"
+	"scenepay/settlement/store/pgtest"
 	"scenepay/terminals"
 )
 
@@ -159,11 +161,89 @@ func (g *journalGW) handOff(st store.Store) {
 	}
 }
 
+// settlementStore opens an empty settlement store for one test and
+// returns it with bump, which adds fen to the amount of the first purchase
+// of merchant handed off by source behind the store's back (in whichever
+// part of the store holds the row) and returns how many rows it changed.
+type settlementStore func(t *testing.T) (st store.Store, bump func(source, merchant string, fen int64) int64)
+
+// sqliteSettlement is the embedded store the gateway writes by default.
+func sqliteSettlement(t *testing.T) (store.Store, func(string, string, int64) int64) {
+	dbPath := filepath.Join(t.TempDir(), "settlement.db")
+	st, err := store.OpenSQLite(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, func(source, merchant string, fen int64) int64 {
+		db, err := sql.Open("sqlite", dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		res, err := db.Exec(`UPDATE txns SET amount = amount + ? WHERE source = ? AND merchant = ?
+			AND lsn = (SELECT min(lsn) FROM txns WHERE source = ? AND merchant = ? AND op = 'purchase')`,
+			fen, source, merchant, source, merchant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
+// postgresSettlement is the machine's PostgreSQL, in a schema private to
+// the test. A row is in txns_recent until the mover (at a window close)
+// takes it into txns; bump changes it in either part.
+func postgresSettlement(t *testing.T) (store.Store, func(string, string, int64) int64) {
+	ctx := context.Background()
+	url := pgtest.Schema(t, "opapi_recon")
+	st, err := store.OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, func(source, merchant string, fen int64) int64 {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		var n int64
+		for _, table := range []string{"txns", "txns_recent"} {
+			tag, err := c.Exec(ctx, `UPDATE `+table+` SET amount = amount + $1 WHERE source = $2 AND merchant = $3
+				AND lsn = (SELECT min(lsn) FROM txns_all WHERE source = $2 AND merchant = $3 AND op = 'purchase')`,
+				fen, source, merchant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += tag.RowsAffected()
+		}
+		return n
+	}
+}
+
 // Two gateways hand off into one settlement store; settlement's HTTP
 // journal asks both over their operator APIs, sums them, and reconciles
 // each settled window with no difference. An altered row is found; a
 // gateway that is down makes the reconciliation fail, not read as zero.
+// The same run on the embedded SQLite store and on PostgreSQL.
 func TestJournalTotalsTwoGatewaysReconcile(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		open settlementStore
+	}{
+		{"sqlite", sqliteSettlement},
+		{"postgres", postgresSettlement},
+	} {
+		t.Run(c.name, func(t *testing.T) { twoGatewaysReconcile(t, c.open) })
+	}
+}
+
+func twoGatewaysReconcile(t *testing.T, open settlementStore) {
 	ctx := context.Background()
 	var now atomic.Int64
 	now.Store(time.Now().Add(-48 * time.Hour).UnixNano())
@@ -179,12 +259,7 @@ func TestJournalTotalsTwoGatewaysReconcile(t *testing.T) {
 	a.traffic(termsA, 110)
 	end := clock().Add(time.Second)
 
-	dbPath := filepath.Join(t.TempDir(), "settlement.db")
-	st, err := store.OpenSQLite(ctx, dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, bump := open(t)
 	a.handOff(st)
 	b.handOff(st)
 
@@ -268,14 +343,8 @@ func TestJournalTotalsTwoGatewaysReconcile(t *testing.T) {
 	}
 
 	// Plant a difference: one of gw-b's rows gains 100 fen in the store.
-	db, err := sql.Open("sqlite", dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	res, err := db.Exec(`UPDATE txns SET amount = amount + 100 WHERE source = 'gw-b' AND merchant = 'M2' AND lsn = (SELECT min(lsn) FROM txns WHERE source = 'gw-b' AND merchant = 'M2' AND op = 'purchase')`)
-	if n, _ := res.RowsAffected(); err != nil || n != 1 {
-		t.Fatalf("planting the difference: %v (%d rows)", err, n)
+	if n := bump("gw-b", "M2", 100); n != 1 {
+		t.Fatalf("planting the difference changed %d rows, want 1", n)
 	}
 	cl2, err := clearing.New(clearing.Config{Store: st, Journal: both})
 	if err != nil {
