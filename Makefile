@@ -61,7 +61,8 @@ test: fmt-check vet check-deploy
 bench: bench-core bench-journal bench-settlement
 
 bench-settlement:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 30x ./settlement/store/
+	$(GO) test -run '^$$' -bench 'IngestVsCopy|IngestRecut|IngestSQLite|Totals' -benchmem -benchtime 30x ./settlement/store/
+	$(GO) test -run '^$$' -bench 'MoveRecent' -benchmem -benchtime 5x ./settlement/store/
 
 bench-core:
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/internal/core/ ./terminals/ ./gateway/internal/scene/... ./gateway/internal/registry/

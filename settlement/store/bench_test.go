@@ -19,7 +19,7 @@ import (
 
 // Run with:
 //
-//	go test -run '^$' -bench . -benchmem -benchtime 30x ./settlement/store/
+//	make bench-settlement
 //
 // Figures are reported, never asserted.
 
@@ -227,6 +227,11 @@ func BenchmarkTotalsMillion(b *testing.B) {
 	if _, err := c.Exec(ctx, `VACUUM ANALYZE txns`); err != nil {
 		b.Fatal(err)
 	}
+	var recentBytes int64
+	if err := c.QueryRow(ctx, `SELECT pg_relation_size('txns_recent')`).Scan(&recentBytes); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("txns_recent after the move: %d bytes", recentBytes)
 	day := storetest.Day.Add(5 * 24 * time.Hour)
 	var plan []string
 	rows, err := c.Query(ctx, `EXPLAIN (COSTS OFF) SELECT count(*), sum(amount) FILTER (WHERE op = 'refund')

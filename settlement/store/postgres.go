@@ -193,6 +193,9 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 			}
 			res.Inserted = int(n)
 		} else {
+			if _, err := tx.Exec(ctx, recutPlan); err != nil {
+				return res, fmt.Errorf("settlement store: ingest: %w", err)
+			}
 			if _, err := copyBatch(ctx, tx, "handoff_stage", b); err != nil {
 				return res, fmt.Errorf("settlement store: ingest copy: %w", err)
 			}
