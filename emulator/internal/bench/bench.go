@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"scenepay/terminals"
@@ -129,6 +130,7 @@ type Result struct {
 	TermsPerConn int         `json:"terms_per_conn"`
 	LoadTickMs   float64     `json:"load_tick_ms,omitempty"` // raw client only
 	LoadAckMs    float64     `json:"load_ack_delay_ms,omitempty"`
+	LoadProcs    int         `json:"load_procs"` // GOMAXPROCS of the load (and echo) process
 	// Machine load averages (1, 5, 15 min) from /proc/loadavg at the start
 	// and the end: the machine may be shared, and its load moves figures.
 	LoadAvgStart [3]float64 `json:"load_avg_start"`
@@ -251,7 +253,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"arm", "rate/s", "sent", "fail", "stray", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "brk us/tx", "gw us/tx", "load us/tx", "verdict")
 
 	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate,
-		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart}
+		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart, LoadProcs: runtime.GOMAXPROCS(0)}
 	if o.LoadClient == LoadRaw {
 		res.LoadTickMs, res.LoadAckMs = ms(o.LoadTick), ms(o.LoadAckDelay)
 	}
