@@ -516,7 +516,7 @@ func (s *shard) stallPay(w *work) {
 	if class == market.ClassD {
 		w.in.QRStatic = true
 	} else {
-		w.in.QRClass, w.in.Code, w.in.QRExpiry = uint8(class), c.ID, c.ExpirySeconds()
+		w.in.QRClass, w.in.Code, w.in.QRExpiry = uint8(class), c.ID, s.c.Market().UsedUntil(&c)
 	}
 	s.c.Step(now, &w.in, &w.out)
 	code := w.out.Code

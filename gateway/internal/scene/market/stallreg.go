@@ -81,6 +81,16 @@ func (g *Registry) Register(c StallCode, now time.Time) error {
 	return nil
 }
 
+// RestoreStall puts a stall's previous record back after a refused
+// registration: the record old if had, else no stall id.
+func (g *Registry) RestoreStall(id string, old Stall, had bool) {
+	if had {
+		g.stalls[id] = old
+	} else {
+		delete(g.stalls, id)
+	}
+}
+
 // dead reports whether c can collect nothing ever again at ms.
 func (c *StallCode) dead(ms int64) bool {
 	return c.Revoked != 0 || (c.Dynamic && ms >= c.Expires)
@@ -233,8 +243,18 @@ func StallTag(id string) [TagLen]byte {
 }
 
 // ExpirySeconds is the Unix second from which dynamic code c collects
-// nothing (rounded up), the used set's expiry for it.
+// nothing (rounded up).
 func (c *StallCode) ExpirySeconds() int64 { return (c.Expires + 999) / 1000 }
+
+// UsedUntil is the Unix second until which a shard's used set must keep
+// the tag of a payment through dynamic code c in the payer's class: such
+// a payment happens only inside the code's freshness window (later scans
+// are class D, with no tag), so the end of that window or the code's
+// expiry, whichever comes first (rounded up). Keeping the tag no longer
+// than a consumer code's keeps the used set's FIFO flowing.
+func (r *Rules) UsedUntil(c *StallCode) int64 {
+	return min((c.ShownAt+r.dynamicLifetime*1000+999)/1000, c.ExpirySeconds())
+}
 
 const (
 	stallFlagDynamic  = 1 << 0

@@ -149,6 +149,25 @@ func TestStallTagDistinct(t *testing.T) {
 	if c.ExpirySeconds() != 2 {
 		t.Errorf("ExpirySeconds rounds down: %d", c.ExpirySeconds())
 	}
+	r := stallRules(t, 4) // dynamic codes fresh for 60 s
+	for _, c := range []struct {
+		shown, expires, want int64
+	}{
+		{10_500, 300_000, 71}, // the freshness window ends first
+		{10_000, 40_000, 40},  // the code expires first
+		{10_000, 70_000, 70},  // both at once
+		{10_001, 600_000, 71}, // rounded up
+	} {
+		sc := StallCode{Dynamic: true, ShownAt: c.shown, Expires: c.expires}
+		if got := r.UsedUntil(&sc); got != c.want {
+			t.Errorf("UsedUntil(shown %d, expires %d) = %d, want %d", c.shown, c.expires, got, c.want)
+		}
+		// Every fresh scan lies before it.
+		last := time.UnixMilli(min(c.shown+59_999, c.expires-1))
+		if cl, err := r.ClassFor(&sc, Scan{Verified: ClassB, ShownAt: time.UnixMilli(c.shown)}, last); err == nil && cl == ClassB && last.Unix() >= r.UsedUntil(&sc) {
+			t.Errorf("a fresh scan at %v is past UsedUntil %d", last, r.UsedUntil(&sc))
+		}
+	}
 }
 
 func FuzzDecodeStallRegistry(f *testing.F) {
