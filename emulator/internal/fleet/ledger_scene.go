@@ -23,8 +23,10 @@ import (
 //
 // Offline uploads are exact only when they place and close no holds
 // inside one message (a distance journey uploaded whole has reply amt =
-// hold + capture, while the balance moves by the capture alone), so the
-// fleet's readers go offline on flat routes only: there amt is the charge.
+// hold + capture, while the balance moves by the capture alone). The
+// fleet's readers go offline on flat routes only, which the default floor
+// limits imply anyway (D1's 6 CNY hold is above the 5 CNY a reader may
+// approve offline): there amt is the charge.
 //
 // These messages are not reversible: an unanswered one is repeated by its
 // terminal under the same txn id until answered. Until then it is pending:

@@ -347,7 +347,10 @@ func (r *runner) offlineJourney(ctx context.Context, s *slot, rs *riders) {
 	}
 	inst := rs.all[ri]
 	key := inst.Key()
-	if s.dev.Deny().Denied(key) || len(st.taps[key]) >= 2*OfflineTapsMax || s.route.MaxFare > OfflineFareMax {
+	// Floor limits: a journey is two taps, and the route's largest fare
+	// must be one the reader may approve offline (a distance route's hold
+	// of 6 CNY is above the default 5 CNY, so those readers stay online).
+	if s.dev.Deny().Denied(key) || len(st.taps[key])+2 > OfflineTapsMax || s.route.MaxFare > OfflineFareMax {
 		r.mu.Lock()
 		r.rep.OfflineRefused++
 		r.mu.Unlock()
