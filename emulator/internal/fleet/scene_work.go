@@ -334,9 +334,10 @@ func (r *runner) heartbeat(ctx context.Context, s *slot) {
 	}
 }
 
-// offlineTap is a tap a reader approves on its own: refused when the card
-// is on its deny list or past the floor limits. The rider stays held (off
-// the buses) until its taps are uploaded.
+// offlineJourney is a rider's journey a reader approves on its own (tap_in
+// and tap_out kept for upload), or refuses when the card is on its deny
+// list or past the floor limits. The rider stays held (off the buses)
+// until its taps are uploaded.
 func (r *runner) offlineJourney(ctx context.Context, s *slot, rs *riders) {
 	st := &s.off
 	ri, ok := rs.takeLow()
