@@ -19,7 +19,8 @@ import (
 // The scenario runner reads testdata/*.txt, one command per line:
 //
 //	config key=value ...                 fee_ratio, limit_a..limit_d (CNY), code_lifetime, skew,
-//	                                     dynamic_lifetime (seconds), used_codes_max, payments_max, refunds_max
+//	                                     dynamic_lifetime (seconds), used_codes_max, payments_max, refunds_max,
+//	                                     stall_codes_max
 //	key ID SECRET                        an issuer key of the wallet app
 //	stall ID merchant=M [business]       onboard a stall
 //	stallcode ID stall=S static|dynamic personal|business [-> ok | -> error]
@@ -29,6 +30,10 @@ import (
 //	at TIME scan NAME stall=S amount=CNY id=PAYID        -> approve class=B stall=.. operator=.. | decline NAME
 //	at TIME pay ACCOUNT code=Q verified=B amount=CNY id=PAYID [remote] [shown=TIME] -> ...
 //	at TIME refund PAYID id=RID amount=CNY              -> refund CNY stall=.. operator=.. [duplicate] | decline NAME
+//	at TIME register ID stall=S static|dynamic personal|business [amount=CNY ttl=SECONDS] -> ok | error NAME
+//	at TIME revoke ID                    -> ok | unchanged | error NAME
+//	at TIME walletpay ACCOUNT code=Q verified=B [amount=CNY] id=PAYID [remote] -> approve ... | decline NAME
+//	                                     (the lifecycle: Authorize, the limit, then MarkPaid)
 //	restart                              encode every state, decode into fresh values, continue
 //	expect ACCOUNT A=CNY B=CNY C=CNY D=CNY   (today's spent by class, as of the last "at")
 //	expect payment PAYID refunded=CNY
@@ -224,6 +229,8 @@ func (s *scenario) exec(f []string) string {
 				s.cfg.PaymentsMax = int(s.num(v))
 			case "refunds_max":
 				s.cfg.RefundsPerPaymentMax = int(s.num(v))
+			case "stall_codes_max":
+				s.cfg.StallCodesMax = int(s.num(v))
 			default:
 				s.fatalf("unknown config key %q", k)
 			}
@@ -328,6 +335,27 @@ func (s *scenario) event(cmd string, f []string) string {
 		return s.payMerchantCode(f[0], kv, flags)
 	case "refund":
 		return s.refund(f[0], kv)
+	case "register":
+		c := StallCode{ID: f[0], Stall: kv["stall"], Dynamic: flags["dynamic"], Business: flags["business"]}
+		if c.Dynamic {
+			c.Amount = s.cny(kv, "amount")
+			c.Expires = s.now.UnixMilli() + s.num(kv["ttl"])*1000
+		}
+		if err := s.reg.Register(c, s.now); err != nil {
+			return "error " + codeName(CodeOf(err))
+		}
+		return "ok"
+	case "revoke":
+		_, changed, err := s.reg.Revoke(f[0], s.now)
+		switch {
+		case err != nil:
+			return "error " + codeName(CodeOf(err))
+		case !changed:
+			return "unchanged"
+		}
+		return "ok"
+	case "walletpay":
+		return s.walletPay(f[0], kv, flags)
 	}
 	s.fatalf("unknown event %q", cmd)
 	return ""
@@ -415,6 +443,36 @@ func (s *scenario) payMerchantCode(acct string, kv map[string]string, flags map[
 	return s.commit(acct, c, class, amount, split)
 }
 
+// walletPay is a wallet's payment through a registered stall code, as the
+// gateway runs it: Authorize, the customer's class limit, the split, and
+// on approval the code used up.
+func (s *scenario) walletPay(acct string, kv map[string]string, flags map[string]bool) string {
+	var amount int64
+	if _, ok := kv["amount"]; ok {
+		amount = s.cny(kv, "amount")
+	}
+	verified, _ := ParseClass(kv["verified"])
+	sc, class, amount, err := s.reg.Authorize(s.rules, kv["code"], amount, Scan{Verified: verified, Remote: flags["remote"]}, s.now)
+	if err != nil {
+		return decline(err)
+	}
+	c, ok := s.customers[acct]
+	if !ok {
+		return "decline " + codeName(terminals.CodeUnknownInstrument)
+	}
+	if err := s.rules.Check(c, class, amount, s.now); err != nil {
+		return decline(err)
+	}
+	st, _ := s.reg.Stall(sc.Stall)
+	split, err := s.rules.SplitPayment(kv["id"], st.Merchant, amount)
+	if err != nil {
+		return decline(err)
+	}
+	out := s.commit(acct, c, class, amount, split)
+	s.reg.MarkPaid(sc.ID, kv["id"])
+	return out
+}
+
 func (s *scenario) refund(payID string, kv map[string]string) string {
 	amount := s.cny(kv, "amount")
 	f, err := s.ledger.CheckRefund(s.rules, payID, kv["id"], amount)
@@ -465,10 +523,15 @@ func (s *scenario) restart() string {
 	if err := l.DecodeBinary(lb); err != nil {
 		s.fatalf("ledger: %v", err)
 	}
-	if string(u.AppendBinary(nil)) != string(ub) || string(l.AppendBinary(nil)) != string(lb) {
+	gb := s.reg.AppendBinary(nil)
+	g := &Registry{}
+	if err := g.DecodeBinary(gb); err != nil {
+		s.fatalf("stall registry: %v", err)
+	}
+	if string(u.AppendBinary(nil)) != string(ub) || string(l.AppendBinary(nil)) != string(lb) || string(g.AppendBinary(nil)) != string(gb) {
 		s.fatalf("state encoding is not stable over restart")
 	}
-	s.customers, s.used, s.ledger = fresh, u, l
+	s.customers, s.used, s.ledger, s.reg = fresh, u, l, g
 	s.verifier = NewVerifier(s.keys) // keys come from configuration
 	return "ok"
 }

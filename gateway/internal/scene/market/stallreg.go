@@ -299,6 +299,10 @@ func readCode(r *reader) StallCode {
 		r.Fail("stall code %q: bad id or stall", c.ID)
 	case c.ShownAt < 0 || c.Revoked < 0:
 		r.Fail("stall code %q: negative time", c.ID)
+	case c.Dynamic && c.Amount == 0 && c.Expires == 0 && c.PaidBy == "":
+		// AddCode's dynamic code: reference data of a code the terminal
+		// generates per sale, without a registered amount or expiry
+		// (Authorize finds it expired).
 	case c.Dynamic && (c.Amount <= 0 || c.Amount > terminals.MaxAmount || c.Expires <= c.ShownAt || c.Expires-c.ShownAt > StallCodeTTLMax.Milliseconds()):
 		r.Fail("stall code %q: dynamic code without a valid amount and expiry", c.ID)
 	case !c.Dynamic && (c.Amount != 0 || c.Expires != 0 || c.PaidBy != ""):
