@@ -509,6 +509,14 @@ func (s *shard) stallPay(w *work) {
 		j.res <- StallPayResult{Code: market.CodeOf(err), Reason: reason}
 		return
 	}
+	if te, ok := e.reg.Get(c.Stall); !ok || te.Terminal().Blocked {
+		// The operator blocked the stall's terminal: its codes collect
+		// nothing either (a refusal, like the terminal's own requests).
+		j.freeLocked()
+		st.mu.Unlock()
+		j.res <- StallPayResult{Code: terminals.CodeTerminalBlocked, Reason: "the stall terminal is blocked"}
+		return
+	}
 	stall, _ := st.reg.Stall(c.Stall)
 	txn := StallTxn(p.ID)
 	w.in = core.Input{Op: core.OpQRPay, Account: p.Account, Amount: amount, TID: c.Stall, Txn: txn,

@@ -288,6 +288,21 @@ func TestStallDynamicAndRevoked(t *testing.T) {
 	runPays(t, e, p, clk, []payCase{
 		{name: "revoked", pay: pay(static.ID, "county:D1", "d5", 100), code: terminals.CodeStallCodeRevoked},
 	})
+	// A blocked stall terminal's codes collect nothing until it is unblocked.
+	live := registerCode(t, e, StallCodeSpec{TID: stallTID})
+	block := func(b bool) {
+		if err := e.RegisterTerminal(registry.Terminal{TID: stallTID, Kind: registry.KindStall, Merchant: "M-STALL", KeyVersion: 1, Blocked: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block(true)
+	runPays(t, e, p, clk, []payCase{
+		{name: "blocked terminal", pay: pay(live.ID, "county:D1", "d6", 100), code: terminals.CodeTerminalBlocked},
+	})
+	block(false)
+	runPays(t, e, p, clk, []payCase{
+		{name: "unblocked: the id was not burnt", pay: pay(live.ID, "county:D1", "d6", 100), code: terminals.CodeApproved, class: "D", stored: true, noticeTo: true},
+	})
 	// Eight payers on four shards race for one dynamic code: one pays.
 	race := registerCode(t, e, StallCodeSpec{TID: stallTID, Dynamic: true, Amount: 300, TTL: time.Minute})
 	var wg sync.WaitGroup
