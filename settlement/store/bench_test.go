@@ -322,3 +322,51 @@ func BenchmarkTotalsRecent(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIngestLegs prices the division legs, which stay in the indexed
+// txn_legs: in each iteration one 10k-row batch without legs and one whose
+// every fourth purchase carries a market fee leg (2,500 legs) are ingested
+// (alternating which goes first), and the two rates and their ratio are
+// reported.
+func BenchmarkIngestLegs(b *testing.B) {
+	ctx := context.Background()
+	s, err := store.OpenPostgres(ctx, pgtest.Schema(b, "settle"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	plain, legs := make([]*handoff.Batch, b.N), make([]*handoff.Batch, b.N)
+	for i := 0; i < b.N; i++ {
+		first := uint64(i)*benchBatchRows + 1
+		plain[i] = benchBatch("gw-plain", first, benchBatchRows, 100, storetest.Day)
+		legs[i] = benchBatch("gw-legs", first, benchBatchRows, 100, storetest.Day)
+		for j := range legs[i].Rows {
+			if r := &legs[i].Rows[j]; j%4 == 0 && r.Op == handoff.OpPurchase {
+				r.Legs = []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-1", Amount: 2}}
+			}
+		}
+	}
+	var plainD, legsD time.Duration
+	timed := func(bt *handoff.Batch) time.Duration {
+		t0 := time.Now()
+		if res, err := s.Ingest(ctx, bt); err != nil || res.Inserted != benchBatchRows {
+			b.Fatalf("Ingest = %+v, %v", res, err)
+		}
+		return time.Since(t0)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			plainD += timed(plain[i])
+			legsD += timed(legs[i])
+		} else {
+			legsD += timed(legs[i])
+			plainD += timed(plain[i])
+		}
+	}
+	b.StopTimer()
+	rows := float64(b.N * benchBatchRows)
+	b.ReportMetric(rows/plainD.Seconds(), "plain_rows/s")
+	b.ReportMetric(rows/legsD.Seconds(), "legs_rows/s")
+	b.ReportMetric(plainD.Seconds()/legsD.Seconds(), "legs/plain")
+}

@@ -5,6 +5,8 @@ package store
 // when a re-cut batch meets a stored row, and summed per merchant, kind and
 // payee for clearing (Legs). Table txn_legs (migration 0003) repeats the
 // row's merchant and time so that the clearing query reads it alone.
+// PostgreSQL copies legs into txn_legs_recent and reads txn_legs_all, like
+// the rows (recent.go, migration 0004).
 
 import (
 	"context"
@@ -132,7 +134,7 @@ func ingestLegsPG(ctx context.Context, tx pgx.Tx, b *handoff.Batch, hw uint64) e
 		if !batchHasLegs(b) {
 			return nil
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"txn_legs"}, legCols, newCopyLegs(b, nil)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{pgLegsTarget}, legCols, newCopyLegs(b, nil)); err != nil {
 			return fmt.Errorf("settlement store: ingest legs copy: %w", err)
 		}
 		return nil
@@ -158,7 +160,7 @@ func ingestLegsPG(ctx context.Context, tx pgx.Tx, b *handoff.Batch, hw uint64) e
 	}
 	stored := map[uint64][]handoff.Leg{}
 	if len(old) > 0 {
-		rows, err := tx.Query(ctx, `SELECT lsn, kind, payee, amount FROM txn_legs WHERE source = $1 AND lsn >= $2 AND lsn <= $3`,
+		rows, err := tx.Query(ctx, `SELECT lsn, kind, payee, amount FROM txn_legs_all WHERE source = $1 AND lsn >= $2 AND lsn <= $3`,
 			b.Source, int64(b.FirstLSN), int64(last))
 		if err != nil {
 			return fmt.Errorf("settlement store: ingest legs: %w", err)
@@ -188,14 +190,18 @@ func ingestLegsPG(ctx context.Context, tx pgx.Tx, b *handoff.Batch, hw uint64) e
 		return &Error{Code: CodeConflict, Reason: fmt.Sprintf("batch %s: %d LSNs were ingested with other legs", b.ID, differ)}
 	}
 	keep := func(i int) bool { return !old[b.Rows[i].LSN] }
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"txn_legs"}, legCols, newCopyLegs(b, keep)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{pgLegsTarget}, legCols, newCopyLegs(b, keep)); err != nil {
 		return fmt.Errorf("settlement store: ingest legs copy: %w", err)
 	}
 	return nil
 }
 
-// pgRowsRelation is the relation ingestLegsPG reads stored rows from.
-const pgRowsRelation = "txns_all"
+// pgRowsRelation is the relation ingestLegsPG reads stored rows from;
+// pgLegsTarget is the table it copies legs into (both recent.go).
+const (
+	pgRowsRelation = "txns_all"
+	pgLegsTarget   = "txn_legs_recent"
+)
 
 // Legs implements Clearing.
 func (s *Postgres) Legs(ctx context.Context, w Window) (map[string][]Division, error) {
@@ -207,7 +213,7 @@ func (s *Postgres) Legs(ctx context.Context, w Window) (map[string][]Division, e
 		return nil, err
 	}
 	defer s.pool.release(c)
-	rows, err := c.Query(ctx, `SELECT merchant, kind, payee, sum(amount)::bigint FROM txn_legs
+	rows, err := c.Query(ctx, `SELECT merchant, kind, payee, sum(amount)::bigint FROM txn_legs_all
 		WHERE at >= $1 AND at < $2 GROUP BY merchant, kind, payee ORDER BY merchant, kind, payee`, w.Start.UTC(), w.CutOff.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("settlement store: legs: %w", err)

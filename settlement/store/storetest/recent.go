@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"scenepay/settlement/handoff"
 	"scenepay/settlement/store"
 )
 
@@ -25,6 +26,7 @@ var recentCases = []struct {
 	{"ConflictFoundInBothParts", testConflictBothParts},
 	{"MoveBeforeAndKeysetAcrossParts", testMoveBefore},
 	{"MoveWhileIngesting", testMoveConcurrent},
+	{"LegsAcrossMoves", testLegsAcrossMoves},
 }
 
 func move(t *testing.T, ctx context.Context, s store.Store, before time.Time) int64 {
@@ -270,4 +272,42 @@ func testMoveConcurrent(t *testing.T, ctx context.Context, _ Opener, s store.Sto
 		t.Fatalf("%d rows, want %d", len(rows), sources*batches*per)
 	}
 	wantTotals(t, ctx, s, "M1", sources*batches*per, sources*batches*per*100)
+}
+
+// testLegsAcrossMoves: legs move with their rows' time; the window's legs,
+// a re-cut over moved and unmoved rows and a leg conflict in either part
+// read the same before and after.
+func testLegsAcrossMoves(t *testing.T, ctx context.Context, _ Opener, s store.Store) {
+	rows := legRows() // LSNs 1..5 at Day + 1..5 s
+	ingest(t, ctx, s, MakeBatch("gw-1", 1, 5, rows...))
+	want, err := s.Legs(ctx, TestWindow)
+	if err != nil || len(want) != 2 {
+		t.Fatalf("Legs = %+v, %v", want, err)
+	}
+	// LSNs 1 and 2 (and their legs) move; 3..5 stay.
+	move(t, ctx, s, Day.Add(3*time.Second))
+	wantLegs(t, ctx, s, TestWindow, want)
+	if res := ingest(t, ctx, s, MakeBatch("gw-1", 1, 5, legRows()...)); !res.Duplicate {
+		t.Fatalf("re-sent batch after a partial move = %+v, want a duplicate", res)
+	}
+	more := Row("gw-1", 6, "STALL-M", 900)
+	more.Terminal, more.Scene = "STALL-1", handoff.SceneStall
+	more.Legs = []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-OP", Amount: 9}}
+	if res := ingest(t, ctx, s, MakeBatch("gw-1", 2, 6, append(legRows()[1:], more)...)); res.Inserted != 1 || res.Skipped != 4 {
+		t.Fatalf("re-cut over moved and unmoved rows = %+v, want 1 inserted, 4 skipped", res)
+	}
+	for i := range want["STALL-M"] {
+		if d := &want["STALL-M"][i]; d.Payee == "MKT-OP" {
+			d.Amount += 9
+		}
+	}
+	wantLegs(t, ctx, s, TestWindow, want)
+	for _, i := range []int{1, 3} { // LSN 2 was moved, LSN 4 was not
+		rc := legRows()
+		rc[i].Legs[0].Amount--
+		wantCode(t, func() error { _, err := s.Ingest(ctx, MakeBatch("gw-1", 1, 5, rc...)); return err }(), store.ErrConflict)
+	}
+	move(t, ctx, s, time.Time{})
+	wantLegs(t, ctx, s, TestWindow, want)
+	wantTotals(t, ctx, s, "STALL-M", 5, 1550+1000+80+900)
 }

@@ -12,3 +12,14 @@ CREATE VIEW txns_all AS
     SELECT * FROM txns
     UNION ALL
     SELECT * FROM txns_recent;
+
+-- The rows' division legs likewise: ingest copies them into the unindexed
+-- txn_legs_recent, MoveRecent moves them (by the row time they repeat)
+-- into txn_legs in the same transaction as the rows, and reads go through
+-- txn_legs_all.
+CREATE TABLE txn_legs_recent (LIKE txn_legs INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+
+CREATE VIEW txn_legs_all AS
+    SELECT * FROM txn_legs
+    UNION ALL
+    SELECT * FROM txn_legs_recent;
