@@ -14,8 +14,9 @@ package market
 // rebuilds the same registry; a snapshot carries AppendBinary.
 //
 // Bounds: at most StallCodesMax stalls and as many codes. A registration
-// that finds the registry full first purges the dead codes (revoked, or
-// dynamic and past their expiry), then refuses with ErrRegistryFull.
+// that finds the registry full purges the dead codes (revoked, or dynamic
+// and past their expiry) when that makes room, else it is refused with
+// ErrRegistryFull and changes nothing.
 // Purging depends only on the registry and the registration's time, never
 // on which dynamic codes were paid, so the order in which payments and
 // registrations from different goroutines reach the journal cannot change
@@ -71,10 +72,18 @@ func (g *Registry) Register(c StallCode, now time.Time) error {
 		return ErrStallCodeExists
 	}
 	if len(g.codes) >= g.max {
-		g.Purge(now)
-		if len(g.codes) >= g.max {
+		// Purge only when it makes room: a refused registration is not
+		// journaled, so it must leave the registry as it found it.
+		dead := 0
+		for _, d := range g.codes {
+			if d.dead(ms) {
+				dead++
+			}
+		}
+		if len(g.codes)-dead >= g.max {
 			return ErrRegistryFull
 		}
+		g.Purge(now)
 	}
 	c.ShownAt = ms
 	g.codes[c.ID] = c

@@ -48,8 +48,13 @@ func TestStallCodeLifecycle(t *testing.T) {
 		{"dynamic 2", StallCode{ID: "Q4", Stall: "S1", Dynamic: true, Amount: 100, Expires: ms + 30_000}, nil},
 		{"full", StallCode{ID: "Q5", Stall: "S1"}, ErrRegistryFull},
 	} {
-		if err := g.Register(c.code, t0); !errors.Is(err, c.want) && !(err == nil && c.want == nil) {
+		before := g.AppendBinary(nil)
+		err := g.Register(c.code, t0)
+		if !errors.Is(err, c.want) && !(err == nil && c.want == nil) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+		if err != nil && !bytes.Equal(g.AppendBinary(nil), before) {
+			t.Errorf("%s: a refused registration changed the registry", c.name)
 		}
 	}
 	if c, _ := g.Code("Q3"); c.ShownAt != ms {
@@ -228,5 +233,30 @@ func TestSortIDs(t *testing.T) {
 		if len(a) != len(in) {
 			t.Fatalf("sortIDs lost elements")
 		}
+	}
+}
+
+// A registration refused as full leaves dead codes in place (it is not
+// journaled, so replay would not purge there either).
+func TestStallRegistryFullChangesNothing(t *testing.T) {
+	r := stallRules(t, 2)
+	g := NewRegistry(r)
+	t0 := time.Unix(1772416800, 0)
+	_ = g.AddStall(Stall{ID: "S1", Merchant: "M1"})
+	for _, id := range []string{"A", "B"} {
+		if err := g.Register(StallCode{ID: id, Stall: "S1"}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Full of live codes: refused, nothing purged.
+	if err := g.Register(StallCode{ID: "C", Stall: "S1"}, t0); !errors.Is(err, ErrRegistryFull) {
+		t.Fatalf("full: %v", err)
+	}
+	_, _, _ = g.Revoke("A", t0)
+	if err := g.Register(StallCode{ID: "C", Stall: "S1"}, t0); err != nil {
+		t.Fatalf("with a dead code: %v", err)
+	}
+	if _, ok := g.Code("A"); ok || g.Len() != 2 {
+		t.Errorf("revoked A not purged, %d codes", g.Len())
 	}
 }
