@@ -34,8 +34,10 @@ import (
 // with years of history catches up over several ticks, not in one.
 const WindowsPerTickMax = 62
 
-// LegSource supplies insurance legs per merchant for a window. Until the
-// hospital scene hands off insurance splits, the process runs without one.
+// LegSource supplies the per-payment division legs of a window's rows per
+// merchant (market fee and insurance legs summed per kind and payee):
+// store.Store implements it. Without one, clearing sees no legs and every
+// market fee is rate-based.
 type LegSource interface {
 	Legs(ctx context.Context, w store.Window) (map[string][]store.Division, error)
 }
@@ -286,7 +288,7 @@ func (c *Clearer) Clear(ctx context.Context, w store.Window) ([]store.Settlement
 	var legs map[string][]store.Division
 	if c.cfg.Legs != nil {
 		if legs, err = c.cfg.Legs.Legs(ctx, w); err != nil {
-			return nil, fmt.Errorf("clearing: insurance legs: %w", err)
+			return nil, fmt.Errorf("clearing: division legs: %w", err)
 		}
 	}
 	return Compute(w, scenes, rates, byID, legs)
