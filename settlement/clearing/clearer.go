@@ -71,6 +71,7 @@ type Clearer struct {
 	cfg     Config
 	retired map[string]bool
 	m       *metrics
+	started bool // the first pass has moved the store's recent rows
 }
 
 // New returns a Clearer.
@@ -125,6 +126,9 @@ func (c *Clearer) tick(ctx context.Context, now time.Time) (TickResult, error) {
 	if err != nil {
 		return res, err
 	}
+	if err := c.moveRecent(ctx); err != nil {
+		return res, err
+	}
 	wms, err := c.cfg.Store.Watermarks(ctx)
 	if err != nil {
 		return res, err
@@ -146,6 +150,10 @@ func (c *Clearer) tick(ctx context.Context, now time.Time) (TickResult, error) {
 			if changed {
 				c.m.closed.Inc()
 				res.Closed = append(res.Closed, w.ID)
+				// The closed window's rows go to the store's indexed part.
+				if _, err := c.cfg.Store.MoveRecent(ctx, w.CutOff); err != nil {
+					return res, err
+				}
 			}
 		}
 		ss, changed, err := c.settle(ctx, w, now)
@@ -168,6 +176,23 @@ func (c *Clearer) tick(ctx context.Context, now time.Time) (TickResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// moveRecent moves every row waiting in the store's unindexed recent
+// part (store.MoveRecent) on the first pass and whenever
+// store.RecentRowsMax rows wait; closing a window moves its rows too.
+func (c *Clearer) moveRecent(ctx context.Context) error {
+	if c.started {
+		n, err := c.cfg.Store.RecentRows(ctx, store.RecentRowsMax)
+		if err != nil || n < store.RecentRowsMax {
+			return err
+		}
+	}
+	if _, err := c.cfg.Store.MoveRecent(ctx, time.Time{}); err != nil {
+		return err
+	}
+	c.started = true
+	return nil
 }
 
 // drained reports whether window w may close at now.
