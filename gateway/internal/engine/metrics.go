@@ -37,6 +37,7 @@ type Metrics struct {
 	backlog             *backlogCollector      // offline upload backlog and journal size (backlog.go)
 	swept               *prometheus.CounterVec // expiries by the sweep, by scene (sweep.go)
 	stallPays           *prometheus.CounterVec // wallet payments through stall codes, by result code (stall.go)
+	stallRefunds        *prometheus.CounterVec // refunds of those payments, by result code (stall.go)
 }
 
 // OnJournalSync is the journal's per-group hook.
@@ -151,7 +152,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.terminals, m.backlog)
 	}
 	m.swept = newSweptCounter(reg)
-	m.stallPays = newStallPaysCounter(reg)
+	m.stallPays = newStallPaysCounter(reg, "scenepay_gateway_stall_payments_total",
+		"Wallet payments through stall codes answered, by result code (repeats of a payment id included).")
+	m.stallRefunds = newStallPaysCounter(reg, "scenepay_gateway_stall_refunds_total",
+		"Refunds of wallet payments through stall codes answered, by result code (repeats of a refund id included).")
 	m.precreateSceneSeries()
 	return m
 }

@@ -37,6 +37,13 @@ package engine
 //
 // After the entry is durable the caller is answered and, for an approval,
 // the stall terminal is sent a signed "paid" notice on its reply topic.
+//
+// Refunds (RefundStallPayment) take the same path with core.OpRefund on
+// the paying account's shard, named (stall terminal, StallTxn(payment id))
+// as the ledger knows the payment; a refund's id sits in the same table
+// under refundKey ("r/" + id) and its entry is an op 3 entry without the
+// used flag. A stall terminal cannot refund such a payment itself: the
+// wire requires orig below the refund's txn.
 
 import (
 	"context"
@@ -66,7 +73,8 @@ import (
 //	op 1 register: varint at (Unix ms) | stall id, merchant (uvarint len | bytes) |
 //	               u8 stall business | uvarint len | market.StallCode.AppendBinary
 //	op 2 revoke:   varint at (Unix ms) | uvarint len | code id
-//	op 3 payment:  uvarint len | wallet id | u64 content hash (LE) | 2 bytes result code |
+//	op 3 payment or refund (id "r/" + refund id):
+//	               uvarint len | wallet id | u64 content hash (LE) | 2 bytes result code |
 //	               uvarint len | code id | u8 flags (bit 0: the dynamic code is used up) |
 //	               uvarint len | stall terminal id | uvarint len | core record |
 //	               uvarint len | stored answer (JSON)
@@ -334,6 +342,7 @@ type StallPayResult struct {
 // StallPayment is the stored answer's shape.
 type StallPayment struct {
 	ID        string `json:"id"`
+	Payment   string `json:"payment,omitempty"` // a refund: the wallet's id of the payment refunded
 	StallCode string `json:"stall_code"`
 	Code      string `json:"code"`
 	Name      string `json:"name"`
@@ -377,21 +386,20 @@ func (p *StallPay) hash() uint64 {
 // stallJob is a payment on its way through a shard writer; it is the
 // journal completion of its entry.
 type stallJob struct {
-	e    *Engine
-	p    StallPay
-	hash uint64
-	rec  *stallRec
-	res  chan StallPayResult
+	e      *Engine
+	p      StallPay
+	key    string // the id in the idempotency table (a refund's is refundKey)
+	refund *stallRefund
+	hash   uint64
+	rec    *stallRec
+	res    chan StallPayResult
 	// set by the writer for the completion
 	code   terminals.Code
 	notice *terminals.Paid
 }
 
-func newStallPaysCounter(reg prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "scenepay_gateway_stall_payments_total",
-		Help: "Wallet payments through stall codes answered, by result code (repeats of a payment id included).",
-	}, []string{"code"})
+func newStallPaysCounter(reg prometheus.Registerer, name, help string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"code"})
 	c.WithLabelValues(string(terminals.CodeApproved)) // from the start: an idle market reads 0
 	if reg != nil {
 		reg.MustRegister(c)
@@ -419,19 +427,27 @@ func (e *Engine) payStallCode(ctx context.Context, p StallPay) (StallPayResult, 
 	if p.ID == "" || len(p.ID) > StallIDLenMax || p.Code == "" || len(p.Code) > market.MaxIDLen || p.Account == "" || len(p.Account) > market.MaxIDLen {
 		return StallPayResult{Code: terminals.CodeMalformed, Reason: "id, code and account are 1..64 bytes"}, nil
 	}
-	h := p.hash()
+	j := &stallJob{e: e, p: p, key: p.ID, hash: p.hash(), res: make(chan StallPayResult, 1)}
+	return e.runStall(ctx, j, p.Account)
+}
+
+// runStall admits j under its idempotency key (a repeat waits for the
+// first answer), queues it to the shard of account and waits for the
+// answer.
+func (e *Engine) runStall(ctx context.Context, j *stallJob, account string) (StallPayResult, error) {
+	h := j.hash
 	st := &e.stall
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.OperatorTimeout)
 	defer cancel()
 	for {
 		st.mu.Lock()
-		rec := st.pays[p.ID]
+		rec := st.pays[j.key]
 		if rec == nil {
 			break // mu held
 		}
 		st.mu.Unlock()
 		if rec.hash != h {
-			return StallPayResult{Code: terminals.CodeIDConflict, Reason: "payment id already used with other content; the first result stands"}, nil
+			return StallPayResult{Code: terminals.CodeIDConflict, Reason: "id already used with other content; the first result stands"}, nil
 		}
 		select {
 		case <-rec.ready:
@@ -451,12 +467,12 @@ func (e *Engine) payStallCode(ctx context.Context, p StallPay) (StallPayResult, 
 		return StallPayResult{Code: terminals.CodeBusy, Reason: "too many stall payments in flight"}, nil
 	}
 	rec := &stallRec{hash: h, ready: make(chan struct{})}
-	st.pays[p.ID] = rec
+	st.pays[j.key] = rec
 	st.pending.Add(1)
 	st.mu.Unlock()
-	j := &stallJob{e: e, p: p, hash: h, rec: rec, res: make(chan StallPayResult, 1)}
+	j.rec = rec
 	w := &work{kind: workStall, stall: j}
-	s := e.shards[core.ShardOf(p.Account, len(e.shards))]
+	s := e.shards[core.ShardOf(account, len(e.shards))]
 	if !s.offer(w) {
 		j.free()
 		return StallPayResult{Code: terminals.CodeBusy, Reason: "shard queue full"}, nil
@@ -481,8 +497,8 @@ func (j *stallJob) free() {
 
 func (j *stallJob) freeLocked() {
 	st := &j.e.stall
-	if st.pays[j.p.ID] == j.rec {
-		delete(st.pays, j.p.ID)
+	if st.pays[j.key] == j.rec {
+		delete(st.pays, j.key)
 	}
 	j.rec.freed = true
 	close(j.rec.ready)
@@ -492,6 +508,10 @@ func (j *stallJob) freeLocked() {
 // stallPay is the writer step of a stall payment (see the top of the file).
 func (s *shard) stallPay(w *work) {
 	j := w.stall
+	if j.refund != nil {
+		s.stallRefund(w)
+		return
+	}
 	e := s.e
 	st := &e.stall
 	p := &j.p
@@ -807,4 +827,109 @@ func (e *Engine) restoreStallSnapshot(c *bincur.Cursor) error {
 		st.remember(id, rec)
 	}
 	return nil
+}
+
+// StallRefund is a refund of part or all of an approved wallet payment
+// through a stall code, back to the paying account; it has its own id.
+type StallRefund struct {
+	Code    string // the stall code the payment went through
+	Payment string // the wallet's id of the payment
+	ID      string // the refund's own idempotency id
+	Amount  int64  // fen, 1..what remains refundable
+}
+
+// stallRefund is a refund on its way: the original's stored answer.
+type stallRefund struct {
+	r    StallRefund
+	orig StallPayment
+}
+
+// refundKey is a refund's id in the idempotency table: wallet payment ids
+// never contain '/', so the two never meet.
+func refundKey(id string) string { return "r/" + id }
+
+// StallRefundIDLenMax bounds a refund id (its key is "r/" + id).
+const StallRefundIDLenMax = StallIDLenMax - 2
+
+// RefundStallPayment refunds part or all of an approved payment through a
+// stall code to the account that paid (core.OpRefund in that account's
+// shard: never more than remains, the legs taken back in proportion, the
+// QR and e-CNY day counters given back on the payment's day). It is
+// idempotent on the refund id like a payment; a payment this gateway does
+// not remember (unknown, declined, through another code, or forgotten
+// past StallPaymentIDsMax) is ORIGINAL_NOT_FOUND, not stored.
+func (e *Engine) RefundStallPayment(ctx context.Context, r StallRefund) (StallPayResult, error) {
+	res, err := e.refundStallPayment(ctx, r)
+	code := res.Code
+	if err != nil {
+		code = terminals.CodeSystemError
+	}
+	e.m.stallRefunds.WithLabelValues(string(code)).Inc()
+	return res, err
+}
+
+func (e *Engine) refundStallPayment(ctx context.Context, r StallRefund) (StallPayResult, error) {
+	if err := e.Ready(); err != nil {
+		return StallPayResult{}, err
+	}
+	if r.ID == "" || len(r.ID) > StallRefundIDLenMax || r.Payment == "" || len(r.Payment) > StallIDLenMax || r.Amount <= 0 || r.Amount > terminals.MaxAmount {
+		return StallPayResult{Code: terminals.CodeMalformed, Reason: "refund id 1..62 bytes, payment id 1..64 bytes, amount 1..1000000000 fen"}, nil
+	}
+	st := &e.stall
+	st.mu.Lock()
+	orig := st.pays[r.Payment]
+	var o StallPayment
+	ok := orig != nil && orig.durable.Load() && orig.code == terminals.CodeApproved && json.Unmarshal(orig.body, &o) == nil && o.StallCode == r.Code
+	st.mu.Unlock()
+	if !ok {
+		return StallPayResult{Code: terminals.CodeOriginalNotFound, Reason: "no approved payment with this id through this stall code"}, nil
+	}
+	h := sha256.New()
+	var b []byte
+	for _, s := range []string{"refund", r.Code, r.Payment, r.ID} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendVarint(b, r.Amount)
+	h.Write(b)
+	j := &stallJob{e: e, key: refundKey(r.ID), refund: &stallRefund{r: r, orig: o},
+		hash: binary.LittleEndian.Uint64(h.Sum(nil)), res: make(chan StallPayResult, 1)}
+	return e.runStall(ctx, j, o.Account)
+}
+
+// stallRefund is the writer step of a refund, like stallPay's: the core
+// decides under mu and the entry is appended before mu is released.
+func (s *shard) stallRefund(w *work) {
+	j := w.stall
+	e := s.e
+	st := &e.stall
+	r, o := &j.refund.r, &j.refund.orig
+	now := e.cfg.Clock()
+	txn := StallTxn(j.key)
+	st.mu.Lock()
+	w.in = core.Input{Op: core.OpRefund, Account: o.Account, Amount: r.Amount, TID: o.TID, Txn: txn, Orig: o.Txn,
+		Hash: j.hash, Merchant: o.Merchant}
+	s.c.Step(now, &w.in, &w.out)
+	code := w.out.Code
+	if len(w.out.Record) == 0 {
+		j.freeLocked()
+		st.mu.Unlock()
+		j.res <- StallPayResult{Code: code, Reason: code.Name()}
+		return
+	}
+	ans := StallPayment{ID: r.ID, Payment: r.Payment, StallCode: r.Code, Code: string(code), Name: code.Name(), Account: o.Account,
+		Amount: r.Amount, Merchant: o.Merchant, TID: o.TID, Txn: txn, At: now.UTC().Format(time.RFC3339Nano)}
+	if code == terminals.CodeApproved {
+		ans.Auth = authRef(s.id, w.out.Seq)
+	}
+	body, _ := json.Marshal(&ans)
+	j.rec.code, j.rec.body, j.code = code, body, code
+	st.remember(j.key, j.rec)
+	entry := appendStallPay(nil, j.key, j.hash, code, r.Code, 0, o.TID, w.out.Record, body)
+	e.journaling.Add(1) // Done in Durable
+	_, err := e.j.Append(entry, j)
+	st.mu.Unlock()
+	if err != nil {
+		j.Durable(0, err)
+	}
 }

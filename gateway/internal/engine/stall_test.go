@@ -512,3 +512,68 @@ func TestStallPayWaitsForFsync(t *testing.T) {
 	}
 	p.next(t, 5*time.Second)
 }
+
+// Refunds of a wallet's stall payment: partial, up to what remains, once
+// per refund id, back to the paying account with the day's class D
+// allowance; only through the code it was paid with; kept over a restart.
+func TestStallRefunds(t *testing.T) {
+	dir := t.TempDir()
+	clk := &stallClock{t: time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)}
+	e, p := openStallEngine(t, dir, clk)
+	stallFixture(t, e, "county:F1")
+	sc := registerCode(t, e, StallCodeSpec{TID: stallTID})
+	other := registerCode(t, e, StallCodeSpec{TID: stallTID})
+	pay := func(id string, amt int64) StallPay {
+		return StallPay{Code: sc.ID, Account: "county:F1", Amount: amt, ID: id, Verified: market.ClassB}
+	}
+	runPays(t, e, p, clk, []payCase{
+		{name: "pay 500", pay: pay("p1", 50_000), code: terminals.CodeApproved, class: "D", stored: true, noticeTo: true},
+		{name: "D used up", pay: pay("p2", 1), code: terminals.CodeLimitDaily, stored: true},
+	})
+	refund := func(code, payment, id string, amt int64, want terminals.Code, stored, dup bool) StallPayResult {
+		t.Helper()
+		r, err := e.RefundStallPayment(context.Background(), StallRefund{Code: code, Payment: payment, ID: id, Amount: amt})
+		if err != nil || r.Code != want || (r.Body != nil) != stored || r.Duplicate != dup {
+			t.Fatalf("refund %s %s %d: %+v %v, want %s stored %v dup %v", payment, id, amt, r, err, want, stored, dup)
+		}
+		return r
+	}
+	first := refund(sc.ID, "p1", "r1", 20_000, terminals.CodeApproved, true, false)
+	again := refund(sc.ID, "p1", "r1", 20_000, terminals.CodeApproved, true, true)
+	if string(first.Body) != string(again.Body) {
+		t.Fatalf("a repeated refund got another answer")
+	}
+	refund(sc.ID, "p1", "r1", 20_001, terminals.CodeIDConflict, false, false)
+	refund(sc.ID, "p1", "r2", 30_001, terminals.CodeRefundExceeds, true, false)
+	refund(sc.ID, "p2", "r3", 1, terminals.CodeOriginalNotFound, false, false)    // declined payment
+	refund(other.ID, "p1", "r4", 1, terminals.CodeOriginalNotFound, false, false) // another code
+	refund(sc.ID, "p9", "r5", 1, terminals.CodeOriginalNotFound, false, false)    // unknown
+	if got := accountBalance(t, e, "county:F1"); got != 1_000_000-50_000+20_000 {
+		t.Errorf("balance after refund %d", got)
+	}
+	// The refund gave 200 CNY of the day's class D allowance back.
+	runPays(t, e, p, clk, []payCase{
+		{name: "pay 200 again", pay: pay("p3", 20_000), code: terminals.CodeApproved, class: "D", stored: true, noticeTo: true},
+	})
+	e.closed.Store(true)
+	close(e.stop)
+	e.wg.Wait()
+	e.j.Close()
+	e2, _ := openStallEngine(t, dir, clk)
+	defer e2.Close()
+	r, err := e2.RefundStallPayment(context.Background(), StallRefund{Code: sc.ID, Payment: "p1", ID: "r1", Amount: 20_000})
+	if err != nil || !r.Duplicate || string(r.Body) != string(first.Body) {
+		t.Fatalf("refund after restart: %+v %v", r, err)
+	}
+	r, err = e2.RefundStallPayment(context.Background(), StallRefund{Code: sc.ID, Payment: "p1", ID: "r6", Amount: 30_000})
+	if err != nil || r.Code != terminals.CodeApproved {
+		t.Fatalf("the rest after restart: %+v %v", r, err)
+	}
+	r, _ = e2.RefundStallPayment(context.Background(), StallRefund{Code: sc.ID, Payment: "p1", ID: "r7", Amount: 1})
+	if r.Code != terminals.CodeRefundExceeds {
+		t.Fatalf("past the payment: %s", r.Code)
+	}
+	if got := accountBalance(t, e2, "county:F1"); got != 1_000_000-20_000 {
+		t.Errorf("balance %d", got)
+	}
+}

@@ -16,8 +16,8 @@ import (
 )
 
 // A wallet's payment through a stall code settles for the stall's merchant
-// like a QR payment: one purchase row of the amount; a declined payment
-// and the registry entries give no row.
+// like a QR payment: one purchase row of the amount, a refund one refund
+// row; a declined payment and the registry entries give no row.
 func TestStallCodePaymentSettles(t *testing.T) {
 	cfg := engine.DefaultConfig(t.TempDir())
 	cfg.Shards = 2
@@ -49,6 +49,9 @@ func TestStallCodePaymentSettles(t *testing.T) {
 			t.Fatalf("pay %s: %v %v", p.id, res.Code, err)
 		}
 	}
+	if res, err := e.RefundStallPayment(context.Background(), engine.StallRefund{Code: sc.ID, Payment: "w1", ID: "r1", Amount: 1000}); err != nil || res.Code != terminals.CodeApproved {
+		t.Fatalf("refund: %v %v", res.Code, err)
+	}
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "settlement.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +63,7 @@ func TestStallCodePaymentSettles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tot.Count != 2 || tot.Net != 3000 || tot.Gross != 3000 || tot.Payments != 2 {
-		t.Fatalf("stall-7 settles %+v, want 2 purchase rows of 3000 fen", tot)
+	if tot.Count != 3 || tot.Net != 2000 || tot.Gross != 3000 || tot.Payments != 2 || tot.Refunds != -1000 || tot.RefundCount != 1 {
+		t.Fatalf("stall-7 settles %+v, want 2 purchase rows of 3000 fen and a refund of 1000", tot)
 	}
 }

@@ -27,6 +27,7 @@ type StallEngine interface {
 	StallCode(id string) (engine.StallCodeView, bool)
 	StallCodes(merchant, after string, limit int) ([]engine.StallCodeView, bool)
 	PayStallCode(ctx context.Context, p engine.StallPay) (engine.StallPayResult, error)
+	RefundStallPayment(ctx context.Context, r engine.StallRefund) (engine.StallPayResult, error)
 }
 
 // stallListDefault is the page size of a listing without "limit".
@@ -79,9 +80,10 @@ type stallCodeList struct {
 //	GET  /v1/stall-codes/{code}                   one code
 //	POST /v1/stall-codes/{code}/revoke            revoke it (idempotent)
 //	POST /v1/stall-codes/{code}/payments          a wallet's payment through it
+//	POST /v1/stall-codes/{code}/payments/{id}/refunds  a refund of that payment
 func (s *Server) stallCodes(ctx *fasthttp.RequestCtx, parts []string) {
 	se, ok := s.e.(StallEngine)
-	if !ok || len(parts) > 3 {
+	if !ok || len(parts) > 5 {
 		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
 		return
 	}
@@ -101,6 +103,8 @@ func (s *Server) stallCodes(ctx *fasthttp.RequestCtx, parts []string) {
 		s.revokeStallCode(ctx, se, parts[1])
 	case len(parts) == 3 && parts[2] == "payments" && ctx.IsPost():
 		s.payStallCode(ctx, se, parts[1])
+	case len(parts) == 5 && parts[2] == "payments" && parts[4] == "refunds" && ctx.IsPost():
+		s.refundStallPayment(ctx, se, parts[1], parts[3])
 	default:
 		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
 	}
@@ -271,6 +275,53 @@ func (s *Server) payStallCode(ctx *fasthttp.RequestCtx, se StallEngine, code str
 		return
 	}
 	s.audit(ctx, "stall_code.pay", code, string(r.Code), "id", b.ID, "account", b.Account, "amount_fen", b.Amount, "replay", r.Duplicate)
+	s.stored(ctx, r)
+}
+
+type stallRefundBody struct {
+	Amount int64  `json:"amount"`
+	ID     string `json:"id"` // the refund's own idempotency id
+}
+
+// refundStallPayment refunds part or all of a wallet's payment through a
+// stall code to the paying account, answered like a payment.
+func (s *Server) refundStallPayment(ctx *fasthttp.RequestCtx, se StallEngine, code, payment string) {
+	var b stallRefundBody
+	if !s.decode(ctx, &b) {
+		s.audit(ctx, "stall_code.refund", payment, string(terminals.CodeMalformed))
+		return
+	}
+	refuse := func(status int, c terminals.Code, msg string) {
+		s.audit(ctx, "stall_code.refund", payment, string(c), "id", b.ID, "amount_fen", b.Amount)
+		s.fail(ctx, status, c, msg)
+	}
+	switch {
+	case !terminals.ValidID(b.ID, engine.StallRefundIDLenMax):
+		refuse(fasthttp.StatusBadRequest, terminals.CodeMalformed, "id (the refund's idempotency id, 1..62 of [A-Za-z0-9._-]) is required")
+		return
+	case b.Amount <= 0 || b.Amount > terminals.MaxAmount:
+		refuse(fasthttp.StatusBadRequest, terminals.CodeInvalidAmount, "amount must be 1..1000000000 fen")
+		return
+	case !terminals.ValidID(code, terminals.MaxStallCodeLen) || !terminals.ValidID(payment, engine.StallIDLenMax):
+		refuse(fasthttp.StatusNotFound, terminals.CodeOriginalNotFound, "no such payment")
+		return
+	}
+	r, err := se.RefundStallPayment(context.Background(), engine.StallRefund{Code: code, Payment: payment, ID: b.ID, Amount: b.Amount})
+	if err != nil {
+		s.audit(ctx, "stall_code.refund", payment, string(terminals.CodeSystemError), "id", b.ID)
+		s.internal(ctx, err)
+		return
+	}
+	if r.Body == nil {
+		refuse(r.Code.HTTPStatus(), r.Code, r.Reason)
+		return
+	}
+	s.audit(ctx, "stall_code.refund", payment, string(r.Code), "id", b.ID, "amount_fen", b.Amount, "replay", r.Duplicate)
+	s.stored(ctx, r)
+}
+
+// stored writes a stored answer with the status of its code.
+func (s *Server) stored(ctx *fasthttp.RequestCtx, r engine.StallPayResult) {
 	if r.Duplicate {
 		ctx.Response.Header.Set("X-Idempotent-Replay", "true")
 	}

@@ -107,6 +107,25 @@ func TestStallCodeEndpoints(t *testing.T) {
 	pay(sc, `{"account":"4111111111111111","amount":1,"id":"w-7"}`, 400, "A2")
 	pay(sc, `{"account":"county:C1","amount":1}`, 400, "A2")
 	pay(sc, `{"account":"county:C1","amount":-1,"id":"w-8"}`, 400, "13")
+	// Refunds of w-1 (300 CNY): partial, repeated, past what remains, refused shapes.
+	refund := func(code, payment, body string, status int, wantCode string) http.Header {
+		t.Helper()
+		resp, m := do(t, "POST", base+"/v1/stall-codes/"+code+"/payments/"+payment+"/refunds", "", body)
+		if resp.StatusCode != status || m["code"] != wantCode {
+			t.Errorf("refund %s %s: %d %v, want %d %s", payment, body, resp.StatusCode, m, status, wantCode)
+		}
+		return resp.Header
+	}
+	refund(sc, "w-1", `{"amount":10000,"id":"r-1"}`, 200, "00")
+	if h := refund(sc, "w-1", `{"amount":10000,"id":"r-1"}`, 200, "00"); h.Get("X-Idempotent-Replay") != "true" {
+		t.Error("a repeated refund is not marked as a replay")
+	}
+	refund(sc, "w-1", `{"amount":10001,"id":"r-1"}`, 409, "94")
+	refund(sc, "w-1", `{"amount":20001,"id":"r-2"}`, 422, "C5")
+	refund(sc, "w-2", `{"amount":1,"id":"r-3"}`, 404, "25") // declined payment
+	refund(dc, "w-1", `{"amount":1,"id":"r-4"}`, 404, "25") // through another code
+	refund(sc, "w-1", `{"amount":0,"id":"r-5"}`, 400, "13")
+	refund(sc, "w-1", `{"amount":1}`, 400, "A2")
 	// Revocation: idempotent, then the code refuses payments.
 	for i := 0; i < 2; i++ {
 		resp, m := do(t, "POST", base+"/v1/stall-codes/"+sc+"/revoke", "", "")
@@ -153,7 +172,8 @@ func TestStallCodeEndpoints(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]int{"stall_code.register ok": 3, "stall_code.register A2": 6, "stall_code.revoke ok": 2,
-		"stall_code.revoke 14": 1, "stall_code.pay 00": 3, "stall_code.pay C6": 1, "stall_code.pay 65": 1} {
+		"stall_code.revoke 14": 1, "stall_code.pay 00": 3, "stall_code.pay C6": 1, "stall_code.pay 65": 1,
+		"stall_code.refund 00": 2, "stall_code.refund C5": 1, "stall_code.refund 25": 2} {
 		if counts[k] != want {
 			t.Errorf("audit %q: %d lines, want %d (all: %v)", k, counts[k], want, counts)
 		}
