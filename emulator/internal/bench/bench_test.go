@@ -148,7 +148,7 @@ func TestQuickRunPrintsBenchLine(t *testing.T) {
 	if err := dec.Decode(&got); err != nil {
 		t.Fatalf("BENCH json: %v: %s", err, js)
 	}
-	if !got.Quick || got.Terminals != 5 || got.QoS != 1 || got.Windows < 4 || got.LoadClient != LoadRaw || got.TermsPerConn != 1 || got.LoadTickMs != 1 {
+	if !got.Quick || got.Terminals != 5 || got.QoS != 1 || got.Windows < 4 || got.LoadClient != LoadRaw || got.TermsPerConn != 1 || got.LoadTickMs != 0.1 {
 		t.Errorf("BENCH header fields: %+v", got)
 	}
 	// At a tiny rate both arms must answer every request: a gateway that

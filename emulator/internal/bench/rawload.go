@@ -25,7 +25,13 @@ const (
 	// rawDialers is how many connections are set up at a time.
 	rawDialers = 32
 	// DefaultLoadTick is the raw client's default write-coalescing period.
-	DefaultLoadTick = time.Millisecond
+	// Short: with one connection per terminal a tick rarely finds two
+	// requests for one connection, and on the 2-core development machine
+	// (200 terminals, 3,818/s) 100 us cost the same CPU per transaction as
+	// 1 ms while 1 ms added about 0.5-0.8 ms to every p50 (each request
+	// waits for its tick, and latency counts from the scheduled time).
+	// Larger ticks pay off with several terminals per connection.
+	DefaultLoadTick = 100 * time.Microsecond
 	// DefaultAckDelay is how long the raw client may hold a PUBACK for a
 	// reply to send it with the connection's next request. It is longer
 	// than a terminal's interval between requests at the rates that load
