@@ -61,7 +61,7 @@ test: fmt-check vet check-deploy
 bench: bench-core bench-journal bench-settlement
 
 bench-settlement:
-	$(GO) test -run '^$$' -bench 'IngestVsCopy|IngestRecut|IngestSQLite|Totals' -benchmem -benchtime 30x ./settlement/store/
+	$(GO) test -run '^$$' -bench 'Ingest|Totals' -benchmem -benchtime 30x ./settlement/store/
 	$(GO) test -run '^$$' -bench 'MoveRecent' -benchmem -benchtime 5x ./settlement/store/
 
 bench-core:
