@@ -178,6 +178,20 @@
 // nothing but the capture moves. The effect is the lazy path's (capture
 // in full, counted on the boarding day), which then finds nothing left.
 //
+// A card's next online tap can come before the sweep reached its expired
+// journey. The fare rules would then close it inside the tap's record
+// (a tap-in's PrevCapture, a tap-out's incomplete Capture), which names
+// the new tap's reader and merchant, so settlement would pay the old
+// journey's maximum fare to the bus company of the new tap. The caller
+// therefore steps ExpireBeforeTap before every online tap: for a card
+// whose journey is due at the tap's time it steps the same OpJourneyExpire
+// record the sweep would (journaled as its own entry, ahead of the tap's),
+// so one terminal request can give two records, each with its own Seq.
+// Both depend only on the card's state and the time, and replay applies
+// them in journal order like any others. The lazy path stays the safety
+// net of a caller that does not, and of offline uploads (whose taps are
+// applied at their own times, not the upload's).
+//
 // # Concession profiles
 //
 // OpSetProfile (16, a version 1 record) is the operator's change of a

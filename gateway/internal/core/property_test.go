@@ -212,6 +212,7 @@ func TestRandomReplay(t *testing.T) {
 			codes := map[terminals.Code]int{}
 			profiles := 0 // journaled profile changes
 			swept := 0    // journeys closed by sweep passes
+			closed := 0   // expired journeys closed before a tap (ExpireBeforeTap)
 			for i := 0; i < 6000; i++ {
 				switch g.rng.IntN(100) {
 				case 0:
@@ -223,6 +224,16 @@ func TestRandomReplay(t *testing.T) {
 				}
 				g.now = now
 				in := g.input()
+				// Every other tap closes an expired journey with its own
+				// record first, as the gateway does; the others leave it
+				// to the tap's record (the lazy path).
+				if i%2 == 0 && live.ExpireBeforeTap(now, &in, &out) {
+					recs = append(recs, bytes.Clone(out.Record))
+					closed++
+					if err := live.CheckInvariants(); err != nil {
+						t.Fatalf("step %d expiry before %+v: %v", i, in, err)
+					}
+				}
 				live.Step(now, &in, &out)
 				codes[out.Code]++
 				if in.Op == OpQRPay && in.Code != "" && out.Code == terminals.CodeApproved {
@@ -329,6 +340,9 @@ func TestRandomReplay(t *testing.T) {
 			}
 			if swept == 0 {
 				t.Error("no journey was swept: the test lost coverage")
+			}
+			if closed == 0 {
+				t.Error("no expired journey was closed before a tap: the test lost coverage")
 			}
 		})
 	}

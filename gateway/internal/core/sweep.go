@@ -23,6 +23,13 @@ package core
 // the lazy path would have done (capture the hold in full, count it on the
 // journey's day), so the lazy path finds nothing left afterwards.
 //
+// The card's next tap before the sweep. ExpireBeforeTap steps the same
+// record for the card of an online tap whose journey is due at the tap's
+// time, before the tap itself, so that the maximum fare is not captured
+// inside the tap's record, which names the new tap's reader and merchant
+// (another bus company, possibly). The gateway journals it as its own
+// entry ahead of the tap's.
+//
 // Finding due journeys. The shard keeps an index of the accounts whose
 // card has an open journey (openSet: a slice and a position map,
 // maintained by every effect that can open or close a journey, rebuilt by
@@ -154,6 +161,40 @@ func (s *Shard) effectJourneyExpire(r *Record, a *account) error {
 		return fmt.Errorf("journey expiry of account %q leaves a journey open", r.Account)
 	}
 	return nil
+}
+
+// ExpireBeforeTap closes, with its own OpJourneyExpire record, the journey
+// of the card of an online tap (OpTapIn, OpTapOut) that is past its
+// maximum journey time at now, before the caller steps the tap. Without
+// it the lazy path closes that journey inside the tap's record (a tap-in's
+// PrevCapture, a tap-out's incomplete Capture), and settlement, which
+// pays a record's money to the merchant the record names, would pay the
+// old journey's maximum fare to the new tap's reader's merchant, possibly
+// another bus company. With it, the old journey settles to its boarding
+// reader's merchant, as if the sweep had reached it first, and the tap's
+// record moves only the tap's own money.
+//
+// It reports whether it stepped a record into out (out.Record, out.Seq
+// as Step gives them); the caller journals that record as its own entry,
+// ahead of the tap's, then steps the tap. It is done whatever the merchants
+// (the same bus company too) and whatever the tap's outcome (a declined or
+// refused tap still finds the journey closed), so the records depend only
+// on the card's state and now, like a sweep pass. Any other input, an
+// unknown account, or a card whose journey is not due steps nothing.
+func (s *Shard) ExpireBeforeTap(now time.Time, in *Input, out *Output) bool {
+	if in.Op != OpTapIn && in.Op != OpTapOut {
+		return false
+	}
+	_, a := s.lookup(in.Account)
+	if a == nil || a.card == nil || !a.card.Open {
+		return false // nearly every tap: no journey left open
+	}
+	if at, ok := s.cfg.Transit.ExpiresAt(a.card); !ok || now.Before(at) {
+		return false
+	}
+	ex := Input{Op: OpJourneyExpire, Account: in.Account}
+	s.Step(now, &ex, out)
+	return len(out.Record) > 0
 }
 
 // rebuildOpen rebuilds the open-journey index from the cards (Restore).

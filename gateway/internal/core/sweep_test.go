@@ -11,7 +11,13 @@ package core
 //	at 2026-03-10T08:00+08:00 tap_in county:C1 route=D1 stop=S1 reader=BUS1 merchant=busco -> 00 amount=600
 //	sweep at 2026-03-10T09:31+08:00 -> county:C1 capture=600 to BUS1/busco
 //	expect county:C1 balance=4400 held=0 journey=none day_spent=600
+//	paid busco=600                (transit money per merchant, as settlement pays it)
 //	snapshot                      (remember a snapshot of the shard here)
+//
+// A tap line steps ExpireBeforeTap first, as the gateway does; its result
+// then ends with "expired=N to READER/MERCHANT" when that closed a journey
+// with its own record. The word "lazy" on a tap line skips it (the tap's
+// own record closes an expired journey, the core's safety net).
 //	restart                       (snapshot + later records, and all records, must give the live state)
 
 import (
@@ -94,13 +100,47 @@ func (sc *sweepScript) step(at time.Time, in *Input) Output {
 	sc.t.Helper()
 	var out Output
 	sc.s.Step(at, in, &out)
-	if len(out.Record) > 0 {
-		sc.recs = append(sc.recs, bytes.Clone(out.Record))
+	sc.keep(out.Record)
+	return out
+}
+
+// keep journals a record the shard stepped (none when empty) and checks
+// the shard's invariants.
+func (sc *sweepScript) keep(rec []byte) {
+	sc.t.Helper()
+	if len(rec) > 0 {
+		sc.recs = append(sc.recs, bytes.Clone(rec))
 	}
 	if err := sc.s.CheckInvariants(); err != nil {
 		sc.failf("%v", err)
 	}
-	return out
+}
+
+// paid sums, over the journaled records, the transit money each merchant
+// is paid as the settlement handoff maps it (gateway/internal/handoff
+// rows.go: a tap or journey expiry record pays Charge + PrevCapture +
+// Capture to the merchant it names), as "merchant=fen" sorted by merchant.
+func (sc *sweepScript) paid() string {
+	sc.t.Helper()
+	sums := map[string]int64{}
+	for _, b := range sc.recs {
+		var r Record
+		if err := DecodeRecord(b, &r); err != nil {
+			sc.failf("%v", err)
+		}
+		if r.Code != terminals.CodeApproved || !r.Op.tap() {
+			continue
+		}
+		if amt := r.Tap.Charge + r.Tap.PrevCapture + r.Tap.Capture; amt != 0 {
+			sums[r.Merchant] += amt
+		}
+	}
+	var parts []string
+	for m, v := range sums {
+		parts = append(parts, m+"="+strconv.FormatInt(v, 10))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
 }
 
 func (sc *sweepScript) exec(f []string, want string, has bool) {
@@ -136,6 +176,24 @@ func (sc *sweepScript) exec(f []string, want string, has bool) {
 		default:
 			sc.failf("unknown tap %q", f[2])
 		}
+		// As the gateway does: an expired journey is closed with its own
+		// record first ("lazy" leaves it to the tap's record, the safety
+		// net of a caller that does not).
+		expired := ""
+		if !slices.Contains(f, "lazy") {
+			var pre Output
+			if sc.s.ExpireBeforeTap(at, &in, &pre) {
+				sc.keep(pre.Record)
+				var r Record
+				if err := DecodeRecord(pre.Record, &r); err != nil {
+					sc.failf("%v", err)
+				}
+				if r.Op != OpJourneyExpire || r.Seq != pre.Seq {
+					sc.failf("closed first by op %s seq %d (output seq %d)", r.Op, r.Seq, pre.Seq)
+				}
+				expired = fmt.Sprintf(" expired=%d to %s/%s", r.Tap.Capture, r.TID, r.Merchant)
+			}
+		}
 		out := sc.step(at, &in)
 		got := string(out.Code)
 		if out.Code == terminals.CodeApproved {
@@ -148,7 +206,7 @@ func (sc *sweepScript) exec(f []string, want string, has bool) {
 				got += " prev-capture=" + strconv.FormatInt(r.Tap.PrevCapture, 10)
 			}
 		}
-		sc.check(f[2], got, want, has)
+		sc.check(f[2], got+expired, want, has)
 	case "sweep":
 		// sweep at T [scan=N] [due=N]: one pass as the gateway runs it.
 		at := sc.time(f[2])
@@ -210,6 +268,10 @@ func (sc *sweepScript) exec(f []string, want string, has bool) {
 			}
 			sc.check(f[1]+" "+k, got, w, true)
 		}
+	case "paid":
+		// paid M1=fen M2=fen ...: what settlement pays each merchant for
+		// the transit records journaled so far.
+		sc.check("paid", sc.paid(), strings.Join(f[1:], " "), true)
 	case "snapshot":
 		var b bytes.Buffer
 		if err := sc.s.Snapshot(&b); err != nil {
@@ -347,5 +409,58 @@ func TestWriteJourneyExpireSeed(t *testing.T) {
 	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", out.Record)
 	if err := os.WriteFile(filepath.Join("testdata", "fuzz", "FuzzDecodeRecord", "seed-journey-expire"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExpireBeforeTap: only an online tap of a card whose journey is due
+// at the tap's time steps a journey expiry record (seq before the tap's);
+// other ops, cards without a due journey and unknown accounts step none.
+func TestExpireBeforeTap(t *testing.T) {
+	s := NewShard(1, nil)
+	var out Output
+	for _, in := range []Input{open("county:C1", 5000), tapIn("county:C1", "D1", "S1", 1)} {
+		s.Step(t0, &in, &out)
+		if out.Code != terminals.CodeApproved {
+			t.Fatalf("%s: %s", in.Op, out.Code)
+		}
+	}
+	due := t0.Add(90 * time.Minute)
+	seq := s.Seq()
+	for _, c := range []struct {
+		name string
+		at   time.Time
+		in   Input
+	}{
+		{"tap before the maximum journey time", t0.Add(89 * time.Minute), tapIn("county:C1", "B1", "", 2)},
+		{"purchase", due, buy("county:C1", 100, 3)},
+		{"offline upload", due, Input{Op: OpTapUpload, Account: "county:C1", TID: "BUS9", Txn: 4}},
+		{"unknown account", due, tapIn("county:C9", "B1", "", 5)},
+	} {
+		if s.ExpireBeforeTap(c.at, &c.in, &out) || s.Seq() != seq {
+			t.Fatalf("%s: stepped a record (seq %d -> %d)", c.name, seq, s.Seq())
+		}
+	}
+	late := t0.Add(3 * time.Hour) // past the transfer window too: B1's full fare
+	in := tapIn("county:C1", "B1", "", 6)
+	in.TID, in.Merchant = "BUS7", "otherco"
+	if !s.ExpireBeforeTap(late, &in, &out) || out.Seq != seq+1 {
+		t.Fatalf("due journey: no record (seq %d)", out.Seq)
+	}
+	var r Record
+	if err := DecodeRecord(out.Record, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Op != OpJourneyExpire || r.TID != "BUS1" || r.Merchant != "busco" || r.Tap.Capture != 600 {
+		t.Fatalf("record %+v", r)
+	}
+	if s.ExpireBeforeTap(late, &in, &out) {
+		t.Fatal("a second call closed the journey again")
+	}
+	s.Step(late, &in, &out)
+	if err := DecodeRecord(out.Record, &r); err != nil {
+		t.Fatal(err)
+	}
+	if out.Code != terminals.CodeApproved || r.Seq != seq+2 || r.Tap.PrevCapture != 0 || r.Tap.Charge != 200 || r.Merchant != "otherco" {
+		t.Fatalf("tap after the expiry: %s %+v", out.Code, r)
 	}
 }

@@ -30,7 +30,12 @@ type TapAmounts struct {
 	Flags       uint16 // transit.Flags
 }
 
-// decideTap decides a tap-in or tap-out. Precedence: malformed route or
+// decideTap decides a tap-in or tap-out. An open journey the tap closes as
+// incomplete (PrevCapture, or a tap-out's Capture of a journey past its
+// maximum journey time or on another route) is captured in this record,
+// for the tap's merchant: the gateway closes a journey already due with
+// its own record first (ExpireBeforeTap, sweep.go), so that it is paid to
+// its boarding reader's merchant. Precedence: malformed route or
 // stop (refusal), unknown account, blocked (tap-in only: a tap-out closes
 // a journey whose money is already held, as a capture of a blocked account
 // proceeds), then the fare rules (in debt, funds, unknown route or stop),
