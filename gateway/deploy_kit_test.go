@@ -6,22 +6,23 @@ package gateway_test
 // these tests hold every name against the catalogue the processes really
 // serve: an engine, ingress, settlement handoff and operator API run in
 // process and the gateway's /metrics is scraped, exactly as Prometheus would;
-// settlement's names come from the clearing package's constructor on a
-// registry after one scheduler pass (the same registry cmd/settlement
-// serves). The constructor, not the table in docs/settlement.md, because a
-// table can drift from the code and the code is what Prometheus scrapes.
+// settlement's names come from the settlement process itself, built and run
+// on a scratch store with a journal gateway configured (so that the
+// reconciliation metrics exist) and scraped after its first scheduler pass.
+// The process, not the table in docs/settlement.md, because a table can
+// drift from the code and the code is what Prometheus scrapes.
 //
 // The tests are named TestDeploy* so that `go test -run Deploy ./gateway/`
 // (the deploy kit's own check) runs all of them.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,19 +30,18 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"scenepay/gateway/internal/engine"
 	"scenepay/gateway/internal/handoff"
 	"scenepay/gateway/internal/ingress"
 	"scenepay/gateway/internal/opapi"
 	"scenepay/gateway/internal/testkit"
-	"scenepay/settlement/clearing"
 	"scenepay/settlement/store"
 )
 
@@ -109,34 +109,91 @@ func scrapeCatalogue(t *testing.T) map[string]bool {
 	return parseCatalogue(string(body))
 }
 
-// settlementCatalogue returns the metric names the settlement process's
-// clearer serves: clearing.New on a registry, over a SQLite settlement store
-// in a scratch directory, and one scheduler pass (labelled gauges such as
-// scenepay_settlement_window_state have no series before it), exposed by
-// promhttp as cmd/settlement does.
+// settlementServing is the settlement process's log line that names the
+// address it serves on.
+var settlementServing = regexp.MustCompile(`msg="settlement: serving" addr=(\S+)`)
+
+// settlementCatalogue returns the metric names the settlement process
+// serves: cmd/settlement built and run on a SQLite store in a scratch
+// directory, with one journal gateway configured (nothing is settled, so it
+// is never asked) so that the reconciliation metrics are registered, and
+// scraped once /readyz says its first scheduler pass is done (labelled
+// gauges such as scenepay_settlement_window_state have no series before).
 func settlementCatalogue(t *testing.T) map[string]bool {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "settlement.db"))
+	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("settlement store: %v", err)
+		t.Fatalf("the go tool is needed to build the settlement process: %v", err)
 	}
-	defer st.Close()
-	reg := prometheus.NewRegistry()
-	cl, err := clearing.New(clearing.Config{Store: st, Calendar: clearing.Calendar{CutOff: 23 * time.Hour},
-		Grace: 10 * time.Minute, Registerer: reg})
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "settlement")
+	if out, err := exec.Command(goTool, "build", "-o", bin, "scenepay/settlement/cmd/settlement").CombinedOutput(); err != nil {
+		t.Fatalf("go build scenepay/settlement/cmd/settlement: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-db", filepath.Join(dir, "settlement.db"), "-data-dir", dir, "-listen", "127.0.0.1:0",
+		"-journal-gateways", "http://127.0.0.1:9")
+	cmd.Env = append(os.Environ(), "SCENEPAY_GATEWAY_TOKEN=deploy-kit")
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		t.Fatalf("clearing.New: %v", err)
+		t.Fatal(err)
 	}
-	if _, err := cl.Tick(ctx, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)); err != nil {
-		t.Fatalf("clearing tick: %v", err)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start settlement: %v", err)
 	}
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("settlement metrics: status %d", rec.Code)
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	addr := make(chan string, 1)
+	var logMu sync.Mutex
+	var logged strings.Builder // the log so far, for a failure message
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := settlementServing.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+			logMu.Lock()
+			logged.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+		}
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case <-time.After(30 * time.Second):
+		logMu.Lock()
+		defer logMu.Unlock()
+		t.Fatalf("settlement did not log its address:\n%s", logged.String())
 	}
-	return parseCatalogue(rec.Body.String())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("settlement at %s not ready: %v", base, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("settlement scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("settlement scrape: status %d, err %v", resp.StatusCode, err)
+	}
+	return parseCatalogue(string(body))
 }
 
 // parseCatalogue reads the "# TYPE name kind" lines of a text exposition.
@@ -250,7 +307,9 @@ func TestDeployDashboardAndAlertsUseServedMetrics(t *testing.T) {
 			t.Fatalf("scraped catalogue lacks %s; is the scrape wired right? names: %v", must, sortedNames(catalogue))
 		}
 	}
-	for _, must := range []string{"scenepay_settlement_window_state", "scenepay_settlement_reconciliation_difference_fen"} {
+	for _, must := range []string{"scenepay_settlement_window_state", "scenepay_settlement_reconciliation_difference_fen",
+		"scenepay_settlement_files_written_total", "scenepay_settlement_reconciliation_journal_gateways",
+		"scenepay_settlement_reconciliation_pending_windows", "scenepay_settlement_reconciliation_failures_total"} {
 		if !settlement[must] {
 			t.Fatalf("settlement catalogue lacks %s; is the clearer wired right? names: %v", must, sortedNames(settlement))
 		}
