@@ -101,6 +101,10 @@ type ArmResult struct {
 	BrokerCPUus  float64 `json:"broker_cpu_us_per_txn"`
 	GatewayCPUus float64 `json:"gateway_cpu_us_per_txn,omitempty"`
 	LoadCPUus    float64 `json:"load_cpu_us_per_txn"` // the benchmark process
+	// Read and write system calls per transaction (/proc/<pid>/io).
+	BrokerSyscalls  float64 `json:"broker_syscalls_per_txn"`
+	GatewaySyscalls float64 `json:"gateway_syscalls_per_txn,omitempty"`
+	LoadSyscalls    float64 `json:"load_syscalls_per_txn"`
 }
 
 // HalfRate compares the arms at half the gateway's maximum rate (the
@@ -249,8 +253,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.Terminals, client, o.Objective.P99, 100*o.Objective.FailureRate)
 	fmt.Fprintf(out, "load average at start %.2f %.2f %.2f; load us/tx is this process (the terminals, and in the echo arm the echo too)\n\n",
 		loadStart[0], loadStart[1], loadStart[2])
-	fmt.Fprintf(out, "%-8s %8s %8s %7s %6s %9s %9s %9s %9s %10s %10s %10s %s\n",
-		"arm", "rate/s", "sent", "fail", "stray", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "brk us/tx", "gw us/tx", "load us/tx", "verdict")
+	fmt.Fprintf(out, "%-8s %8s %8s %7s %6s %9s %9s %9s %9s %10s %10s %10s %8s %8s %s\n",
+		"arm", "rate/s", "sent", "fail", "stray", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "brk us/tx", "gw us/tx", "load us/tx",
+		"gw sc/tx", "load sc/tx", "verdict")
 
 	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate,
 		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart, LoadProcs: runtime.GOMAXPROCS(0)}
@@ -267,13 +272,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if w.Pass {
 			verdict = "ok"
 		}
-		gwCPU := "-"
+		gwCPU, gwSC := "-", "-"
 		if c, ok := w.CPUPerTxn[ArmGateway]; ok {
 			gwCPU = fmt.Sprintf("%.1f", us(c))
 		}
-		fmt.Fprintf(out, "%-8s %8.0f %8d %7d %6d %9.2f %9.2f %9.2f %9.2f %10.1f %10s %10.1f %s\n",
+		if c, ok := w.SyscallsPerTxn[ArmGateway]; ok {
+			gwSC = fmt.Sprintf("%.1f", c)
+		}
+		fmt.Fprintf(out, "%-8s %8.0f %8d %7d %6d %9.2f %9.2f %9.2f %9.2f %10.1f %10s %10.1f %8s %8.1f %s\n",
 			arm, rate, w.Sent, w.Failures(), w.Stray, ms(w.P50), ms(w.P99), ms(w.P999), ms(w.Max),
-			us(w.CPUPerTxn["broker"]), gwCPU, us(w.CPUPerTxn["load"]), verdict)
+			us(w.CPUPerTxn["broker"]), gwCPU, us(w.CPUPerTxn["load"]), gwSC, w.SyscallsPerTxn["load"], verdict)
 		return w, nil
 	}
 	record := func(a *ArmResult, w Window) {
@@ -284,6 +292,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if c, ok := w.CPUPerTxn[ArmGateway]; ok {
 			a.GatewayCPUus = us(c)
 		}
+		round := func(f float64) float64 { return math.Round(f*10) / 10 }
+		a.BrokerSyscalls = round(w.SyscallsPerTxn["broker"])
+		a.LoadSyscalls = round(w.SyscallsPerTxn["load"])
+		a.GatewaySyscalls = round(w.SyscallsPerTxn[ArmGateway])
 	}
 
 	// The search: both arms step through the same rates, alternating
@@ -406,6 +418,11 @@ func printSummary(out io.Writer, r *Result) {
 			fmt.Fprintf(out, " gateway %.1f us", a.r.GatewayCPUus)
 		}
 		fmt.Fprintf(out, " load %.1f us", a.r.LoadCPUus)
+		fmt.Fprintf(out, "; syscalls/txn broker %.1f", a.r.BrokerSyscalls)
+		if a.name == ArmGateway {
+			fmt.Fprintf(out, " gateway %.1f", a.r.GatewaySyscalls)
+		}
+		fmt.Fprintf(out, " load %.1f", a.r.LoadSyscalls)
 		fmt.Fprintln(out)
 	}
 	fmt.Fprintf(out, "gateway/echo ratio %.3f (target 0.8)\n", r.Ratio)
@@ -442,8 +459,10 @@ func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Bro
 		check = true
 	}
 	before := map[string]time.Duration{}
+	beforeSC := map[string]int64{}
 	for name, pid := range pids {
 		before[name], _ = CPUTime(pid)
+		beforeSC[name], _ = Syscalls(pid)
 	}
 	w := f.Run(ctx, rate, o.Warm, o.Window, o.Timeout, check)
 	if err := f.Err(); err != nil {
@@ -452,10 +471,14 @@ func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Bro
 	}
 	w.Arm = arm
 	w.CPUPerTxn = map[string]time.Duration{}
+	w.SyscallsPerTxn = map[string]float64{}
 	for name, pid := range pids {
 		after, err := CPUTime(pid)
 		if err == nil && w.Answered() > 0 {
 			w.CPUPerTxn[name] = (after - before[name]) / time.Duration(w.Answered())
+		}
+		if sc, err := Syscalls(pid); err == nil && w.Answered() > 0 && beforeSC[name] > 0 {
+			w.SyscallsPerTxn[name] = float64(sc-beforeSC[name]) / float64(w.Answered())
 		}
 	}
 	w.Pass = o.Objective.Meets(w)

@@ -161,10 +161,38 @@ func TestQuickRunPrintsBenchLine(t *testing.T) {
 	if got.Half == nil || got.Half.Rate <= 0 {
 		t.Errorf("half-rate comparison missing: %+v", got.Half)
 	}
+	if got.Gateway.LoadSyscalls <= 0 || got.Gateway.GatewaySyscalls <= 0 || got.Gateway.BrokerSyscalls <= 0 {
+		t.Errorf("system calls per transaction missing: %+v", got.Gateway)
+	}
 	if got.Scale.Target != 50 || got.Scale.Connected != 50 || got.Scale.Alive != 50 {
 		t.Errorf("scale probe: %+v", got.Scale)
 	}
 	if got.Ratio != res.Ratio || got.Echo != res.Echo {
 		t.Error("BENCH line differs from the returned result")
+	}
+}
+
+func TestSyscallsCountsThisProcess(t *testing.T) {
+	before, err := Syscalls(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc io: %v", err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "sc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		f.Write([]byte("x"))
+	}
+	f.Close()
+	after, err := Syscalls(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 10 {
+		t.Errorf("10 writes counted as %d system calls", after-before)
+	}
+	if _, err := Syscalls(-1); err == nil {
+		t.Error("no error for a process that does not exist")
 	}
 }

@@ -310,7 +310,9 @@ type Window struct {
 	Elapsed  time.Duration `json:"-"`
 	// CPU per answered request, by process name (broker, gateway).
 	CPUPerTxn map[string]time.Duration `json:"-"`
-	Pass      bool                     `json:"pass"`
+	// System calls (reads and writes) per answered request, by process.
+	SyscallsPerTxn map[string]float64 `json:"-"`
+	Pass           bool               `json:"pass"`
 }
 
 // Failures is every request that did not end in a timely expected answer.

@@ -54,3 +54,32 @@ func RaiseFileLimit() (uint64, error) {
 	}
 	return r.Cur, nil
 }
+
+// Syscalls reads the read-like plus write-like system calls pid has made
+// (syscr + syscw of /proc/<pid>/io; every read(2), including one that
+// finds no data, counts). Per transaction it shows how well a client
+// batches its socket traffic.
+func Syscalls(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	found := 0
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		k, v, ok := bytes.Cut(line, []byte(": "))
+		if !ok || (string(k) != "syscr" && string(k) != "syscw") {
+			continue
+		}
+		c, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return 0, errors.New("bench: malformed /proc io")
+		}
+		n += c
+		found++
+	}
+	if found != 2 {
+		return 0, errors.New("bench: /proc io lacks syscr or syscw")
+	}
+	return n, nil
+}
