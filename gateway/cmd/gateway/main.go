@@ -65,6 +65,29 @@ func envDur(name string, def time.Duration) time.Duration {
 	return def
 }
 
+// sweepFlags defines the flags of the periodic sweep (engine/sweep.go) on
+// fs, with defaults from the environment and then from def.
+func sweepFlags(fs *flag.FlagSet, def engine.Config) (every *time.Duration, batch *int) {
+	batchDef := def.SweepBatchMax
+	if batchDef == 0 {
+		batchDef = engine.DefaultSweepBatchMax
+	}
+	every = fs.Duration("sweep-every", envDur("SCENEPAY_SWEEP_EVERY", def.SweepEvery), "interval of the sweep that charges bus journeys left open past the route's maximum journey time and releases forgotten inpatient deposits; 0 disables it (a card's next tap and a kiosk's next request still expire them) [SCENEPAY_SWEEP_EVERY]")
+	batch = fs.Int("sweep-batch-max", envInt("SCENEPAY_SWEEP_BATCH_MAX", batchDef), "journeys, and deposits, one sweep pass expires per shard at most; a larger backlog drains over later passes [SCENEPAY_SWEEP_BATCH_MAX]")
+	return every, batch
+}
+
+// checkSweep refuses sweep settings the engine would silently change.
+func checkSweep(every time.Duration, batch int) error {
+	if every < 0 {
+		return fmt.Errorf("-sweep-every must not be negative (0 disables the sweep)")
+	}
+	if batch < 1 {
+		return fmt.Errorf("-sweep-batch-max must be at least 1")
+	}
+	return nil
+}
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
@@ -102,6 +125,7 @@ func run() error {
 	batchAge := flag.Duration("handoff-batch-age", envDur("SCENEPAY_HANDOFF_BATCH_AGE", handoff.DefaultBatchAge), "seal a handoff batch this old; idle watermark interval [SCENEPAY_HANDOFF_BATCH_AGE]")
 	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 72*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
 	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address; empty = off [SCENEPAY_PPROF_LISTEN]")
+	sweepEvery, sweepBatch := sweepFlags(flag.CommandLine, def)
 	flag.Parse()
 	if *pprofListen != "" {
 		// Off by default: profiles expose internals and cost CPU while taken.
@@ -190,6 +214,10 @@ func run() error {
 		return fmt.Errorf("-journal-retain must not be negative")
 	}
 	cfg.JournalRetain = *journalRetain
+	if err := checkSweep(*sweepEvery, *sweepBatch); err != nil {
+		return err
+	}
+	cfg.SweepEvery, cfg.SweepBatchMax = *sweepEvery, *sweepBatch
 	cfg.Logger = log
 	cfg.Metrics = engine.NewMetrics(reg)
 	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync}
