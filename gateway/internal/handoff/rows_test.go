@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 	"time"
@@ -224,5 +225,81 @@ func TestEntryRowInsuranceLegs(t *testing.T) {
 	var rec core.Record
 	if _, _, _, err := EntryRow("gw1", 40, nil, one, scene, &rec, x); err == nil {
 		t.Fatal("insurance split without payers made no error")
+	}
+}
+
+// A card boards company A's bus (reader TA), never taps out, and hours
+// later, before the sweep reached the journey, taps in on company B's flat
+// bus (reader TB). The gateway journals the old journey's expiry as its own
+// entry ahead of the tap's (core.Shard.ExpireBeforeTap): settlement pays
+// A's merchant the maximum fare and B's merchant only B's fare. Had the
+// tap's record closed the journey (the lazy path), its one row would pay
+// both to B.
+func TestRowsExpiredJourneyBeforeAnotherCompanysTap(t *testing.T) {
+	scene := func(tid string) (string, bool) { return settle.SceneBus, tid == "TA" || tid == "TB" }
+	board := time.Date(2026, 3, 10, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	later := board.Add(6 * time.Hour)
+	s := core.NewShard(1, nil)
+	var out core.Output
+	var entries [][]byte // one per journal entry, in journal order
+	step := func(at time.Time, in core.Input) {
+		t.Helper()
+		if s.ExpireBeforeTap(at, &in, &out) {
+			entries = append(entries, bytes.Clone(out.Record))
+		}
+		s.Step(at, &in, &out)
+		if out.Code != terminals.CodeApproved {
+			t.Fatalf("%s: %s", in.Op, out.Code)
+		}
+		entries = append(entries, bytes.Clone(out.Record))
+	}
+	step(board, core.Input{Op: core.OpOpenAccount, Account: "county:C1", Amount: 5000})
+	step(board, core.Input{Op: core.OpTapIn, Account: "county:C1", TID: "TA", Txn: 1, Merchant: "BUS-A", Route: "D1", Stop: "S1"})
+	step(later, core.Input{Op: core.OpTapIn, Account: "county:C1", TID: "TB", Txn: 1, Merchant: "BUS-B", Route: "B1"})
+	if len(entries) != 4 {
+		t.Fatalf("%d entries, want 4 (open, A's tap-in, the expiry, B's tap-in)", len(entries))
+	}
+	var rows []settle.Txn
+	var rec core.Record
+	for i, raw := range entries {
+		one := func(_ []byte, fn func(string, []byte) error) error { return fn("", raw) }
+		row, ok, _, err := EntryRow("gw1", uint64(i+1), nil, one, scene, &rec, nil)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i+1, err)
+		}
+		if ok {
+			rows = append(rows, row)
+		}
+	}
+	want := []struct {
+		lsn            uint64
+		merchant, term string
+		op             string
+		amt            int64
+	}{
+		{3, "BUS-A", "TA", settle.OpCapture, 600},  // the maximum fare, to the company the card boarded with
+		{4, "BUS-B", "TB", settle.OpPurchase, 200}, // B's flat fare only
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d: %+v", len(rows), len(want), rows)
+	}
+	paid := map[string]int64{}
+	for i, w := range want {
+		r := rows[i]
+		if r.LSN != w.lsn || r.Merchant != w.merchant || r.Terminal != w.term || r.Op != w.op || r.Amount != w.amt || r.Account != "C1" {
+			t.Errorf("row %d: %+v; want lsn %d %s/%s %s %d", i, r, w.lsn, w.term, w.merchant, w.op, w.amt)
+		}
+		paid[r.Merchant] += r.Amount
+	}
+	if paid["BUS-A"] != 600 || paid["BUS-B"] != 200 {
+		t.Fatalf("paid %v, want BUS-A 600 BUS-B 200", paid)
+	}
+	// The same records map to the same rows again (a re-cut batch).
+	for i, raw := range entries[2:] {
+		one := func(_ []byte, fn func(string, []byte) error) error { return fn("", raw) }
+		again, _, _, err := EntryRow("gw1", uint64(i+3), nil, one, scene, &rec, nil)
+		if err != nil || !reflect.DeepEqual(again, rows[i]) {
+			t.Fatalf("re-mapped row %d: %+v %v; want %+v", i, again, err, rows[i])
+		}
 	}
 }
