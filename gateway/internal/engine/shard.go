@@ -194,6 +194,9 @@ func (s *shard) request(w *work) {
 	}
 	now := s.e.cfg.Clock()
 	s.input(w)
+	if !s.expireBeforeTap(w, now) { // expire.go
+		return
+	}
 	s.c.Step(now, &w.in, &w.out)
 	code := w.out.Code
 	if w.req.Type == terminals.TypeReversal && code == terminals.CodeOriginalNotFound && w.tomb {
