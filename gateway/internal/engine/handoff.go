@@ -59,6 +59,8 @@ func EntryRecord(payload []byte) (tid string, rec []byte, err error) {
 			}
 		}
 		return tid, recs[0], nil
+	case entryStall:
+		return stallEntryRecord(payload)
 	case entryTerminal, entryConfig, entryDeny:
 		return "", nil, nil
 	default:
