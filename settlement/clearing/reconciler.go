@@ -27,7 +27,7 @@ import (
 
 // ReconcileLookbackDays is how many business days back a pass looks for
 // settled windows to reconcile; it should not exceed the gateways'
-// journal retention (-journal-retain, default 72h).
+// journal retention (-journal-retain, default 120h: settlement looks back 3 business days, up to 96h).
 const ReconcileLookbackDays = 3
 
 // Reasons of scenepay_settlement_reconciliation_failures_total.

@@ -315,10 +315,10 @@ func filter(ctx *fasthttp.RequestCtx, merchant string) (store.Filter, string) {
 			f.Terminal = val
 		case "op", "status":
 			switch val {
-			case handoff.OpPurchase, handoff.OpCapture, handoff.OpReversal, handoff.OpRefund:
+			case handoff.OpPurchase, handoff.OpCapture, handoff.OpReversal, handoff.OpRefund, handoff.OpDebtRecovery:
 				f.Op = val
 			default:
-				why = string(k) + " must be purchase, capture, reversal or refund"
+				why = string(k) + " must be purchase, capture, reversal, refund or debt_recovery"
 			}
 		case "cursor":
 			f.Cursor = val

@@ -362,6 +362,7 @@ func TestFilters(t *testing.T) {
 			{"scene=bus&op=purchase", e.keyA, bus},
 			{"terminal=STALL-9&op=refund", e.keyA, []uint64{30}},
 			{"status=reversal", e.keyA, []uint64{31}},
+			{"op=debt_recovery", e.keyA, nil},
 			{"scene=kiosk", e.keyA, nil},
 			{"from=2026-02-27&to=2026-02-27", e.keyA, nil},
 			{"from=2026-02-27&to=2026-02-27", e.keyB, []uint64{1}},

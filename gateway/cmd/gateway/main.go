@@ -123,7 +123,7 @@ func run() error {
 	backlogMax := flag.Int("handoff-backlog-max", envInt("SCENEPAY_HANDOFF_BACKLOG_MAX", handoff.DefaultBacklogMax), "journal records not yet handed off, past which /readyz fails and new payments get BUSY [SCENEPAY_HANDOFF_BACKLOG_MAX]")
 	batchRows := flag.Int("handoff-batch-rows", envInt("SCENEPAY_HANDOFF_BATCH_ROWS", handoff.DefaultBatchRowsMax), "rows per handoff batch [SCENEPAY_HANDOFF_BATCH_ROWS]")
 	batchAge := flag.Duration("handoff-batch-age", envDur("SCENEPAY_HANDOFF_BATCH_AGE", handoff.DefaultBatchAge), "seal a handoff batch this old; idle watermark interval [SCENEPAY_HANDOFF_BATCH_AGE]")
-	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 72*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
+	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 120*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
 	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address; empty = off [SCENEPAY_PPROF_LISTEN]")
 	sweepEvery, sweepBatch := sweepFlags(flag.CommandLine, def)
 	flag.Parse()

@@ -155,7 +155,7 @@ func TestLegsSettleEndToEnd(t *testing.T) {
 			Divisions: []store.Division{{Kind: store.DivisionInsurancePersonal, Payee: "insurance-personal-account", Amount: 1_000},
 				{Kind: store.DivisionInsurancePooled, Payee: "insurance-pooled-fund", Amount: 6_000}}},
 		{Window: w.ID, Merchant: "stall-7", Totals: store.Totals{Count: 2, Gross: 1550, Payments: 1, Refunds: -500, RefundCount: 1, Net: 1050},
-			Payable: 1050 - fee[0].Amount,
+			Payable:   1050 - fee[0].Amount,
 			Divisions: fee},
 	}
 	if !reflect.DeepEqual(ss, want) {

@@ -37,6 +37,13 @@ func TestParseFlagsJournalGateways(t *testing.T) {
 	if c, err := parseFlags([]string{"-journal-gateways", "http://gw1:18080"}); err != nil || c.GatewayToken != "from-env" {
 		t.Fatalf("token from the environment: %+v, %v", c, err)
 	}
+	// The gateway compares the lower-case hex form of its token file.
+	if err := os.WriteFile(tok, []byte("AB12CD34EF\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := parseFlags([]string{"-journal-gateways", "http://gw1:18080", "-gateway-token-file", tok}); err != nil || c.GatewayToken != "ab12cd34ef" {
+		t.Fatalf("hex token in upper case: %+v, %v", c, err)
+	}
 	if c, err := parseFlags(nil); err != nil || len(c.JournalGateways) != 0 {
 		t.Fatalf("no gateways: %+v, %v", c, err)
 	}

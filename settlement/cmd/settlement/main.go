@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -92,6 +93,11 @@ func parseFlags(args []string) (config, error) {
 				return c, fmt.Errorf("-gateway-token-file: %w", err)
 			}
 			c.GatewayToken = strings.TrimSpace(string(b))
+		}
+		// The gateway reads its token file as hex and compares the
+		// lower-case form; send the same form, whatever case the file has.
+		if _, err := hex.DecodeString(c.GatewayToken); err == nil {
+			c.GatewayToken = strings.ToLower(c.GatewayToken)
 		}
 		if c.GatewayToken == "" {
 			return c, errors.New("-journal-gateways needs the gateways' operator token: -gateway-token-file or SCENEPAY_GATEWAY_TOKEN")
