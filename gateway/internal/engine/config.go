@@ -20,18 +20,37 @@ import (
 // The publish happens only after the entry is durable, so a terminal never
 // applies a version the gateway could lose in a crash. The broker keeps the
 // retained message for terminals that are offline now; the gateway
-// republishes every current document when it gets a publisher (start-up),
-// which heals a broker that lost its retained store. The payload bytes
-// depend only on the document, so republishing is idempotent.
+// republishes every current document (and the deny list, denylist.go) when
+// it gets a publisher (start-up) and after every reconnect of the
+// publisher's connections (ReconnectNotifier), which heals a broker that
+// restarted without persistence and lost its retained store. The payload
+// bytes depend only on the document, so republishing is idempotent.
 //
-// Changes are serialized by configState.mu (held through the publish), so
-// retained messages go out in version order and the last one published is
-// always the current version.
+// Changes are serialized by configState.mu (held through the publish, and
+// through a republish), so retained messages go out in version order and
+// the last one published is always the current version. The publisher
+// must not resend a retained message by itself after a reconnect (ingress
+// does not): a stale version resent after the republish would stay.
 
 // RetainedPublisher is implemented by a Publisher that can also publish
 // retained messages and report whether the broker accepted them.
 type RetainedPublisher interface {
 	PublishRetained(topic string, payload []byte) error
+}
+
+// ReconnectNotifier is implemented by a publisher whose broker connections
+// can be lost and come back (ingress): f is called after each reconnect,
+// when a broker restarted without persistence may have lost every retained
+// message.
+type ReconnectNotifier interface {
+	OnConnected(f func())
+}
+
+// RepublishRetained publishes every current config document and the deny
+// list again (start-up, reconnect). Idempotent.
+func (e *Engine) RepublishRetained() {
+	e.RepublishConfig()
+	e.RepublishDeny()
 }
 
 type configState struct {
@@ -123,7 +142,8 @@ func (e *Engine) configLaggingCounts() map[string]int {
 	return out
 }
 
-// RepublishConfig publishes every current document again (start-up).
+// RepublishConfig publishes every current document again (start-up,
+// reconnect).
 func (e *Engine) RepublishConfig() {
 	e.conf.mu.Lock()
 	defer e.conf.mu.Unlock()
@@ -144,7 +164,7 @@ func (e *Engine) publishConfigLocked(d confstore.Doc) {
 	g, _ := confstore.GroupOf(d.Name)
 	if err := rp.PublishRetained(e.cfg.Topics.GroupConfig(g), confstore.Seal(e.conf.key, d)); err != nil {
 		e.m.ConfigPublishErrors.Inc()
-		e.log.Error("config publish failed; it is retried on the next change or restart", "name", d.Name, "version", d.Version, "err", err)
+		e.log.Error("config publish failed; it is retried on the next change, reconnect or restart", "name", d.Name, "version", d.Version, "err", err)
 	}
 }
 

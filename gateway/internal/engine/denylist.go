@@ -21,8 +21,9 @@ package engine
 // it is new) first replaces its list with the full message, then applies
 // the delta. A new full list is published, and F moves to V, when the
 // delta would list more than DenyDeltaCardsMax cards or DenyFullEvery
-// versions have passed since F, and at every start (republish; F starts
-// at 0, the empty list, before any full list was published). The full
+// versions have passed since F, and at every start and broker reconnect
+// (republish; F starts at 0, the empty list, before any full list was
+// published). The full
 // message goes out before the delta, so a delta's From always names a
 // full list the broker holds. Readers report the version they applied as
 // "deny" in the heartbeat's cfg object; GET /v1/denylist/lagging lists the
@@ -324,12 +325,17 @@ func (e *Engine) noteDenyReport(tid string, v *terminals.CfgVersions) {
 }
 
 // RepublishDeny publishes a full list and an empty delta at the current
-// version (start-up, or a new publisher); a list never changed (version 0)
-// publishes nothing: a reader without a list is current.
+// version (start-up, a new publisher, a reconnect); a list never changed
+// (version 0) without stopped first-ride routes publishes nothing: a
+// reader without a list is current. Holding mu, it is ordered with every
+// change's publication, so the current version is the one left retained.
 func (e *Engine) RepublishDeny() {
 	e.deny.mu.Lock()
 	defer e.deny.mu.Unlock()
-	if e.DenyVersion() == 0 {
+	e.deny.lmu.Lock()
+	idle := e.deny.list.Version() == 0 && len(e.deny.stop) == 0
+	e.deny.lmu.Unlock()
+	if idle {
 		return
 	}
 	e.publishDenyLocked(true)
@@ -354,14 +360,14 @@ func (e *Engine) publishDenyLocked(forceFull bool) {
 	}
 	if full {
 		if err := rp.PublishRetained(DenyTopicFull(e.cfg.Topics), terminals.Seal(e.conf.key, AppendDenyFull(nil, v, all.Add))); err != nil {
-			e.log.Error("deny list publish failed; retried on the next change or restart", "version", v, "err", err)
+			e.log.Error("deny list publish failed; retried on the next change, reconnect or restart", "version", v, "err", err)
 			return
 		}
 		d.full = v
 		delta = transit.Delta{From: v, To: v}
 	}
 	if err := rp.PublishRetained(DenyTopicDelta(e.cfg.Topics), terminals.Seal(e.conf.key, AppendDenyDelta(nil, delta, stops, stopDay))); err != nil {
-		e.log.Error("deny list publish failed; retried on the next change or restart", "version", v, "err", err)
+		e.log.Error("deny list publish failed; retried on the next change, reconnect or restart", "version", v, "err", err)
 	}
 }
 

@@ -262,12 +262,16 @@ func (e *Engine) journalDir() string  { return e.cfg.Dir + "/journal" }
 func (e *Engine) snapshotDir() string { return e.cfg.Dir + "/snapshots" }
 
 // SetPublisher sets where replies go. A publisher that can publish retained
-// messages (RetainedPublisher) also gets every current config document again.
+// messages (RetainedPublisher) also gets every current config document and
+// the deny list again, now and, if it tells of reconnects
+// (ReconnectNotifier), after each one (config.go).
 func (e *Engine) SetPublisher(p Publisher) {
 	e.pub.Store(&pubHolder{p})
 	if _, ok := p.(RetainedPublisher); ok {
-		go e.RepublishConfig()
-		go e.RepublishDeny()
+		if n, ok := p.(ReconnectNotifier); ok {
+			n.OnConnected(e.RepublishRetained)
+		}
+		go e.RepublishRetained()
 	}
 }
 

@@ -3,6 +3,17 @@
 // hands each message to the engine, and publishes the engine's replies. It
 // reconnects and resubscribes by itself after a broker restart.
 //
+// Retained messages (the signed config documents and deny lists) are the
+// engine's to publish again after a broker restart, which loses them when
+// the broker keeps no persistence: whenever a (re)connect leaves every
+// connection up, Ingress calls the hook set with OnConnected (the engine
+// sets it in SetPublisher) to publish the current version of each. Paho
+// never resends a retained publication by itself: one in flight when a
+// connection drops is not kept for resending (retainedStore), and one
+// asked for while its connection is down fails at once. Otherwise paho
+// would resend it after the reconnect, possibly after the newer version the
+// hook published, and leave a stale version retained.
+//
 // Messages are handled concurrently (paho's OrderMatters(false)); the engine
 // never blocks a handler on the journal, so paho acknowledges QoS 1 messages
 // promptly and the broker's per-client in-flight window is not the limit.
@@ -13,10 +24,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"scenepay/terminals"
@@ -53,6 +67,11 @@ type Ingress struct {
 	connected  prometheus.Gauge
 	pubErrors  prometheus.Counter
 	up         atomic.Int32
+
+	hook    atomic.Pointer[func()] // OnConnected
+	kick    chan struct{}          // a (re)connect left every connection up
+	done    chan struct{}          // closed by Close
+	closing sync.Once
 }
 
 // Start connects cfg.Conns clients and subscribes each to the shared request
@@ -69,8 +88,10 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 		cfg.Logger = slog.Default()
 	}
 	in := &Ingress{
-		cfg: cfg,
-		log: cfg.Logger.With("component", "ingress"),
+		cfg:  cfg,
+		kick: make(chan struct{}, 1),
+		done: make(chan struct{}),
+		log:  cfg.Logger.With("component", "ingress"),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scenepay_gateway_mqtt_reconnects_total", Help: "MQTT connections of the gateway re-established after a loss.",
 		}),
@@ -105,6 +126,7 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 		o.SetKeepAlive(20 * time.Second)
 		o.SetPingTimeout(5 * time.Second)
 		o.SetWriteTimeout(5 * time.Second)
+		o.SetStore(retainedStore{paho.NewMemoryStore()})
 		o.SetConnectionLostHandler(func(_ paho.Client, err error) {
 			in.connected.Dec()
 			in.up.Add(-1)
@@ -112,7 +134,7 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 		})
 		o.SetOnConnectHandler(func(c paho.Client) {
 			in.connected.Inc()
-			in.up.Add(1)
+			all := in.up.Add(1) == int32(cfg.Conns)
 			if !first {
 				in.reconnects.Inc()
 				in.log.Info("MQTT reconnected", "conn", i)
@@ -137,6 +159,9 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 					in.log.Error("subscribe failed", "filter", filter, "err", tok.Error())
 				}
 			}()
+			if all {
+				in.connectedAll()
+			}
 		})
 		c := paho.NewClient(o)
 		tok := c.Connect()
@@ -151,7 +176,53 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 		}
 		in.clients = append(in.clients, c)
 	}
+	go in.republishLoop()
 	return in, nil
+}
+
+// OnConnected sets f to be called after every reconnect that leaves all
+// connections up (a broker restart, a network loss), so the caller can
+// publish its retained messages again. f runs on its own goroutine, one
+// call at a time; reconnects during a call cause one more call after it.
+// The caller publishes once itself when it starts; f may also run once
+// just after Start, for Start's own connections (publishing the current
+// versions again is harmless).
+func (in *Ingress) OnConnected(f func()) { in.hook.Store(&f) }
+
+func (in *Ingress) connectedAll() {
+	select {
+	case in.kick <- struct{}{}:
+	default: // a call is already due
+	}
+}
+
+func (in *Ingress) republishLoop() {
+	for {
+		select {
+		case <-in.done:
+			return
+		case <-in.kick:
+		}
+		if f := in.hook.Load(); f != nil {
+			in.log.Info("MQTT connections up again; publishing retained messages")
+			(*f)()
+		}
+	}
+}
+
+// retainedStore is paho's outbound store without retained publications:
+// paho resends what its store holds after a reconnect, and a stale retained
+// version resent after the current one would stay retained. The OnConnected
+// hook publishes the current versions instead. A retained publication lost
+// that way keeps its message id until the client closes (paho frees ids
+// only through the store); there is at most one per topic and loss.
+type retainedStore struct{ paho.Store }
+
+func (s retainedStore) Put(key string, m packets.ControlPacket) {
+	if p, ok := m.(*packets.PublishPacket); ok && p.Retain && strings.HasPrefix(key, "o.") {
+		return
+	}
+	s.Store.Put(key, m)
 }
 
 // Publish sends a reply at QoS 1 on one of the connections, without waiting
@@ -182,7 +253,14 @@ func (in *Ingress) PublishRetained(topic string, payload []byte) error {
 	if n == 0 {
 		return errors.New("ingress: no MQTT connection")
 	}
-	tok := in.clients[topicConn(topic, n)].Publish(topic, 1, true, payload)
+	c := in.clients[topicConn(topic, n)]
+	if !c.IsConnectionOpen() {
+		// Not queued for the reconnect (retainedStore): the OnConnected
+		// hook publishes the current version once every connection is up.
+		in.pubErrors.Inc()
+		return fmt.Errorf("ingress: retained publish to %s: not connected; published again on reconnect", topic)
+	}
+	tok := c.Publish(topic, 1, true, payload)
 	if !tok.WaitTimeout(10 * time.Second) {
 		in.pubErrors.Inc()
 		return fmt.Errorf("ingress: retained publish to %s: no acknowledgement within 10s", topic)
@@ -204,6 +282,7 @@ func (in *Ingress) Connected() error {
 
 // Close disconnects every client, letting queued publications go out.
 func (in *Ingress) Close() {
+	in.closing.Do(func() { close(in.done) })
 	for _, c := range in.clients {
 		c.Disconnect(500)
 	}
