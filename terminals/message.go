@@ -121,7 +121,8 @@ type Reply struct {
 	Txn  uint64 `json:"txn"`
 	Code Code   `json:"code"`
 	Auth string `json:"auth,omitempty"` // gateway authorization reference (journal LSN)
-	Amt  *int64 `json:"amt,omitempty"`  // taps: fen charged, held or captured by this tap
+	Amt  *int64 `json:"amt,omitempty"`  // fen: charged, held or captured by a tap; debited or credited; taken from the balance by an offline_upload
+	Debt *int64 `json:"debt,omitempty"` // offline_upload: fen of the uploaded fares that became debt on the card (present only when > 0)
 	Bal  *int64 `json:"bal,omitempty"`  // available balance after the request, fen
 	Out  string `json:"out,omitempty"`  // offline_upload: one outcome letter per tap (upload.go)
 	GTS  int64  `json:"gts"`            // gateway time, Unix milliseconds UTC
@@ -194,6 +195,7 @@ const (
 	keyTaps
 	keyOut
 	keyOBK
+	keyDebt
 )
 
 // maxVersionValue bounds the "v" field while decoding; anything that fits but
@@ -913,6 +915,10 @@ func (p *Reply) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"amt":`...)
 		dst = strconv.AppendInt(dst, *p.Amt, 10)
 	}
+	if p.Debt != nil {
+		dst = append(dst, `,"debt":`...)
+		dst = strconv.AppendInt(dst, *p.Debt, 10)
+	}
 	if p.Bal != nil {
 		dst = append(dst, `,"bal":`...)
 		dst = strconv.AppendInt(dst, *p.Bal, 10)
@@ -966,6 +972,8 @@ func DecodeReply(body []byte) (*Reply, error) {
 			bit = keyBal
 		case "amt":
 			bit = keyAmt
+		case "debt":
+			bit = keyDebt
 		case "gts":
 			bit = keyGTS
 		case "out":
@@ -997,6 +1005,11 @@ func DecodeReply(body []byte) (*Reply, error) {
 			var v int64
 			if v, err = s.int(name, math.MaxInt64); err == nil {
 				p.Amt = &v
+			}
+		case keyDebt:
+			var v int64
+			if v, err = s.int(name, math.MaxInt64); err == nil {
+				p.Debt = &v
 			}
 		default: // string fields
 			if b, err = s.str(name); err == nil {

@@ -347,6 +347,7 @@ func TestReplyRoundTrip(t *testing.T) {
 		{V: 1, Type: TypePurchase, TID: "BUS-0001", Txn: 43, Code: CodeInsufficientFunds, Bal: bal(0), GTS: tsExample},
 		{V: 1, Type: TypeBalance, TID: "BUS-0001", Txn: 44, Code: CodeApproved, Bal: bal(-1 << 63), GTS: 1},
 		{V: 1, Type: TypeHeartbeat, TID: "BUS-0001", Code: CodeApproved, GTS: tsExample},
+		{V: 1, Type: TypeOfflineUpload, TID: "BUS-0042", Txn: 78, Code: CodeApproved, Auth: "01-0000000013", Amt: bal(300), Debt: bal(200), Bal: bal(0), Out: "ccd", GTS: tsExample},
 		{V: 1, Type: "", TID: "BUS-0001", Code: CodeBadMAC, GTS: tsExample},
 		// Strings that strconv.Quote would have written as invalid JSON.
 		{V: 1, Type: "x\x7f\a\v\x00\"\\/\u2028\u2029é中😀", TID: "T", Txn: 1, Code: CodeMalformed, Auth: "\t\r\n\b\f", GTS: -5},
@@ -397,6 +398,8 @@ func TestDecodeReplyRefusals(t *testing.T) {
 		{"bad tid", strings.Replace(ok, `"tid":"BUS-0001"`, `"tid":"a/b"`, 1), CodeMalformed, "tid"},
 		{"unknown key", strings.Replace(ok, `"auth"`, `"authz"`, 1), CodeMalformed, "authz"},
 		{"duplicate key", strings.Replace(ok, `"bal":9800`, `"bal":9800,"bal":1`, 1), CodeMalformed, "bal"},
+		{"duplicate debt", strings.Replace(ok, `"bal":9800`, `"debt":1,"bal":9800,"debt":1`, 1), CodeMalformed, "debt"},
+		{"debt fraction", strings.Replace(ok, `"bal":9800`, `"debt":1.5,"bal":9800`, 1), CodeMalformed, "debt"},
 		{"bal null", strings.Replace(ok, `"bal":9800`, `"bal":null`, 1), CodeMalformed, "bal"},
 		{"bal fraction", strings.Replace(ok, `"bal":9800`, `"bal":98.5`, 1), CodeMalformed, "bal"},
 		{"txn negative", strings.Replace(ok, `"txn":42`, `"txn":-42`, 1), CodeMalformed, "txn"},

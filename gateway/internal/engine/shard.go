@@ -54,6 +54,10 @@ type work struct {
 	stall *stallJob // workStall
 
 	sweep *sweepReq // workSweep: a Sweep call waiting for the pass (nil from the timer)
+
+	// upPaid and upDebt are what an approved offline_upload took from the
+	// card's balance and added to its debt (cardMoney), for the reply.
+	upPaid, upDebt int64
 }
 
 func (w *work) reset() {
@@ -166,7 +170,19 @@ func (s *shard) sealReply(w *work, now time.Time, code terminals.Code, withBal b
 		bal := w.out.Available
 		rep.Bal = &bal
 	}
-	if (isTap(w.req.Type) || isMarket(w.req.Type)) && code == terminals.CodeApproved {
+	switch {
+	case code != terminals.CodeApproved:
+	case w.req.Type == terminals.TypeOfflineUpload:
+		// What the card paid (docs/protocol.md section 16): taken from
+		// the balance, and the part that became debt. A hold the upload
+		// placed and closed again is in neither.
+		amt := w.upPaid
+		rep.Amt = &amt
+		if w.upDebt > 0 {
+			debt := w.upDebt
+			rep.Debt = &debt
+		}
+	case isTap(w.req.Type) || isMarket(w.req.Type) || w.req.Type == terminals.TypeECNYOffline:
 		amt := w.out.Amount // charged, held or captured by this tap; debited or refunded
 		rep.Amt = &amt
 	}
@@ -197,8 +213,16 @@ func (s *shard) request(w *work) {
 	if !s.expireBeforeTap(w, now) { // expire.go
 		return
 	}
+	var before cardMoney
+	if w.req.Type == terminals.TypeOfflineUpload {
+		before = s.cardMoney(w.in.Account)
+	}
 	s.c.Step(now, &w.in, &w.out)
 	code := w.out.Code
+	if w.req.Type == terminals.TypeOfflineUpload && code == terminals.CodeApproved {
+		after := s.cardMoney(w.in.Account)
+		w.upPaid, w.upDebt = before.balance-after.balance, after.debt-before.debt
+	}
 	if w.req.Type == terminals.TypeReversal && code == terminals.CodeOriginalNotFound && w.tomb {
 		// The original was never seen: the reversal is acknowledged and the
 		// tombstone (journaled with this entry) refuses the late original.
@@ -328,6 +352,26 @@ func (s *shard) answerAfterDurable(w *work, r OperatorResult) {
 		}
 		w.res <- r
 	}()
+}
+
+// cardMoney is the part of an account's state an offline upload's reply
+// reports the change of: the ledger balance (holds are not taken from it)
+// and the card's debt outside its open journey (a journey's provisional
+// debt is settled, or released, when the journey closes, as a hold is).
+type cardMoney struct{ balance, debt int64 }
+
+func (s *shard) cardMoney(key string) cardMoney {
+	var m cardMoney
+	if a, ok := s.c.Account(key); ok {
+		m.balance = a.Balance
+	}
+	if c, ok := s.c.Card(key); ok {
+		m.debt = c.Debt
+		if c.Open {
+			m.debt -= c.Journey.Debt
+		}
+	}
+	return m
 }
 
 func isTap(typ string) bool {
