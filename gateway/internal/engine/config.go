@@ -74,7 +74,8 @@ const ConfigLagListMax = 1000
 // every shard writer, then publishes it retained. A *confstore.Error
 // is the operator's mistake; any other error is a fault. A failed publish
 // does not undo the change (it is durable): it is logged and counted, and
-// the next change or restart publishes the current version again.
+// the next change, broker reconnect or restart publishes the current
+// version again.
 func (e *Engine) PutConfig(name string, body []byte) (confstore.Doc, error) {
 	if err := e.Ready(); err != nil {
 		return confstore.Doc{}, err

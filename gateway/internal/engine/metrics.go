@@ -126,7 +126,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"name"})
 	m.ConfigPublishErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "scenepay_gateway_config_publish_errors_total",
-		Help: "Retained config publications the broker did not acknowledge (republished on the next change or restart).",
+		Help: "Retained config publications the broker did not acknowledge (republished on the next change, broker reconnect or restart).",
 	})
 	m.ConfigInvalidStored = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "scenepay_gateway_config_invalid_stored_total",
