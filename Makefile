@@ -73,7 +73,8 @@ bench-journal:
 # make bench-e2e: the gateway binary against a bare echo responder on a
 # private Mosquitto (deploy/ settings), open-loop load stepped to the p99
 # objective, plus a 10,000-connection probe; ends with "BENCH {json}".
-# BENCH_E2E_FLAGS=-quick for a smoke run (see emulator bench -h).
+# BENCH_E2E_FLAGS=-quick for a smoke run, -load-client paho to compare the
+# raw load client with paho (see emulator bench -h).
 BENCH_E2E_FLAGS ?=
 .PHONY: bench-e2e
 bench-e2e: build
