@@ -134,7 +134,7 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 		})
 		o.SetOnConnectHandler(func(c paho.Client) {
 			in.connected.Inc()
-			all := in.up.Add(1) == int32(cfg.Conns)
+			all := in.up.Add(1) >= int32(cfg.Conns)
 			if !first {
 				in.reconnects.Inc()
 				in.log.Info("MQTT reconnected", "conn", i)
