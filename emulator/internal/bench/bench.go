@@ -27,7 +27,7 @@ const (
 const (
 	// StepsMax bounds the rate steps of the search, whatever the options say.
 	StepsMax = 40
-	// TerminalsMax bounds the load fleet (MQTT connections with paho).
+	// TerminalsMax bounds the load fleet.
 	TerminalsMax = 5000
 )
 

@@ -67,17 +67,17 @@ type RawConfig struct {
 	// keeps sending while fewer than max_inflight_messages are unacked)
 	// and saves a write and a wake-up per transaction.
 	AckDelay time.Duration
-	// Writers is the number of scheduler goroutines (0 = 1): each owns the
-	// writes of a share of the connections. One keeps the wake-ups per
-	// tick, and so the generator's CPU, lowest.
+	// Writers is the number of scheduler goroutines (0 = 1; at most
+	// GOMAXPROCS and the number of connections), each owning the writes
+	// of a share of the connections.
 	Writers int
 	// TID names terminal i; nil means TerminalID (the provisioned fleet).
 	TID func(i int) string
 }
 
-// rawNet is the raw client's machinery behind a Fleet: a few scheduler
-// goroutines (one per CPU at most) that own the connections' writes, and
-// one reader goroutine per connection.
+// rawNet is the raw client's machinery behind a Fleet: RawConfig.Writers
+// scheduler goroutines (one by default) that own the connections' writes,
+// and one reader goroutine per connection.
 //
 // Writes: a scheduler wakes when its next request is due (never more than
 // once per tick), appends every request due by then, each a signed frame in

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -33,12 +34,13 @@ func uniqueTopics() terminals.Topics {
 
 // TestRawFleetAgainstMosquitto runs the raw client through the echo
 // responder on the real broker, one terminal per connection and several per
-// connection: every request is answered, sampled, PUBACKed, and two windows
-// in a row do not see each other's replies.
+// connection, with one writer and two: every request is answered, sampled,
+// PUBACKed, and two windows in a row do not see each other's replies.
 func TestRawFleetAgainstMosquitto(t *testing.T) {
 	needBroker(t)
-	for _, perConn := range []int{1, 3} {
-		t.Run(fmt.Sprintf("per-conn-%d", perConn), func(t *testing.T) {
+	for _, c := range []struct{ perConn, writers int }{{1, 1}, {3, 1}, {1, 2}} {
+		perConn := c.perConn
+		t.Run(fmt.Sprintf("per-conn-%d-writers-%d", perConn, c.writers), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			topics := uniqueTopics()
@@ -50,7 +52,7 @@ func TestRawFleetAgainstMosquitto(t *testing.T) {
 			master := make([]byte, terminals.KeyLen)
 			rand.Read(master)
 			prefix := "RT" + randHex(3) + "-"
-			f, err := ConnectRawFleet(ctx, RawConfig{Addr: testBroker, Topics: topics, PerConn: perConn,
+			f, err := ConnectRawFleet(ctx, RawConfig{Addr: testBroker, Topics: topics, PerConn: perConn, Writers: c.writers,
 				TID: func(i int) string { return fmt.Sprintf("%s%d", prefix, i) }}, master, 7, 1000)
 			if err != nil {
 				t.Fatal(err)
@@ -58,6 +60,9 @@ func TestRawFleetAgainstMosquitto(t *testing.T) {
 			defer f.Close()
 			if f.Client() != LoadRaw {
 				t.Errorf("client %q", f.Client())
+			}
+			if got, want := len(f.raw.shards), min(c.writers, runtime.GOMAXPROCS(0)); got != want {
+				t.Errorf("%d writers, want %d", got, want)
 			}
 			var sentBefore int64
 			for round := range 2 {
