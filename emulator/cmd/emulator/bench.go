@@ -30,7 +30,7 @@ func runBench(args []string) int {
 	p99 := fs.Duration("p99", 0, "latency objective: p99 at most (0 = 50ms)")
 	scale := fs.Int("scale", -1, "connection-scale target (-1 = mode default, 0 = skip)")
 	conns := fs.Int("conns", 0, "MQTT connections of the echo and of the gateway (0 = 4)")
-	loadClient := fs.String("load-client", d.LoadClient, "load terminals' MQTT client: raw (buffered, one writer per CPU) or paho (one paho client per terminal, for comparison)")
+	loadClient := fs.String("load-client", d.LoadClient, "load terminals' MQTT client: raw (buffered, one writer goroutine, a reader per connection) or paho (one paho client per terminal, for comparison)")
 	perConn := fs.Int("terms-per-conn", d.TermsPerConn, "raw client: terminals per MQTT connection; above 1 they log in as the gateway user (the ACL lets only that user use several terminals' topics)")
 	loadTick := fs.Duration("load-tick", d.LoadTick, "raw client: write-coalescing period (each writer flushes at most once per tick)")
 	ackDelay := fs.Duration("load-ack-delay", d.LoadAckDelay, "raw client: longest a PUBACK for a reply waits to leave with the connection's next request")
