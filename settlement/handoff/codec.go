@@ -16,12 +16,22 @@ import (
 // that matters is the database write, not the encoding.
 
 type wireBatch struct {
-	ID        string    `json:"id"`
-	Source    string    `json:"src"`
-	FirstLSN  uint64    `json:"first"`
-	LastLSN   uint64    `json:"last"`
-	Watermark int64     `json:"wm"`
-	Rows      []wireTxn `json:"rows"`
+	ID        string     `json:"id"`
+	Source    string     `json:"src"`
+	FirstLSN  uint64     `json:"first"`
+	LastLSN   uint64     `json:"last"`
+	Watermark int64      `json:"wm"`
+	Rows      []wireTxn  `json:"rows"`
+	Syncs     []wireSync `json:"syncs,omitempty"`
+}
+
+// wireSync is one Sync. A batch without syncs omits "syncs" (an empty
+// list decodes to none), so batches of producers that never carry them
+// are unchanged on the wire.
+type wireSync struct {
+	Account string `json:"acct"`
+	At      int64  `json:"at"`
+	LSN     uint64 `json:"lsn"`
 }
 
 type wireTxn struct {
@@ -38,6 +48,7 @@ type wireTxn struct {
 	Txn      uint64    `json:"txn"`
 	Orig     uint64    `json:"orig,omitempty"`
 	Legs     []wireLeg `json:"legs,omitempty"`
+	Unsynced bool      `json:"uns,omitempty"` // only on e-CNY offline payments
 }
 
 // wireLeg is one Leg. A row without legs omits "legs" (an empty list
@@ -61,7 +72,10 @@ func Encode(b *Batch) ([]byte, error) {
 		r := &b.Rows[i]
 		w.Rows[i] = wireTxn{LSN: r.LSN, At: r.At.UnixMicro(), Merchant: r.Merchant, Terminal: r.Terminal,
 			Scene: r.Scene, Op: r.Op, InstKind: r.InstKind, Account: r.Account, Amount: r.Amount,
-			Auth: r.Auth, Txn: r.Txn, Orig: r.Orig, Legs: wireLegs(r.Legs)}
+			Auth: r.Auth, Txn: r.Txn, Orig: r.Orig, Legs: wireLegs(r.Legs), Unsynced: r.Unsynced}
+	}
+	for _, s := range b.Syncs {
+		w.Syncs = append(w.Syncs, wireSync{Account: s.Account, At: s.At.UnixMicro(), LSN: s.LSN})
 	}
 	out, err := json.Marshal(&w)
 	if err != nil {
@@ -104,7 +118,7 @@ func Decode(data []byte) (*Batch, error) {
 		r := &w.Rows[i]
 		b.Rows[i] = Txn{Source: w.Source, LSN: r.LSN, At: fromMicro(r.At), Merchant: r.Merchant,
 			Terminal: r.Terminal, Scene: r.Scene, Op: r.Op, InstKind: r.InstKind, Account: r.Account,
-			Amount: r.Amount, Auth: r.Auth, Txn: r.Txn, Orig: r.Orig}
+			Amount: r.Amount, Auth: r.Auth, Txn: r.Txn, Orig: r.Orig, Unsynced: r.Unsynced}
 		if len(r.Legs) > LegsMax {
 			return nil, malformed(rowField(i, "legs"), "more than "+strconv.Itoa(LegsMax)+" legs")
 		}
@@ -114,6 +128,15 @@ func Decode(data []byte) (*Batch, error) {
 				legs[j] = Leg{Kind: l.Kind, Payee: l.Payee, Amount: l.Amount}
 			}
 			b.Rows[i].Legs = legs
+		}
+	}
+	if len(w.Syncs) > SyncsMax {
+		return nil, &Error{Code: CodeOversize, Field: "syncs", Reason: "too many syncs"}
+	}
+	if len(w.Syncs) > 0 {
+		b.Syncs = make([]Sync, len(w.Syncs))
+		for j, s := range w.Syncs {
+			b.Syncs[j] = Sync{Account: s.Account, At: fromMicro(s.At), LSN: s.LSN}
 		}
 	}
 	if err := b.Validate(); err != nil {

@@ -16,6 +16,13 @@
 // Transit debt that a top-up paid reaches settlement as its own row
 // (OpDebtRecovery) for the bus company.
 //
+// An e-CNY "double offline" payment is a purchase row with Txn.Unsynced:
+// its payee is not paid until the paying wallet syncs online. A wallet's
+// sync is either a row for which Txn.SyncsWallet is true (an online
+// purchase at a stall or kiosk) or a Sync in Batch.Syncs (every other
+// approved online operation of the wallet: top-up, hold, tap, capture),
+// so settlement sees every sync exactly once.
+//
 // No primary account number ever crosses this boundary: an Account that
 // looks like a PAN is refused.
 package handoff

@@ -19,6 +19,11 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(withLegs)
+	withSyncs, err := Encode(ecnyBatch())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withSyncs)
 	f.Add([]byte(`{"id":"gw-1:0-0","src":"gw-1","first":0,"last":0,"wm":1767225600000000,"rows":[]}`))
 	f.Add([]byte(`{"id":"gw-1:1-1","src":"gw-1","first":1,"last":1,"wm":1,"rows":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -1,7 +1,9 @@
 package handoff
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,6 +26,9 @@ const (
 	AuthLenMax = 64
 	// LSNMax is the largest LSN the store can hold (a signed 64-bit column).
 	LSNMax = math.MaxInt64
+	// SyncsMax is the most wallet syncs one batch may carry (at most one
+	// per journal record, and a batch covers fewer records than this).
+	SyncsMax = 50_000
 )
 
 // Scenes.
@@ -89,6 +94,36 @@ type Txn struct {
 	Txn      uint64    // terminal txn id
 	Orig     uint64    // terminal txn id of the original, for reversal and refund
 	Legs     []Leg     // optional per-payment divisions, at most LegsMax, nil when none
+	// Unsynced marks an e-CNY "double offline" payment (only on a
+	// purchase row of InstKind ecny): the payee's value is not paid out
+	// until the paying wallet syncs online (see Sync).
+	Unsynced bool
+}
+
+// Sync is an e-CNY wallet's sync: an approved online operation of the
+// wallet (an online debit, QR payment, tap, hold or top-up), after which
+// its earlier offline payments (rows with Unsynced) may be paid out to
+// their payees. Account is the wallet id as in Txn.Account (InstKind ecny
+// is implied); LSN is the journal record's.
+//
+// The rule that splits the syncs between rows and Batch.Syncs: a row for
+// which SyncsWallet is true is its wallet's sync by itself (settlement
+// sees it); every other approved online operation of an e-CNY wallet (a
+// top-up, a hold, a tap, a payment at a bus terminal, a capture) is sent
+// as a Sync in the batch covering its LSN, whether or not it gives a row.
+type Sync struct {
+	Account string
+	At      time.Time // gateway time of the sync, UTC, microsecond precision
+	LSN     uint64
+}
+
+// SyncsWallet reports whether row r is by itself the sync of its e-CNY
+// wallet: an online purchase row (not Unsynced) of an ecny account at a
+// stall or kiosk terminal. Bus rows are never syncs by themselves: a bus
+// reader's offline upload gives purchase rows too, so the gateway sends
+// the syncs of online taps as Batch.Syncs instead.
+func (r *Txn) SyncsWallet() bool {
+	return r.InstKind == terminals.InstECNY && r.Op == OpPurchase && !r.Unsynced && r.Scene != SceneBus
 }
 
 // Batch is a contiguous LSN range of one source's journal, with the
@@ -104,6 +139,9 @@ type Batch struct {
 	LastLSN   uint64    // last journal LSN covered, or 0 for a watermark-only batch
 	Watermark time.Time // every transaction of Source up to this gateway time is handed off once this batch is
 	Rows      []Txn     // ascending LSN, all within [FirstLSN, LastLSN]
+	// Syncs are the e-CNY wallet syncs in the range that no row shows
+	// (see Sync): ascending (LSN, Account), at most SyncsMax, nil when none.
+	Syncs []Sync
 }
 
 // BatchID is the deterministic id of a batch: the same source and range
@@ -168,6 +206,49 @@ func (b *Batch) Validate() error {
 			return malformed(f("at"), "after the batch watermark")
 		}
 	}
+	return b.validateSyncs()
+}
+
+// validateSyncs checks the wallet syncs of a batch whose rows are valid.
+func (b *Batch) validateSyncs() error {
+	if len(b.Syncs) == 0 {
+		return nil
+	}
+	if len(b.Syncs) > SyncsMax {
+		return &Error{Code: CodeOversize, Field: "syncs", Reason: "more than " + strconv.Itoa(SyncsMax) + " syncs"}
+	}
+	if b.WatermarkOnly() {
+		return malformed("syncs", "a watermark-only batch carries no syncs")
+	}
+	for j := range b.Syncs {
+		s := &b.Syncs[j]
+		f := func(name string) string { return "syncs[" + strconv.Itoa(j) + "]." + name }
+		if s.LSN < b.FirstLSN || s.LSN > b.LastLSN {
+			return malformed(f("lsn"), "outside the batch range")
+		}
+		if j > 0 {
+			p := &b.Syncs[j-1]
+			if s.LSN < p.LSN || s.LSN == p.LSN && s.Account <= p.Account {
+				return malformed(f("lsn"), "not ascending by lsn and account")
+			}
+		}
+		if why := checkText(s.Account, terminals.MaxInstrumentIDLen); why != "" {
+			return malformed(f("account"), why)
+		}
+		if terminals.LooksLikePAN(s.Account) {
+			return &Error{Code: CodePAN, Field: f("account"), Reason: "looks like a card number; send a token"}
+		}
+		if why := checkTime(s.At); why != "" {
+			return malformed(f("at"), why)
+		}
+		if s.At.After(b.Watermark) {
+			return malformed(f("at"), "after the batch watermark")
+		}
+		i, found := slices.BinarySearchFunc(b.Rows, s.LSN, func(r Txn, lsn uint64) int { return cmp.Compare(r.LSN, lsn) })
+		if found && b.Rows[i].SyncsWallet() && b.Rows[i].Account == s.Account {
+			return malformed(f("lsn"), "repeats the sync its row gives")
+		}
+	}
 	return nil
 }
 
@@ -230,6 +311,9 @@ func (r *Txn) validate(i int) error {
 	}
 	if r.Orig > LSNMax {
 		return malformed(f("orig"), "out of range")
+	}
+	if r.Unsynced && (r.Op != OpPurchase || r.InstKind != terminals.InstECNY) {
+		return malformed(f("unsynced"), "only on a purchase row of an ecny wallet")
 	}
 	if r.Amount == 0 || r.Amount > terminals.MaxAmount || r.Amount < -terminals.MaxAmount {
 		return malformed(f("amount"), "zero or beyond the protocol maximum")
