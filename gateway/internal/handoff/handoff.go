@@ -185,8 +185,9 @@ func (h *Handoff) lagSeconds() float64 {
 type pending struct {
 	first, last uint64 // LSN range read (first == 0: nothing read)
 	rows        []settle.Txn
-	opened      time.Time // clock time the first record was read
-	maxAt       time.Time // latest row time
+	syncs       []settle.Sync // e-CNY wallet syncs no row shows
+	opened      time.Time     // clock time the first record was read
+	maxAt       time.Time     // latest row or sync time
 }
 
 // Run hands off until ctx ends. It returns only ctx's error: store and
@@ -242,7 +243,7 @@ func (h *Handoff) Run(ctx context.Context) error {
 				wm = now.Add(-h.cfg.WatermarkLag).UTC().Truncate(time.Microsecond)
 			}
 			b = &settle.Batch{ID: settle.BatchID(h.cfg.Source, p.first, p.last), Source: h.cfg.Source,
-				FirstLSN: p.first, LastLSN: p.last, Watermark: wm, Rows: p.rows}
+				FirstLSN: p.first, LastLSN: p.last, Watermark: wm, Rows: p.rows, Syncs: p.syncs}
 		case p.first == 0 && h.Backlog() == 0 && now.Sub(lastSend) >= h.cfg.BatchAge:
 			// Idle: nothing durable is unhanded, so everything decided
 			// before now - WatermarkLag is in the store.
@@ -270,7 +271,7 @@ func (h *Handoff) Run(ctx context.Context) error {
 		lastWM, lastSend = b.Watermark, h.cfg.Clock()
 		if !b.WatermarkOnly() {
 			h.handed.Store(b.LastLSN)
-			p = pending{rows: p.rows[:0]}
+			p = pending{rows: p.rows[:0], syncs: p.syncs[:0]}
 			h.mu.Lock()
 			h.oldestAt = time.Time{}
 			h.mu.Unlock()
@@ -305,9 +306,16 @@ func (h *Handoff) fill(p *pending, now time.Time) error {
 		if len(p.rows) >= h.cfg.BatchRowsMax {
 			return errBatchFull
 		}
-		row, rows, at, err := entryRow(h.cfg.Source, lsn, payload, h.cfg.Entry, h.cfg.Scene, &rec, &h.cfg.Extras)
+		if len(p.syncs) >= settle.SyncsMax/2 {
+			return errBatchFull
+		}
+		had := len(p.syncs)
+		row, rows, at, err := entryRowSyncs(h.cfg.Source, lsn, payload, h.cfg.Entry, h.cfg.Scene, &rec, &h.cfg.Extras, &p.syncs)
 		if err != nil {
 			return err
+		}
+		for _, sy := range p.syncs[had:] {
+			p.maxAt = maxTime(p.maxAt, sy.At) // the watermark covers the syncs too
 		}
 		if rows > 0 {
 			p.rows = append(p.rows, row)
@@ -342,6 +350,15 @@ var errBatchFull = errors.New("handoff: batch full")
 // split of a hospital entry, added as legs of its row, and the payees.
 func entryRow(source string, lsn uint64, payload []byte, entry func([]byte, func(string, []byte) error) error,
 	scene func(string) (string, bool), rec *core.Record, x *Extras) (row settle.Txn, rows int, at time.Time, err error) {
+	return entryRowSyncs(source, lsn, payload, entry, scene, rec, x, nil)
+}
+
+// entryRowSyncs is entryRow that also appends to *syncs (nil: not
+// collected) the e-CNY wallet syncs of the entry that its row does not
+// show (see walletSyncs).
+func entryRowSyncs(source string, lsn uint64, payload []byte, entry func([]byte, func(string, []byte) error) error,
+	scene func(string) (string, bool), rec *core.Record, x *Extras, syncs *[]settle.Sync) (row settle.Txn, rows int, at time.Time, err error) {
+	var online []settle.Sync // the entry's wallet syncs, row or not
 	var payees func() Payees
 	if x != nil {
 		payees = x.Payees
@@ -352,6 +369,9 @@ func entryRow(source string, lsn uint64, payload []byte, entry func([]byte, func
 		}
 		if at.IsZero() {
 			at = time.Unix(0, rec.Time).UTC()
+		}
+		if sy, ok := walletSync(lsn, rec); ok {
+			online = append(online, sy)
 		}
 		r, ok, err := rowOf(source, lsn, rec, scene, payees)
 		if err != nil || !ok {
@@ -374,6 +394,9 @@ func entryRow(source string, lsn uint64, payload []byte, entry func([]byte, func
 	})
 	if err == nil && rows > 0 {
 		err = insuranceLegs(lsn, payload, &row, x)
+	}
+	if err == nil {
+		err = walletSyncs(lsn, &row, rows > 0, online, syncs)
 	}
 	if err != nil {
 		var re *rowError

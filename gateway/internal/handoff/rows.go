@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,18 @@ import (
 // The terminal's scene is its kind in the registry at handoff time. The
 // mapping is deterministic for a given record and registry, so a batch
 // re-cut after a crash carries identical rows.
+//
+// e-CNY double-offline payments and wallet syncs:
+//
+//	ecny_offline      purchase +Amount with Unsynced (record flag): held
+//	                  from payout until the wallet syncs
+//	online operation  an approved top-up, purchase, hold, QR payment or
+//	of an ecny wallet tap (the ops that reset the core's offline count) is
+//	                  the wallet's sync: its row shows it when the row is an
+//	                  online purchase at a stall or kiosk
+//	                  (settle.Txn.SyncsWallet), else it goes into the
+//	                  batch's Syncs (one per LSN and wallet, at the
+//	                  record's time), whether or not it gives a row
 //
 // Division legs (settle.Txn.Legs) and debt recovery:
 //
@@ -143,10 +156,61 @@ func rowOf(source string, lsn uint64, r *core.Record, scene func(tid string) (st
 		Merchant: r.Merchant, Terminal: r.TID, Scene: sc, Op: op, InstKind: kind, Account: id,
 		Amount: amt, Auth: authRef(r.Shard, r.Seq), Txn: r.Txn, Orig: orig, Legs: legs,
 	}
+	row.Unsynced = r.Op == core.OpECNYOffline && r.Unsynced
 	if err := row.Validate(); err != nil {
 		return settle.Txn{}, false, &rowError{LSN: lsn, Reason: err.Error()}
 	}
 	return row, true, nil
+}
+
+// syncsOnline reports whether an approved record of op is an online
+// operation of its account, which syncs an e-CNY wallet: the list of the
+// core's syncsOffline (core/ecny_offline.go), which resets the wallet's
+// offline count on the same ops; TestSyncOpsMatchCore keeps them in step.
+func syncsOnline(op core.Op) bool {
+	switch op {
+	case core.OpTopUp, core.OpPurchase, core.OpHold, core.OpQRPay, core.OpTapIn, core.OpTapOut:
+		return true
+	}
+	return false
+}
+
+// walletSync is the sync of an e-CNY wallet that approved record r is, if
+// it is one.
+func walletSync(lsn uint64, r *core.Record) (settle.Sync, bool) {
+	if r.Code != terminals.CodeApproved || !syncsOnline(r.Op) {
+		return settle.Sync{}, false
+	}
+	kind, id, ok := strings.Cut(r.Account, ":")
+	if !ok || kind != terminals.InstECNY {
+		return settle.Sync{}, false
+	}
+	return settle.Sync{Account: id, At: time.Unix(0, r.Time).UTC().Truncate(time.Microsecond), LSN: lsn}, true
+}
+
+// walletSyncs appends to *out (nil: only checks) the syncs of one entry
+// (online, in record order) that the entry's row, if any (hasRow), does
+// not show by itself (settle.Txn.SyncsWallet), one per wallet, ordered by
+// account. A row that reads as its wallet's sync while no record of the
+// entry synced that wallet (an offline tap upload from a terminal that is
+// not a bus reader) would release held payments wrongly: it stops the
+// handoff instead.
+func walletSyncs(lsn uint64, row *settle.Txn, hasRow bool, online []settle.Sync, out *[]settle.Sync) error {
+	rowSyncs := hasRow && row.SyncsWallet()
+	if rowSyncs && !slices.ContainsFunc(online, func(s settle.Sync) bool { return s.Account == row.Account }) {
+		return &rowError{LSN: lsn, Reason: "an e-CNY purchase row reads as a wallet sync but its record is no online operation"}
+	}
+	if out == nil || len(online) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(online, func(a, b settle.Sync) int { return strings.Compare(a.Account, b.Account) })
+	for i, s := range online {
+		if i > 0 && online[i-1].Account == s.Account || rowSyncs && s.Account == row.Account {
+			continue
+		}
+		*out = append(*out, s)
+	}
+	return nil
 }
 
 // OperatorTerminal is the terminal of a debt_recovery row whose top-up
