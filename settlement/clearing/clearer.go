@@ -316,7 +316,15 @@ func (c *Clearer) Clear(ctx context.Context, w store.Window) ([]store.Settlement
 			return nil, fmt.Errorf("clearing: division legs: %w", err)
 		}
 	}
-	return Compute(w, scenes, rates, byID, legs)
+	ss, err := Compute(w, scenes, rates, byID, legs)
+	if err != nil {
+		return nil, err
+	}
+	receipts, err := st.Unsynced(ctx, w)
+	if err != nil {
+		return nil, fmt.Errorf("clearing: unsynced e-CNY receipts: %w", err)
+	}
+	return HoldUnsynced(w, ss, receipts)
 }
 
 func (c *Clearer) settle(ctx context.Context, w store.Window, now time.Time) ([]store.Settlement, bool, error) {

@@ -187,3 +187,95 @@ func Deducted(s *store.Settlement) int64 {
 	}
 	return n
 }
+
+// HoldUnsynced applies window w's e-CNY double-offline receipts (the
+// store's Unsynced answer for w) to the settlements Compute returned, and
+// returns them with Held and Released set; a merchant with only released
+// receipts gets a settlement of its own. Pure, like Compute.
+//
+//	held     = the window's receipts whose wallet had not synced when the
+//	           window was settled (SyncedAt zero, or paid by a later window)
+//	released = earlier windows' receipts whose wallet has synced since and
+//	           that no other window paid (ReleasedWindow "" or w)
+//	payable  = Compute's payable - held + released
+//
+// A receipt of the window that synced before the window is settled is
+// never held: it is paid with the window's takings. The merchant discount
+// fee stays where Compute put it (on the window of the takings), so a held
+// receipt's fee is not charged twice when it is released.
+func HoldUnsynced(w store.Window, ss []store.Settlement, receipts []store.UnsyncedReceipt) ([]store.Settlement, error) {
+	if len(receipts) == 0 {
+		return ss, nil
+	}
+	type sums struct{ held, released int64 }
+	by := map[string]*sums{}
+	for i := range receipts {
+		r := &receipts[i]
+		if r.Amount <= 0 {
+			return nil, fmt.Errorf("clearing: window %s: unsynced receipt %s/%d of %d fen", w.ID, r.Source, r.LSN, r.Amount)
+		}
+		var held, released bool
+		switch {
+		case !r.At.Before(w.CutOff):
+			return nil, fmt.Errorf("clearing: window %s: unsynced receipt %s/%d after the cut-off", w.ID, r.Source, r.LSN)
+		case !r.At.Before(w.Start):
+			held = r.SyncedAt.IsZero() || r.ReleasedWindow != "" && r.ReleasedWindow != w.ID
+		default:
+			released = !r.SyncedAt.IsZero() && (r.ReleasedWindow == "" || r.ReleasedWindow == w.ID)
+		}
+		if !held && !released {
+			continue
+		}
+		x := by[r.Merchant]
+		if x == nil {
+			x = &sums{}
+			by[r.Merchant] = x
+		}
+		var err error
+		if held {
+			x.held, err = add(x.held, r.Amount)
+		} else {
+			x.released, err = add(x.released, r.Amount)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("clearing: window %s merchant %s: %w", w.ID, r.Merchant, err)
+		}
+	}
+	out := ss
+	for i := range out {
+		if x := by[out[i].Merchant]; x != nil {
+			if err := applyUnsynced(&out[i], x.held, x.released); err != nil {
+				return nil, err
+			}
+			delete(by, out[i].Merchant)
+		}
+	}
+	if len(by) == 0 {
+		return out, nil
+	}
+	for m, x := range by {
+		s := store.Settlement{Window: w.ID, Merchant: m}
+		if err := applyUnsynced(&s, x.held, x.released); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Merchant < out[j].Merchant })
+	if len(out) > store.SettlementsPerWindowMax {
+		return nil, fmt.Errorf("clearing: window %s has %d merchants, more than %d", w.ID, len(out), store.SettlementsPerWindowMax)
+	}
+	return out, nil
+}
+
+func applyUnsynced(s *store.Settlement, held, released int64) error {
+	s.Held, s.Released = held, released
+	p, err := sub(s.Payable, held)
+	if err == nil {
+		p, err = add(p, released)
+	}
+	if err != nil {
+		return fmt.Errorf("clearing: window %s merchant %s: %w", s.Window, s.Merchant, err)
+	}
+	s.Payable = p
+	return nil
+}

@@ -15,8 +15,16 @@ import (
 )
 
 // FileVersion is the settlement file layout version (third header field).
-// Version 2 added the L lines (one per division leg, with its payee).
-const FileVersion = "2"
+// Version 2 added the L lines (one per division leg, with its payee);
+// version 3 the U lines (e-CNY offline receipts held and released).
+const FileVersion = "3"
+
+// UnsyncedColumns are the fields of an unsynced (U) line: after the D
+// line of a merchant whose settlement holds or releases e-CNY double
+// offline receipts (Settlement.Held, Settlement.Released), one U line.
+// The D line's payable_fen already excludes held_fen and includes
+// released_fen.
+var UnsyncedColumns = []string{"record", "window", "merchant", "held_fen", "released_fen"}
 
 // LegColumns are the fields of a division leg (L) line. Every division of
 // a merchant's settlement gets one, after the merchant's D line: the D
@@ -77,9 +85,11 @@ func FileLine(s *store.Settlement, m store.Merchant) ([]string, error) {
 //
 //	H,scenepay-settlement,<FileVersion>,<window>,<start UTC>,<cut-off UTC>,<settled_at UTC>
 //
-// then the column names prefixed "C" (D lines) and "CL" (L lines), one D
-// line per merchant (by merchant id) followed by one L line per division
-// leg of that merchant (kind, payee, amount), and a trailer line T with the line count and the totals,
+// then the column names prefixed "C" (D lines), "CL" (L lines) and "CU"
+// (U lines), one D line per merchant (by merchant id) followed by its U
+// line if it holds or releases e-CNY offline receipts and one L line per
+// division leg of that merchant (kind, payee, amount), and a trailer line
+// T with the line count (D lines) and the totals,
 // every total overflow-checked. merchants supplies payee accounts; a
 // merchant missing from it gets an empty account, which the bank's core
 // must refuse rather than guess.
@@ -98,6 +108,9 @@ func WriteFile(out io.Writer, w store.Window, ss []store.Settlement, merchants m
 		return err
 	}
 	if err := cw.Write(append([]string{"CL"}, LegColumns[1:]...)); err != nil {
+		return err
+	}
+	if err := cw.Write(append([]string{"CU"}, UnsyncedColumns[1:]...)); err != nil {
 		return err
 	}
 	var count, gross, net, fee, market, ins, payable int64
@@ -119,6 +132,11 @@ func WriteFile(out io.Writer, w store.Window, ss []store.Settlement, merchants m
 		}
 		if err := cw.Write(line); err != nil {
 			return err
+		}
+		if s.Held != 0 || s.Released != 0 {
+			if err := cw.Write([]string{"U", s.Window, s.Merchant, itoa(s.Held), itoa(s.Released)}); err != nil {
+				return err
+			}
 		}
 		for _, d := range s.Divisions {
 			if err := cw.Write([]string{"L", s.Window, s.Merchant, d.Kind, d.Payee, itoa(d.Amount)}); err != nil {
@@ -152,6 +170,8 @@ type Statement struct {
 	Net           int64          `json:"net_fen"`
 	Fee           int64          `json:"fee_fen"`
 	Divisions     []StatementLeg `json:"divisions"`
+	Held          int64          `json:"held_fen"`     // e-CNY offline receipts of the window held until their wallets sync
+	Released      int64          `json:"released_fen"` // earlier windows' held receipts paid in this one
 	Payable       int64          `json:"payable_fen"`
 }
 
@@ -167,7 +187,7 @@ func NewStatement(w store.Window, s *store.Settlement) Statement {
 	st := Statement{Merchant: s.Merchant, Window: w.ID, From: w.Start, To: w.CutOff, State: string(w.State),
 		Count: s.Count, Payments: s.Payments, Gross: s.Gross, Reversals: s.Reversals, ReversalCount: s.ReversalCount,
 		Refunds: s.Refunds, RefundCount: s.RefundCount, Net: s.Net, Fee: s.Fee, Payable: s.Payable,
-		Divisions: []StatementLeg{}}
+		Held: s.Held, Released: s.Released, Divisions: []StatementLeg{}}
 	for _, d := range s.Divisions {
 		st.Divisions = append(st.Divisions, StatementLeg{Kind: d.Kind, Payee: d.Payee, Amount: d.Amount})
 	}
@@ -184,7 +204,7 @@ func WriteStatementJSON(out io.Writer, st Statement) error {
 // StatementColumns are the columns of a statement CSV.
 var StatementColumns = []string{"merchant", "window", "from_utc", "to_utc", "state", "count", "payments", "gross_fen",
 	"reversals_fen", "reversal_count", "refunds_fen", "refund_count", "net_fen", "fee_fen", "market_fee_fen",
-	"insurance_fen", "payable_fen"}
+	"insurance_fen", "payable_fen", "held_fen", "released_fen"}
 
 // WriteStatementCSV writes st as a header line and one data line.
 func WriteStatementCSV(out io.Writer, st Statement) error {
@@ -207,7 +227,8 @@ func WriteStatementCSV(out io.Writer, st Statement) error {
 	}
 	if err := cw.Write([]string{st.Merchant, st.Window, st.From.UTC().Format(time.RFC3339), st.To.UTC().Format(time.RFC3339),
 		st.State, itoa(st.Count), itoa(st.Payments), itoa(st.Gross), itoa(st.Reversals), itoa(st.ReversalCount),
-		itoa(st.Refunds), itoa(st.RefundCount), itoa(st.Net), itoa(st.Fee), itoa(market), itoa(ins), itoa(st.Payable)}); err != nil {
+		itoa(st.Refunds), itoa(st.RefundCount), itoa(st.Net), itoa(st.Fee), itoa(market), itoa(ins), itoa(st.Payable),
+		itoa(st.Held), itoa(st.Released)}); err != nil {
 		return err
 	}
 	cw.Flush()

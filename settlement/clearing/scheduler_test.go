@@ -182,9 +182,10 @@ func TestWindowDrainSettleReconcile(t *testing.T) {
 		if len(files) != 1 {
 			t.Fatalf("%d files written", len(files))
 		}
-		wantFile := "H,scenepay-settlement,2,2026-03-01,2026-02-28T15:00:00Z,2026-03-01T15:00:00Z,2026-03-01T15:41:00Z\n" +
+		wantFile := "H,scenepay-settlement,3,2026-03-01,2026-02-28T15:00:00Z,2026-03-01T15:00:00Z,2026-03-01T15:41:00Z\n" +
 			"C,window,merchant,payee_account,count,gross_fen,reversals_fen,refunds_fen,net_fen,fee_fen,market_fee_fen,market_operator,insurance_fen,payable_fen\n" +
 			"CL,window,merchant,kind,payee,amount_fen\n" +
+			"CU,window,merchant,held_fen,released_fen\n" +
 			"D,2026-03-01,BUS-CO,,4,450,-200,0,250,0,0,,0,250\n" +
 			"D,2026-03-01,STALL-1,ACC-STALL-1,3,500,0,-100,400,2,4,MARKET,0,394\n" +
 			"L,2026-03-01,STALL-1,market_fee,MARKET,4\n" +
@@ -218,7 +219,7 @@ func TestWindowDrainSettleReconcile(t *testing.T) {
 			}
 		}
 		wantCSV := strings.Join(StatementColumns, ",") + "\n" +
-			"STALL-1,2026-03-01,2026-02-28T15:00:00Z,2026-03-01T15:00:00Z,SETTLED,3,2,500,0,0,-100,1,400,2,4,0,394\n"
+			"STALL-1,2026-03-01,2026-02-28T15:00:00Z,2026-03-01T15:00:00Z,SETTLED,3,2,500,0,0,-100,1,400,2,4,0,394,0,0\n"
 		if cs.String() != wantCSV {
 			t.Fatalf("statement CSV:\n%s\nwant:\n%s", cs.String(), wantCSV)
 		}

@@ -100,7 +100,13 @@ type Settlement struct {
 	Totals          // takings: Count, Gross, Reversals, Refunds, Net (= Gross + Reversals + Refunds)
 	Fee       int64 // merchant discount fee
 	Divisions []Division
-	Payable   int64 // Net - Fee - market fee legs: what the bank pays the merchant
+	// Held is the window's e-CNY offline receipts whose wallets had not
+	// synced when the window was settled: in Net, not in Payable.
+	// Released is earlier windows' held receipts whose wallets synced
+	// since: paid in this window (in Payable, not in Net). Fen, >= 0.
+	Held     int64
+	Released int64
+	Payable  int64 // Net - Fee - market fee legs - Held + Released: what the bank pays the merchant
 }
 
 // SceneTotals are one merchant's takings in one scene over a period.
@@ -193,6 +199,12 @@ type Clearing interface {
 	// window whose refunds took back more than its payments gave).
 	// It makes the store a clearing.LegSource.
 	Legs(ctx context.Context, w Window) (map[string][]Division, error)
+
+	// Unsynced lists the e-CNY offline receipts clearing needs for window
+	// w, ordered by (at, source, lsn): every receipt of the window, and
+	// the earlier ones the window releases (synced and not yet paid, or
+	// paid by w). SettleWindow marks the ones it pays (ecny.go).
+	Unsynced(ctx context.Context, w Window) ([]UnsyncedReceipt, error)
 }
 
 var windowIDPattern = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
@@ -288,6 +300,9 @@ func checkSettlements(id string, ss []Settlement) error {
 		}
 		if s.Merchant == "" || len(s.Merchant) > handoff.MerchantLenMax {
 			return badQuery("settlement merchant is required")
+		}
+		if s.Held < 0 || s.Released < 0 {
+			return badQuery("held and released must not be negative")
 		}
 		if len(s.Divisions) > DivisionsPerSettlementMax {
 			return badQuery("more divisions than DivisionsPerSettlementMax")

@@ -200,10 +200,11 @@ func (s *Postgres) SettleWindow(ctx context.Context, id string, at time.Time, ss
 		ms := pgx.CopyFromSlice(len(ss), func(i int) ([]any, error) {
 			x := &ss[i]
 			return []any{id, x.Merchant, x.Count, x.Gross, x.Payments, x.Reversals, x.ReversalCount, x.Refunds,
-				x.RefundCount, x.Net, x.Fee, x.Payable}, nil
+				x.RefundCount, x.Net, x.Fee, x.Payable, x.Held, x.Released}, nil
 		})
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"merchant_settlements"}, []string{"window_id", "merchant", "txn_count",
-			"gross", "payments", "reversals", "reversal_count", "refunds", "refund_count", "net", "fee", "payable"}, ms); err != nil {
+			"gross", "payments", "reversals", "reversal_count", "refunds", "refund_count", "net", "fee", "payable",
+			"held", "released"}, ms); err != nil {
 			return err
 		}
 		var divs [][]any
@@ -214,6 +215,9 @@ func (s *Postgres) SettleWindow(ctx context.Context, id string, at time.Time, ss
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"settlement_divisions"}, []string{"window_id", "merchant", "kind",
 			"payee", "amount"}, pgx.CopyFromRows(divs)); err != nil {
+			return err
+		}
+		if err := settleUnsyncedPG(ctx, tx, id, ss); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE windows SET state = 'SETTLED', settled_at = $2 WHERE id = $1`, id, at.UTC()); err != nil {
@@ -228,7 +232,8 @@ func (s *Postgres) SettleWindow(ctx context.Context, id string, at time.Time, ss
 	return changed, err
 }
 
-const pgSettlementCols = `merchant, txn_count, gross, payments, reversals, reversal_count, refunds, refund_count, net, fee, payable`
+const pgSettlementCols = `merchant, txn_count, gross, payments, reversals, reversal_count, refunds, refund_count, net, fee, payable,
+	held, released`
 
 func (s *Postgres) settlements(ctx context.Context, window, merchant string) ([]Settlement, error) {
 	if err := checkWindowID(window); err != nil {
@@ -252,7 +257,7 @@ func (s *Postgres) settlements(ctx context.Context, window, merchant string) ([]
 		for rows.Next() {
 			x := Settlement{Window: window}
 			if err := rows.Scan(&x.Merchant, &x.Count, &x.Gross, &x.Payments, &x.Reversals, &x.ReversalCount,
-				&x.Refunds, &x.RefundCount, &x.Net, &x.Fee, &x.Payable); err != nil {
+				&x.Refunds, &x.RefundCount, &x.Net, &x.Fee, &x.Payable, &x.Held, &x.Released); err != nil {
 				rows.Close()
 				return err
 			}

@@ -159,7 +159,8 @@ func (s *SQLite) SettleWindow(ctx context.Context, id string, at time.Time, ss [
 		return false, &Error{Code: CodeState, Reason: "window " + id + " is OPEN; close it first"}
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO merchant_settlements (window_id, merchant, txn_count, gross, payments,
-		reversals, reversal_count, refunds, refund_count, net, fee, payable) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		reversals, reversal_count, refunds, refund_count, net, fee, payable, held, released)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return false, wrapSQLite("settle window", err)
 	}
@@ -173,7 +174,7 @@ func (s *SQLite) SettleWindow(ctx context.Context, id string, at time.Time, ss [
 	for i := range ss {
 		x := &ss[i]
 		if _, err := ins.ExecContext(ctx, id, x.Merchant, x.Count, x.Gross, x.Payments, x.Reversals, x.ReversalCount,
-			x.Refunds, x.RefundCount, x.Net, x.Fee, x.Payable); err != nil {
+			x.Refunds, x.RefundCount, x.Net, x.Fee, x.Payable, x.Held, x.Released); err != nil {
 			return false, wrapSQLite("settle window", err)
 		}
 		for _, d := range x.Divisions {
@@ -181,6 +182,9 @@ func (s *SQLite) SettleWindow(ctx context.Context, id string, at time.Time, ss [
 				return false, wrapSQLite("settle window", err)
 			}
 		}
+	}
+	if err := settleUnsyncedSQLite(ctx, tx, id, ss); err != nil {
+		return false, wrapSQLite("settle window", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE windows SET state = 'SETTLED', settled_at = ? WHERE id = ?`, at.UnixMicro(), id); err != nil {
 		return false, wrapSQLite("settle window", err)
@@ -195,8 +199,8 @@ func (s *SQLite) settlements(ctx context.Context, window, merchant string) ([]Se
 	if err := checkWindowID(window); err != nil {
 		return nil, err
 	}
-	q := `SELECT merchant, txn_count, gross, payments, reversals, reversal_count, refunds, refund_count, net, fee, payable
-		FROM merchant_settlements WHERE window_id = ?`
+	q := `SELECT merchant, txn_count, gross, payments, reversals, reversal_count, refunds, refund_count, net, fee, payable,
+		held, released FROM merchant_settlements WHERE window_id = ?`
 	dq := `SELECT merchant, kind, payee, amount FROM settlement_divisions WHERE window_id = ?`
 	args := []any{window}
 	if merchant != "" {
@@ -213,7 +217,7 @@ func (s *SQLite) settlements(ctx context.Context, window, merchant string) ([]Se
 	for rows.Next() {
 		x := Settlement{Window: window}
 		if err := rows.Scan(&x.Merchant, &x.Count, &x.Gross, &x.Payments, &x.Reversals, &x.ReversalCount,
-			&x.Refunds, &x.RefundCount, &x.Net, &x.Fee, &x.Payable); err != nil {
+			&x.Refunds, &x.RefundCount, &x.Net, &x.Fee, &x.Payable, &x.Held, &x.Released); err != nil {
 			rows.Close()
 			return nil, wrapSQLite("settlements", err)
 		}

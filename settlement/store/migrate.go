@@ -86,6 +86,21 @@ func digest(b *handoff.Batch) []byte {
 			buf = append(buf, 0)
 			buf = strconv.AppendInt(buf, l.Amount, 10)
 		}
+		// The unsynced flag likewise only when set.
+		if r.Unsynced {
+			buf = append(buf, 0, 'u')
+		}
+		buf = append(buf, '\n')
+		h.Write(buf)
+	}
+	// Wallet syncs only when present, after a marker no row line starts with.
+	for _, s := range b.Syncs {
+		buf = append(buf[:0], 's', 0)
+		buf = strconv.AppendUint(buf, s.LSN, 10)
+		buf = append(buf, 0)
+		buf = append(buf, s.Account...)
+		buf = append(buf, 0)
+		buf = strconv.AppendInt(buf, s.At.UnixMicro(), 10)
 		buf = append(buf, '\n')
 		h.Write(buf)
 	}

@@ -223,6 +223,10 @@ func (s *Postgres) ingest(ctx context.Context, c *pgx.Conn, b *handoff.Batch) (I
 			return IngestResult{}, err
 		}
 	}
+	// e-CNY offline receipts and wallet syncs (ecny.go).
+	if err := ingestECNYPG(ctx, tx, b, uint64(hw)); err != nil {
+		return IngestResult{}, err
+	}
 	// The batch record and the high water: one round trip.
 	post := &pgx.Batch{}
 	post.Queue(`INSERT INTO batches (id, source, first_lsn, last_lsn, row_count, digest, watermark)

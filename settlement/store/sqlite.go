@@ -156,6 +156,10 @@ func (s *SQLite) Ingest(ctx context.Context, b *handoff.Batch) (IngestResult, er
 		}
 		res.Skipped++
 	}
+	// e-CNY offline receipts and wallet syncs (ecny.go).
+	if err := ingestECNYSQLite(ctx, tx, b, uint64(hw)); err != nil {
+		return IngestResult{}, err
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO batches (id, source, first_lsn, last_lsn, row_count, digest, watermark, ingested_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, b.ID, b.Source, int64(b.FirstLSN), int64(b.LastLSN), len(b.Rows), dg, wm,
 		time.Now().UnixMicro()); err != nil {

@@ -100,9 +100,9 @@ func TestProcessSettlesAndServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(content)), "\n")
-	if len(lines) != 6 || !strings.HasPrefix(lines[0], "H,scenepay-settlement,2,2026-03-01,") ||
-		lines[3] != "D,2026-03-01,M1,,1,200,0,0,200,0,4,MKT-OP,0,196" || lines[4] != "L,2026-03-01,M1,market_fee,MKT-OP,4" ||
-		lines[5] != "T,2026-03-01,1,1,200,200,0,4,0,196" {
+	if len(lines) != 7 || !strings.HasPrefix(lines[0], "H,scenepay-settlement,3,2026-03-01,") ||
+		lines[4] != "D,2026-03-01,M1,,1,200,0,0,200,0,4,MKT-OP,0,196" || lines[5] != "L,2026-03-01,M1,market_fee,MKT-OP,4" ||
+		lines[6] != "T,2026-03-01,1,1,200,200,0,4,0,196" {
 		t.Fatalf("settlement file:\n%s", content)
 	}
 	cancel()

@@ -70,6 +70,7 @@ func Run(t *testing.T, fresh Fresh) {
 	}
 	cases = append(cases, clearingCases...)
 	cases = append(cases, legsCases...)
+	cases = append(cases, ecnyCases...)
 	cases = append(cases, recentCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
