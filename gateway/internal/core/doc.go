@@ -172,25 +172,33 @@
 // reader and its merchant in TID and Merchant (kept in the journey since
 // card state version 2) so that settlement pays the bus company the card
 // boarded with; Txn is the record's own Seq (no terminal asked), Orig and
-// Hash are 0. Not journaled: an unknown
-// account, a card with no journey or one not yet due. Apply runs the tap
-// effect and checks that a journey was open, is closed after, and that
-// nothing but the capture moves. The effect is the lazy path's (capture
-// in full, counted on the boarding day), which then finds nothing left.
+// Hash are 0. Not journaled: an unknown account, a card with no journey
+// or one not yet due (unless ExpireBeforeTap steps it for a tap that ends
+// the journey, below). Apply runs the tap effect and checks that a
+// journey was open, is closed after, and that nothing but the capture
+// moves. The effect is the lazy path's (capture in full, counted on the
+// boarding day), which then finds nothing left.
 //
-// A card's next online tap can come before the sweep reached its expired
-// journey. The fare rules would then close it inside the tap's record
-// (a tap-in's PrevCapture, a tap-out's incomplete Capture), which names
-// the new tap's reader and merchant, so settlement would pay the old
-// journey's maximum fare to the bus company of the new tap. The caller
-// therefore steps ExpireBeforeTap before every online tap: for a card
-// whose journey is due at the tap's time it steps the same OpJourneyExpire
-// record the sweep would (journaled as its own entry, ahead of the tap's),
-// so one terminal request can give two records, each with its own Seq.
-// Both depend only on the card's state and the time, and replay applies
-// them in journal order like any others. The lazy path stays the safety
-// net of a caller that does not, and of offline uploads (whose taps are
-// applied at their own times, not the upload's).
+// A card's next online tap can end its journey as incomplete: one past
+// its maximum journey time the sweep has not reached yet, or one still
+// within it that the tap ends (a new tap-in, a tap-out on another distance
+// route; the fare rules charge the maximum fare then too). The fare rules
+// would close it inside the tap's record (a tap-in's PrevCapture, a
+// tap-out's incomplete Capture), which names the new tap's reader and
+// merchant, so settlement would pay the old journey's maximum fare to the
+// bus company of the new tap. The caller therefore steps ExpireBeforeTap
+// before every online tap: it steps the same OpJourneyExpire record the
+// sweep would (journaled as its own entry, ahead of the tap's), for a
+// due journey whatever the tap's outcome, and for one not yet due only
+// when a dry run of the tap (decide without effect) approves it and
+// closes the journey; the tap, stepped after, is then approved with the
+// same amounts and closes nothing. So one terminal request can give two
+// records, each with its own Seq. Both depend only on the card's state,
+// the tap and the time, and replay applies them in journal order like any
+// others (Apply does not ask whether an expiry was due). The lazy path
+// stays the safety net of a caller that does not, and closes journeys in
+// offline uploads, whose taps are applied in time order inside one record
+// at their own times, between the batch's other taps.
 //
 // # Concession profiles
 //

@@ -212,7 +212,7 @@ func TestRandomReplay(t *testing.T) {
 			codes := map[terminals.Code]int{}
 			profiles := 0 // journaled profile changes
 			swept := 0    // journeys closed by sweep passes
-			closed := 0   // expired journeys closed before a tap (ExpireBeforeTap)
+			closed := 0   // journeys closed before a tap (ExpireBeforeTap)
 			for i := 0; i < 6000; i++ {
 				switch g.rng.IntN(100) {
 				case 0:
@@ -236,6 +236,17 @@ func TestRandomReplay(t *testing.T) {
 				}
 				live.Step(now, &in, &out)
 				codes[out.Code]++
+				if i%2 == 0 && (in.Op == OpTapIn || in.Op == OpTapOut) && out.Code == terminals.CodeApproved {
+					// The journey such a tap ends was closed first: its
+					// record moves only the tap's own money.
+					var rec Record
+					if err := DecodeRecord(out.Record, &rec); err != nil {
+						t.Fatal(err)
+					}
+					if rec.Tap.PrevCapture != 0 || rec.Tap.Reason == uint8(transit.ReasonIncomplete) {
+						t.Fatalf("step %d: %s record closes a journey itself: %+v", i, in.Op, rec.Tap)
+					}
+				}
 				if in.Op == OpQRPay && in.Code != "" && out.Code == terminals.CodeApproved {
 					g.paid = in.Code
 				}
@@ -342,7 +353,7 @@ func TestRandomReplay(t *testing.T) {
 				t.Error("no journey was swept: the test lost coverage")
 			}
 			if closed == 0 {
-				t.Error("no expired journey was closed before a tap: the test lost coverage")
+				t.Error("no journey was closed before a tap: the test lost coverage")
 			}
 		})
 	}

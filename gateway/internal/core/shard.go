@@ -32,9 +32,11 @@ const (
 	OpTapUpload   Op = 14 // transit: one card's part of a reader's offline upload (Taps), applied in order; debt when uncovered
 	OpECNYOffline Op = 15 // e-CNY double offline: debit Amount paid offline to Merchant, uploaded by TID/Txn; offline caps
 	OpSetProfile  Op = 16 // operator: set the concession profile (Profile) of a county card; no money moves
-	// OpJourneyExpire is the gateway's sweep closing Account's journey that
-	// is past its route's maximum journey time: the maximum fare held is
-	// captured for the boarding reader's merchant (sweep.go).
+	// OpJourneyExpire is the gateway closing Account's journey without a
+	// valid tap-out: past its route's maximum journey time (the sweep), or
+	// ended as incomplete by the card's next tap (ExpireBeforeTap). The
+	// maximum fare held is captured for the boarding reader's merchant
+	// (sweep.go).
 	OpJourneyExpire Op = 17
 )
 
@@ -231,6 +233,7 @@ type Shard struct {
 	cardBuf  []byte             // reused buffer of the card state a tap record carries
 	upDec    []transit.Decision // decideUpload's reused per-tap decisions (<= UploadTapsMax)
 	open     openSet            // accounts whose card has an open journey (sweep.go; derived, not in snapshots)
+	closing  bool               // ExpireBeforeTap is closing a journey its tap would close (sweep.go)
 	last     int32              // lookup's cached account index
 }
 

@@ -23,12 +23,14 @@ package core
 // the lazy path would have done (capture the hold in full, count it on the
 // journey's day), so the lazy path finds nothing left afterwards.
 //
-// The card's next tap before the sweep. ExpireBeforeTap steps the same
-// record for the card of an online tap whose journey is due at the tap's
-// time, before the tap itself, so that the maximum fare is not captured
-// inside the tap's record, which names the new tap's reader and merchant
-// (another bus company, possibly). The gateway journals it as its own
-// entry ahead of the tap's.
+// The card's next tap. ExpireBeforeTap steps the same record for the card
+// of an online tap, before the tap itself, when its journey is due at the
+// tap's time, and also when it is not but the tap would close it as
+// incomplete (a new tap-in, a tap-out on another route: the fare rules
+// charge the whole hold then too), so that the maximum fare is not
+// captured inside the tap's record, which names the new tap's reader and
+// merchant (another bus company, possibly). The gateway journals it as its
+// own entry ahead of the tap's.
 //
 // Finding due journeys. The shard keeps an index of the accounts whose
 // card has an open journey (openSet: a slice and a position map,
@@ -116,7 +118,8 @@ func (s *Shard) DueJourneys(now time.Time, scanMax, dueMax int, dst []string) []
 // record's time. Not journaled: an unknown account (CodeUnknownInstrument),
 // and a card without a journey or whose journey is not due yet
 // (CodeApproved: nothing to do, the lazy path or an earlier sweep was
-// first).
+// first), unless ExpireBeforeTap steps it for a tap that would close the
+// journey (s.closing).
 func (s *Shard) decideJourneyExpire(in *Input, r *Record) (terminals.Code, bool) {
 	_, a := s.lookup(in.Account)
 	if a == nil {
@@ -128,7 +131,16 @@ func (s *Shard) decideJourneyExpire(in *Input, r *Record) (terminals.Code, bool)
 	c := &s.card
 	*c = *a.card
 	j := c.Journey // Expire clears it
-	d := s.cfg.Transit.Expire(c, time.Unix(0, r.Time))
+	at := time.Unix(0, r.Time)
+	if s.closing {
+		// ExpireBeforeTap: the tap would close the journey before its
+		// maximum journey time as incomplete. The fare rules charge it as
+		// an expired one (the whole hold), so expire it as of that time.
+		if due, ok := s.cfg.Transit.ExpiresAt(c); ok && at.Before(due) {
+			at = due
+		}
+	}
+	d := s.cfg.Transit.Expire(c, at)
 	if d.Code != terminals.CodeApproved || d.Reason != transit.ReasonIncomplete {
 		return terminals.CodeApproved, false
 	}
@@ -163,38 +175,84 @@ func (s *Shard) effectJourneyExpire(r *Record, a *account) error {
 	return nil
 }
 
-// ExpireBeforeTap closes, with its own OpJourneyExpire record, the journey
-// of the card of an online tap (OpTapIn, OpTapOut) that is past its
-// maximum journey time at now, before the caller steps the tap. Without
-// it the lazy path closes that journey inside the tap's record (a tap-in's
-// PrevCapture, a tap-out's incomplete Capture), and settlement, which
-// pays a record's money to the merchant the record names, would pay the
-// old journey's maximum fare to the new tap's reader's merchant, possibly
-// another bus company. With it, the old journey settles to its boarding
-// reader's merchant, as if the sweep had reached it first, and the tap's
-// record moves only the tap's own money.
+// ExpireBeforeTap closes, with its own OpJourneyExpire record, the open
+// journey of the card of an online tap (OpTapIn, OpTapOut) that the tap
+// would otherwise close inside its own record, before the caller steps
+// the tap. That record names the new tap's reader and merchant, and
+// settlement, which pays a record's money to the merchant the record
+// names, would pay the old journey's maximum fare to that merchant,
+// possibly another bus company. With the journey closed first, it settles
+// to its boarding reader's merchant and the tap's record moves only the
+// tap's own money. Two cases:
+//
+//   - the journey is past its maximum journey time at now: closed as the
+//     sweep would have, whatever the tap's outcome and merchants (a
+//     declined or refused tap still finds it closed), so the record
+//     depends only on the card's state and now, like a sweep pass;
+//   - it is not, but the tap is one the fare rules approve and that ends
+//     the journey as incomplete (a tap-in while the journey is open: the
+//     rider boards again without having tapped out; a tap-out on another
+//     distance route): closed with the same record, since the rules charge
+//     it the same (the whole hold, counted on the card's day). Whether the
+//     tap does so is decided by a dry run of the tap (decide, which changes
+//     nothing), so a tap that is declined, refused, or closes nothing
+//     (a tap-out on the journey's route, or on a flat route; a late
+//     tap-in of an earlier day) leaves the journey as it is. After the
+//     close the same tap is approved again with the same amounts: the
+//     available balance is unchanged (balance and held both lose the
+//     hold), the card's day spend already counts the journey, and the
+//     e-CNY limits see the same day and year totals with a smaller single
+//     amount.
+//
+// Only who is paid changes: the money moved is what the tap's own record
+// would have moved. A tap-out's reply amount, which is its record's, is
+// then 0 (the tap finds no journey), as after the sweep.
 //
 // It reports whether it stepped a record into out (out.Record, out.Seq
 // as Step gives them); the caller journals that record as its own entry,
-// ahead of the tap's, then steps the tap. It is done whatever the merchants
-// (the same bus company too) and whatever the tap's outcome (a declined or
-// refused tap still finds the journey closed), so the records depend only
-// on the card's state and now, like a sweep pass. Any other input, an
-// unknown account, or a card whose journey is not due steps nothing.
+// ahead of the tap's, then steps the tap. Any other input, an unknown
+// account, or a card without an open journey steps nothing.
 func (s *Shard) ExpireBeforeTap(now time.Time, in *Input, out *Output) bool {
 	if in.Op != OpTapIn && in.Op != OpTapOut {
 		return false
 	}
 	_, a := s.lookup(in.Account)
 	if a == nil || a.card == nil || !a.card.Open {
-		return false // nearly every tap: no journey left open
+		return false // nearly every tap-in: no journey left open
 	}
 	if at, ok := s.cfg.Transit.ExpiresAt(a.card); !ok || now.Before(at) {
-		return false
+		if !s.tapCloses(now, in, a) {
+			return false
+		}
+		s.closing = true
 	}
 	ex := Input{Op: OpJourneyExpire, Account: in.Account}
 	s.Step(now, &ex, out)
+	s.closing = false
 	return len(out.Record) > 0
+}
+
+// tapCloses reports whether the online tap in, stepped at now, would be
+// approved and close a's open journey (not yet due) inside its record.
+// A tap-out on the journey's own route never does (it ends or cancels the
+// journey, or finds none). Otherwise the tap is decided on Step's scratch
+// record without its effect: the journey is closed when the card after
+// the decision no longer has it open.
+func (s *Shard) tapCloses(now time.Time, in *Input, a *account) bool {
+	j := a.card.Journey
+	if in.Op == OpTapOut && in.Route == j.Route {
+		return false // every tap-out of an ordinary journey
+	}
+	r := &s.rec
+	*r = Record{Version: RecordVersionTap, Op: in.Op, Shard: s.id, Time: now.UnixNano(), Account: in.Account,
+		TID: in.TID, Txn: in.Txn, Merchant: in.Merchant, Route: in.Route, Stop: in.Stop}
+	if code, _ := s.decide(in, r); code != terminals.CodeApproved {
+		return false
+	}
+	// decideTap's card after the tap. A new journey equal to the old in
+	// every field (same boarding time, reader and merchant) would not be
+	// told apart; the tap's record then pays the same merchant anyway.
+	return !s.card.Open || s.card.Journey != j
 }
 
 // rebuildOpen rebuilds the open-journey index from the cards (Restore).

@@ -15,10 +15,12 @@ package core
 //	snapshot                      (remember a snapshot of the shard here)
 //
 // A tap line steps ExpireBeforeTap first, as the gateway does; its result
-// then ends with "expired=N to READER/MERCHANT" when that closed a journey
-// with its own record. The word "lazy" on a tap line skips it (the tap's
-// own record closes an expired journey, the core's safety net).
+// then ends with "closed=N to READER/MERCHANT" when that closed a journey
+// with its own record (one past its maximum journey time, or one the tap
+// ends as incomplete). The word "lazy" on a tap line skips it (the tap's
+// own record closes the journey, the core's safety net).
 //	restart                       (snapshot + later records, and all records, must give the live state)
+//	route D2                      (add a distance route with D1's stops, fares and times)
 
 import (
 	"bufio"
@@ -32,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	"scenepay/gateway/internal/scene/transit"
 	"scenepay/terminals"
 )
 
@@ -44,6 +47,7 @@ type sweepScript struct {
 	snap  []byte // snapshot taken by "snapshot"
 	snapN int    // records in it
 	txn   uint64
+	fares *transit.Engine // the fare table after "route" lines (nil: the default)
 }
 
 func TestSweepScenarios(t *testing.T) {
@@ -191,7 +195,7 @@ func (sc *sweepScript) exec(f []string, want string, has bool) {
 				if r.Op != OpJourneyExpire || r.Seq != pre.Seq {
 					sc.failf("closed first by op %s seq %d (output seq %d)", r.Op, r.Seq, pre.Seq)
 				}
-				expired = fmt.Sprintf(" expired=%d to %s/%s", r.Tap.Capture, r.TID, r.Merchant)
+				expired = fmt.Sprintf(" closed=%d to %s/%s", r.Tap.Capture, r.TID, r.Merchant)
 			}
 		}
 		out := sc.step(at, &in)
@@ -296,12 +300,31 @@ func (sc *sweepScript) exec(f []string, want string, has bool) {
 			}
 		}
 		assertSame(sc.t, "snapshot + journal", sc.s, r)
+		r.SetTransit(sc.fares) // Apply never consults fares; the taps after the restart do
 		// ... and from the whole journal.
 		replay(sc.t, sc.s, nil, sc.recs)
 		if r.OpenJourneys() != sc.s.OpenJourneys() {
 			sc.failf("open journeys after restart %d, live %d", r.OpenJourneys(), sc.s.OpenJourneys())
 		}
 		sc.s = r
+	case "route":
+		// route ID: a distance route like D1 (stops S1..S4, maximum fare
+		// 6 CNY, 90 minutes) under another id.
+		cfg := sc.s.cfg.Transit.Config()
+		routes := slices.Clone(cfg.Routes)
+		i := slices.IndexFunc(routes, func(r transit.Route) bool { return r.ID == "D1" })
+		if i < 0 || len(f) != 2 {
+			sc.failf("route: want \"route ID\" and a D1 to copy")
+		}
+		r := routes[i]
+		r.ID = f[1]
+		cfg.Routes = append(routes, r)
+		e, err := transit.New(cfg)
+		if err != nil {
+			sc.failf("route: %v", err)
+		}
+		sc.fares = e
+		sc.s.SetTransit(e)
 	default:
 		sc.failf("unknown command %q", f[0])
 	}
@@ -412,9 +435,10 @@ func TestWriteJourneyExpireSeed(t *testing.T) {
 	}
 }
 
-// TestExpireBeforeTap: only an online tap of a card whose journey is due
-// at the tap's time steps a journey expiry record (seq before the tap's);
-// other ops, cards without a due journey and unknown accounts step none.
+// TestExpireBeforeTap: an online tap of a card whose journey is due at the
+// tap's time steps a journey expiry record (seq before the tap's); other
+// ops, taps that would not close a journey not yet due, and unknown
+// accounts step none.
 func TestExpireBeforeTap(t *testing.T) {
 	s := NewShard(1, nil)
 	var out Output
@@ -431,7 +455,9 @@ func TestExpireBeforeTap(t *testing.T) {
 		at   time.Time
 		in   Input
 	}{
-		{"tap before the maximum journey time", t0.Add(89 * time.Minute), tapIn("county:C1", "B1", "", 2)},
+		{"tap-out on the journey's route", t0.Add(89 * time.Minute), tapOut("county:C1", "D1", "S3", 2)},
+		{"tap-out on a flat route", t0.Add(89 * time.Minute), tapOut("county:C1", "B1", "", 2)},
+		{"tap-in on an unknown route", t0.Add(89 * time.Minute), tapIn("county:C1", "X9", "", 2)},
 		{"purchase", due, buy("county:C1", 100, 3)},
 		{"offline upload", due, Input{Op: OpTapUpload, Account: "county:C1", TID: "BUS9", Txn: 4}},
 		{"unknown account", due, tapIn("county:C9", "B1", "", 5)},

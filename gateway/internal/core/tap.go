@@ -33,12 +33,15 @@ type TapAmounts struct {
 // decideTap decides a tap-in or tap-out. An open journey the tap closes as
 // incomplete (PrevCapture, or a tap-out's Capture of a journey past its
 // maximum journey time or on another route) is captured in this record,
-// for the tap's merchant: the gateway closes a journey already due with
-// its own record first (ExpireBeforeTap, sweep.go), so that it is paid to
-// its boarding reader's merchant. Precedence: malformed route or
-// stop (refusal), unknown account, blocked (tap-in only: a tap-out closes
-// a journey whose money is already held, as a capture of a blocked account
-// proceeds), then the fare rules (in debt, funds, unknown route or stop),
+// for the tap's merchant: the gateway closes such a journey with its own
+// record first (ExpireBeforeTap, sweep.go: a journey already due, or one
+// this tap, approved, would close), so that it is paid to its boarding
+// reader's merchant, and the tap then finds no journey to close. The lazy
+// close here stays the safety net of a caller that does not. Precedence:
+// malformed route or stop (refusal), unknown account, blocked (tap-in
+// only: a tap-out closes a journey whose money is already held, as a
+// capture of a blocked account proceeds), then the fare rules (in debt,
+// funds, unknown route or stop),
 // then the e-CNY limits (tap-in only, on everything it debits or holds:
 // the journey's later capture is within the hold that passed them).
 func (s *Shard) decideTap(in *Input, r *Record) (terminals.Code, bool) {

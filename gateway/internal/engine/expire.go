@@ -6,17 +6,21 @@ import (
 	"scenepay/gateway/internal/core"
 )
 
-// A card's next online tap before the sweep reached its expired journey:
-// core.ExpireBeforeTap steps the journey expiry the sweep would have, and
-// the writer journals it here as its own operator entry (type 3, the
-// sweep's form) before it steps the tap and appends the tap's request
-// entry. So one request can append two entries: settlement gives each
-// entry one row (the entry's records merge into it), and the expiry's row
-// pays the maximum fare to the boarding reader's merchant while the tap's
-// pays only the tap's fare to the tap's merchant. The journal completes
-// entries in LSN order, so the tap is answered only after both are
-// durable; replay applies the two entries in order, and a snapshot, taken
-// between two work items, never falls between them.
+// A card's next online tap that ends its open journey as incomplete: one
+// past its maximum journey time the sweep has not reached yet, or one
+// still within it that the tap, approved, ends (a new tap-in; a tap-out on
+// another route). core.ExpireBeforeTap steps the journey expiry record
+// that closes it, and the writer journals it here as its own operator
+// entry (type 3, the sweep's form) before it steps the tap and appends the
+// tap's request entry. So one request can append two entries: settlement
+// gives each entry one row (the entry's records merge into it), and the
+// expiry's row pays the maximum fare to the boarding reader's merchant
+// while the tap's pays only the tap's own fare to the tap's merchant. The
+// journal completes entries in LSN order, so the tap is answered only
+// after both are durable; replay applies the two entries in order, and a
+// snapshot, taken between two work items, never falls between them.
+// Offline uploads do not come here (their taps apply at their own times
+// inside the upload's record; docs/journal.md).
 
 // expireDone is the journal completion of a journey expiry before a tap:
 // nothing waits for it but the journal's health.

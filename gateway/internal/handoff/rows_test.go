@@ -3,10 +3,12 @@ package handoff
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"scenepay/gateway/internal/core"
+	"scenepay/gateway/internal/scene/transit"
 	settle "scenepay/settlement/handoff"
 	"scenepay/terminals"
 )
@@ -300,6 +302,84 @@ func TestRowsExpiredJourneyBeforeAnotherCompanysTap(t *testing.T) {
 		again, _, _, err := EntryRow("gw1", uint64(i+3), nil, one, scene, &rec, nil)
 		if err != nil || !reflect.DeepEqual(again, rows[i]) {
 			t.Fatalf("re-mapped row %d: %+v %v; want %+v", i, again, err, rows[i])
+		}
+	}
+}
+
+// The two taps that end a journey still within its maximum journey time
+// as incomplete (the maximum fare stands): a) C1 boards company A's bus
+// (reader TA) on D1 and, without tapping out, boards company B's bus (TB)
+// on D1 half an hour later; b) C2 boards A's bus on D1 and taps out on B's
+// bus on another distance route, D2. The gateway journals the old
+// journey's close as its own entry ahead of the tap's
+// (core.Shard.ExpireBeforeTap): settlement pays A the maximum fare of each
+// journey A's bus carried, and B only B's own fare. Had the taps' records
+// closed the journeys, their rows would have paid both maximum fares to B.
+func TestRowsOpenJourneyEndedByAnotherCompanysTap(t *testing.T) {
+	scene := func(tid string) (string, bool) { return settle.SceneBus, tid == "TA" || tid == "TB" }
+	board := time.Date(2026, 3, 10, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	fares := core.DefaultTransit().Config()
+	d2 := fares.Routes[slices.IndexFunc(fares.Routes, func(r transit.Route) bool { return r.ID == "D1" })]
+	d2.ID = "D2"
+	fares.Routes = append(slices.Clone(fares.Routes), d2)
+	pol, err := transit.New(fares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := core.NewShard(1, &core.Config{Transit: pol})
+	var out core.Output
+	var entries [][]byte // one per journal entry, in journal order
+	step := func(at time.Time, in core.Input) {
+		t.Helper()
+		if s.ExpireBeforeTap(at, &in, &out) {
+			entries = append(entries, bytes.Clone(out.Record))
+		}
+		s.Step(at, &in, &out)
+		if out.Code != terminals.CodeApproved {
+			t.Fatalf("%s: %s", in.Op, out.Code)
+		}
+		entries = append(entries, bytes.Clone(out.Record))
+	}
+	step(board, core.Input{Op: core.OpOpenAccount, Account: "county:C1", Amount: 5000})
+	step(board, core.Input{Op: core.OpOpenAccount, Account: "county:C2", Amount: 5000})
+	step(board, core.Input{Op: core.OpTapIn, Account: "county:C1", TID: "TA", Txn: 1, Merchant: "BUS-A", Route: "D1", Stop: "S1"})
+	step(board, core.Input{Op: core.OpTapIn, Account: "county:C2", TID: "TA", Txn: 2, Merchant: "BUS-A", Route: "D1", Stop: "S1"})
+	step(board.Add(30*time.Minute), core.Input{Op: core.OpTapIn, Account: "county:C1", TID: "TB", Txn: 1, Merchant: "BUS-B", Route: "D1", Stop: "S2"})
+	step(board.Add(40*time.Minute), core.Input{Op: core.OpTapOut, Account: "county:C2", TID: "TB", Txn: 2, Merchant: "BUS-B", Route: "D2", Stop: "S3"})
+	step(board.Add(50*time.Minute), core.Input{Op: core.OpTapOut, Account: "county:C1", TID: "TB", Txn: 3, Merchant: "BUS-B", Route: "D1", Stop: "S3"})
+	if len(entries) != 9 {
+		t.Fatalf("%d entries, want 9 (2 opens, 2 tap-ins on A, a close and B's tap-in, a close and B's tap-out, B's tap-out)", len(entries))
+	}
+	var rows []settle.Txn
+	var rec core.Record
+	for i, raw := range entries {
+		one := func(_ []byte, fn func(string, []byte) error) error { return fn("", raw) }
+		row, ok, _, err := EntryRow("gw1", uint64(i+1), nil, one, scene, &rec, nil)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i+1, err)
+		}
+		if ok && row.Amount != 0 {
+			rows = append(rows, row)
+		}
+	}
+	want := []struct {
+		lsn            uint64
+		account        string
+		merchant, term string
+		op             string
+		amt            int64
+	}{
+		{5, "C1", "BUS-A", "TA", settle.OpCapture, 600}, // a): C1's journey on A's bus, closed before B's tap-in (entry 6, a hold)
+		{7, "C2", "BUS-A", "TA", settle.OpCapture, 600}, // b): C2's journey on A's bus, closed before B's tap-out (entry 8, nothing)
+		{9, "C1", "BUS-B", "TB", settle.OpCapture, 300}, // C1's journey on B's bus, 2 zones, ended normally
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows with money, want %d: %+v", len(rows), len(want), rows)
+	}
+	for i, w := range want {
+		r := rows[i]
+		if r.LSN != w.lsn || r.Account != w.account || r.Merchant != w.merchant || r.Terminal != w.term || r.Op != w.op || r.Amount != w.amt {
+			t.Errorf("row %d: %+v; want lsn %d %s %s/%s %s %d", i, r, w.lsn, w.account, w.term, w.merchant, w.op, w.amt)
 		}
 	}
 }
