@@ -1,6 +1,7 @@
 // Package terminals owns the wire contract between payment terminals and the
 // gateway: protocol v1 topics, message bodies, the MAC frame, per-terminal key
-// derivation and the catalogue of result codes.
+// derivation, the catalogue of result codes, and the consumer payment code
+// format (paycode.go) that stall terminals scan and wallets issue.
 //
 // Both the gateway and the emulator import it, and a terminal vendor can too;
 // it depends on nothing but the standard library. docs/protocol.md is the

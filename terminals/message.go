@@ -27,10 +27,9 @@ const (
 )
 
 // MaxPayCodeLen bounds "code" of a qr_pay: the longest consumer payment code
-// the gateway's market scene issues or verifies ("SPC1" and the base32 of a
-// 67-byte payload). It must equal the gateway's market.MaxCodeLen; the
-// wire contract cannot import the gateway, so a gateway test keeps the two
-// in step.
+// (paycode.go: "SPC1" and the base32 of a 67-byte payload). TestPayCodeMaxLen
+// keeps it equal to the format's longest code, and a gateway test to the
+// gateway's market.MaxCodeLen.
 const MaxPayCodeLen = 112
 
 // ReplyDepositLow is the type of the gateway's unsolicited notice that a

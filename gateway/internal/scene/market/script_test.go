@@ -322,7 +322,7 @@ func (s *scenario) event(cmd string, f []string) string {
 		code := s.codes[f[0]]
 		b := []byte(code)
 		i := len(b) - 3
-		b[i] = b32[(b32dec[b[i]]+1)%32]
+		b[i] = b32[(strings.IndexByte(b32, b[i])+1)%32]
 		s.codes[kv["as"]] = string(b)
 		return "ok"
 	case "scan":
