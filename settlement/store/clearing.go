@@ -205,6 +205,14 @@ type Clearing interface {
 	// the earlier ones the window releases (synced and not yet paid, or
 	// paid by w). SettleWindow marks the ones it pays (ecny.go).
 	Unsynced(ctx context.Context, w Window) ([]UnsyncedReceipt, error)
+	// HeldUnsynced sums the receipts held back from payout now: those
+	// of SETTLED windows that no window has paid (ecny_held.go).
+	HeldUnsynced(ctx context.Context) (HeldSummary, error)
+	// PruneSyncs deletes at most limit (1..SyncsPruneMax) wallet syncs
+	// that can no longer mark a receipt: those before the start of the
+	// oldest window not SETTLED (none while no such window exists). It
+	// reports how many it deleted.
+	PruneSyncs(ctx context.Context, limit int) (int64, error)
 }
 
 var windowIDPattern = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)

@@ -23,6 +23,8 @@ var ecnyCases = []struct {
 	{"UnsyncedSyncedByLaterSync", testUnsyncedSynced},
 	{"UnsyncedResendAndRecut", testUnsyncedRecut},
 	{"UnsyncedHeldAndReleased", testUnsyncedSettle},
+	{"UnsyncedHeldSummary", testHeldSummary},
+	{"SyncsPrunedOnceNothingCanCome", testSyncsPruned},
 }
 
 // Offline builds an e-CNY double-offline payment row of wallet to STALL-M.
