@@ -1,9 +1,6 @@
 package device
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -28,103 +25,27 @@ import (
 //
 // Retained messages arrive in any order on subscribe, so a delta that
 // needs a full list the reader has not received yet is kept until it
-// comes. A delta's "stop_first_rides" is applied from every delta.
-
-// DenyGroup is the terminal group that receives the deny list.
-const DenyGroup = "bus"
+// comes. A delta's "stop_first_rides" is applied from every delta. The
+// message format, topics and strict decoder are the wire contract's
+// (terminals/deny.go).
 
 // DenyCfgName is the heartbeat "cfg" name a reader reports the applied
 // deny-list version under.
-const DenyCfgName = "deny"
+const DenyCfgName = terminals.DenyCfgName
 
-// Deny-list bounds.
-const (
-	// DenyPayloadMax bounds a deny-list payload the reader reads (a full
-	// list is not bound by the 4096-byte request frame limit).
-	DenyPayloadMax = 1 << 20
-	// DenyCardsMax bounds the cards a reader holds.
-	DenyCardsMax = 100_000
-	// denyStopsMax bounds the stopped routes kept.
-	denyStopsMax = 256
-)
+// DenyCardsMax bounds the cards a reader holds.
+const DenyCardsMax = terminals.DenyCardsMax
 
 // ErrDeny marks a deny-list message the reader refuses.
-var ErrDeny = errors.New("device: deny-list message")
-
-// DenyTopicFull and DenyTopicDelta are the bus group's retained deny-list topics.
-func DenyTopicFull(t terminals.Topics) string { return t.Root + "/g/" + DenyGroup + "/deny/full" }
-
-// DenyTopicDelta: see DenyTopicFull.
-func DenyTopicDelta(t terminals.Topics) string { return t.Root + "/g/" + DenyGroup + "/deny/delta" }
-
-// DenyMessage is a decoded deny-list body.
-type DenyMessage struct {
-	V              int      `json:"v"`
-	Kind           string   `json:"kind"` // "full" or "delta"
-	From           uint64   `json:"from"`
-	Version        uint64   `json:"version"`
-	Cards          []string `json:"cards"`
-	Add            []string `json:"add"`
-	Remove         []string `json:"remove"`
-	StopFirstRides []string `json:"stop_first_rides"`
-	StopDay        int32    `json:"stop_day"`
-}
-
-// DecodeDeny reads an authenticated deny-list body: one JSON object with
-// the keys above and no others, v 1, kind full (cards, no from, add or
-// remove) or delta (from <= version, no cards), at most DenyCardsMax cards
-// per list, card keys 1..terminals.MaxInstrumentIDLen+7 bytes.
-func DecodeDeny(body []byte) (DenyMessage, error) {
-	var m DenyMessage
-	if len(body) > DenyPayloadMax {
-		return m, fmt.Errorf("%w: %d bytes", ErrDeny, len(body))
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return DenyMessage{}, fmt.Errorf("%w: %v", ErrDeny, err)
-	}
-	if dec.More() {
-		return DenyMessage{}, fmt.Errorf("%w: trailing data", ErrDeny)
-	}
-	if m.V != 1 {
-		return DenyMessage{}, fmt.Errorf("%w: v %d", ErrDeny, m.V)
-	}
-	switch m.Kind {
-	case "full":
-		if m.From != 0 || m.Add != nil || m.Remove != nil || m.StopFirstRides != nil {
-			return DenyMessage{}, fmt.Errorf("%w: a full list carries only cards", ErrDeny)
-		}
-	case "delta":
-		if m.Cards != nil || m.From > m.Version {
-			return DenyMessage{}, fmt.Errorf("%w: a delta runs from <= version and carries no cards", ErrDeny)
-		}
-	default:
-		return DenyMessage{}, fmt.Errorf("%w: kind %q", ErrDeny, m.Kind)
-	}
-	for _, l := range [][]string{m.Cards, m.Add, m.Remove, m.StopFirstRides} {
-		if len(l) > DenyCardsMax {
-			return DenyMessage{}, fmt.Errorf("%w: %d entries", ErrDeny, len(l))
-		}
-		for _, c := range l {
-			if len(c) == 0 || len(c) > terminals.MaxInstrumentIDLen+8 {
-				return DenyMessage{}, fmt.Errorf("%w: entry of %d bytes", ErrDeny, len(c))
-			}
-		}
-	}
-	if len(m.StopFirstRides) > denyStopsMax {
-		return DenyMessage{}, fmt.Errorf("%w: %d stopped routes", ErrDeny, len(m.StopFirstRides))
-	}
-	return m, nil
-}
+var ErrDeny = terminals.ErrDeny
 
 // DenyList is the list a reader holds. Its methods are safe for concurrent use.
 type DenyList struct {
 	mu      sync.Mutex
 	version uint64
 	cards   map[string]bool
-	full    *DenyMessage // last verified full list (needed when a delta starts above h)
-	pending *DenyMessage // a delta waiting for its full list
+	full    *terminals.DenyMessage // last verified full list (needed when a delta starts above h)
+	pending *terminals.DenyMessage // a delta waiting for its full list
 	stops   map[string]int32
 	applied uint64
 	refused uint64
@@ -186,7 +107,7 @@ func (l *DenyList) Receive(kcfg, payload []byte) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(payload) > DenyPayloadMax+65 {
+	if len(payload) > terminals.DenyPayloadMax+65 {
 		l.refused++
 		return fmt.Errorf("%w: %d bytes", ErrDeny, len(payload))
 	}
@@ -195,13 +116,13 @@ func (l *DenyList) Receive(kcfg, payload []byte) error {
 		l.refused++
 		return fmt.Errorf("%w: %v", ErrDeny, err)
 	}
-	m, err := DecodeDeny(body)
+	m, err := terminals.DecodeDeny(body)
 	if err != nil {
 		l.refused++
 		return err
 	}
 	l.applied++
-	if m.Kind == "full" {
+	if m.Kind == terminals.DenyKindFull {
 		l.full = &m
 		if m.Version > l.version {
 			l.replace(&m)
@@ -213,7 +134,7 @@ func (l *DenyList) Receive(kcfg, payload []byte) error {
 		return nil
 	}
 	for _, r := range m.StopFirstRides {
-		if len(l.stops) < denyStopsMax || l.stops[r] != 0 {
+		if len(l.stops) < terminals.DenyStopsMax || l.stops[r] != 0 {
 			l.stops[r] = m.StopDay
 		}
 	}
@@ -221,7 +142,7 @@ func (l *DenyList) Receive(kcfg, payload []byte) error {
 	return nil
 }
 
-func (l *DenyList) replace(f *DenyMessage) {
+func (l *DenyList) replace(f *terminals.DenyMessage) {
 	clear(l.cards)
 	for _, c := range f.Cards {
 		if len(l.cards) < DenyCardsMax {
@@ -233,7 +154,7 @@ func (l *DenyList) replace(f *DenyMessage) {
 
 // delta applies d, taking the held full list first when d needs it, or
 // keeps d pending until that full list arrives. l.mu is held.
-func (l *DenyList) delta(d *DenyMessage) {
+func (l *DenyList) delta(d *terminals.DenyMessage) {
 	if l.version < d.From || l.version > d.Version {
 		if l.full == nil || l.full.Version != d.From {
 			l.pending = d

@@ -204,7 +204,7 @@ func New(cfg Config) (*Device, error) {
 	}
 	if len(cfg.DenyKey) > 0 {
 		d.deny = NewDenyList()
-		d.denyTopics = [2]string{DenyTopicFull(cfg.Topics), DenyTopicDelta(cfg.Topics)}
+		d.denyTopics = [2]string{terminals.DenyTopicFull(cfg.Topics), terminals.DenyTopicDelta(cfg.Topics)}
 	}
 	d.client = mqtt.NewClient(d.options())
 	return d, nil

@@ -285,46 +285,6 @@ func TestDenyListFollowsTheProtocolRule(t *testing.T) {
 	}
 }
 
-func TestDecodeDenyRefusals(t *testing.T) {
-	for _, body := range []string{
-		`{"v":2,"kind":"full","version":1,"cards":[]}`,
-		`{"v":1,"kind":"half","version":1}`,
-		`{"v":1,"kind":"full","version":1,"cards":[],"add":["x"]}`,
-		`{"v":1,"kind":"delta","from":5,"version":4,"add":[],"remove":[]}`,
-		`{"v":1,"kind":"delta","from":1,"version":4,"cards":["x"]}`,
-		`{"v":1,"kind":"full","version":1,"cards":[""]}`,
-		`{"v":1,"kind":"full","version":1,"cards":[],"extra":1}`,
-		`{"v":1,"kind":"full","version":1,"cards":[]} {}`,
-		`[]`,
-	} {
-		if _, err := DecodeDeny([]byte(body)); err == nil {
-			t.Errorf("accepted %s", body)
-		}
-	}
-	m, err := DecodeDeny([]byte(`{"v":1,"kind":"delta","from":3,"version":5,"add":["county:1"],"remove":[],"stop_first_rides":["B1"],"stop_day":20000}`))
-	if err != nil || m.From != 3 || m.Version != 5 || m.StopDay != 20000 || len(m.Add) != 1 {
-		t.Fatalf("%+v %v", m, err)
-	}
-}
-
-func FuzzDecodeDeny(f *testing.F) {
-	f.Add([]byte(`{"v":1,"kind":"full","version":3,"cards":["county:8800000001"]}`))
-	f.Add([]byte(`{"v":1,"kind":"delta","from":3,"version":5,"add":["a"],"remove":["b"],"stop_first_rides":["B1"],"stop_day":1}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := DecodeDeny(b)
-		if err != nil {
-			return
-		}
-		if m.V != 1 || (m.Kind != "full" && m.Kind != "delta") || (m.Kind == "delta" && m.From > m.Version) {
-			t.Fatalf("accepted %q as %+v", b, m)
-		}
-		l := NewDenyList()
-		if err := l.Receive(testKcfg, terminals.Seal(testKcfg, b)); err != nil {
-			t.Fatalf("decoded but not received: %v", err)
-		}
-	})
-}
-
 // TestDenyListSyncOnRealMosquitto: a reader connecting to the machine's
 // broker gets the retained full list and delta of its bus group, whatever
 // order they arrive in, and follows a later delta.
@@ -341,8 +301,8 @@ func TestDenyListSyncOnRealMosquitto(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	t.Cleanup(func() {
-		pub.Publish(DenyTopicFull(topics), 1, true, []byte{}).WaitTimeout(2 * time.Second)
-		pub.Publish(DenyTopicDelta(topics), 1, true, []byte{}).WaitTimeout(2 * time.Second)
+		pub.Publish(terminals.DenyTopicFull(topics), 1, true, []byte{}).WaitTimeout(2 * time.Second)
+		pub.Publish(terminals.DenyTopicDelta(topics), 1, true, []byte{}).WaitTimeout(2 * time.Second)
 		pub.Disconnect(100)
 		cleanMosquitto(t, topics, tid)
 	})
@@ -352,8 +312,8 @@ func TestDenyListSyncOnRealMosquitto(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 	}
-	publish(DenyTopicFull(topics), denyFull(3, "county:A", "county:B"))
-	publish(DenyTopicDelta(topics), denyDelta(3, 5, []string{"county:C"}, []string{"county:A"}))
+	publish(terminals.DenyTopicFull(topics), denyFull(3, "county:A", "county:B"))
+	publish(terminals.DenyTopicDelta(topics), denyDelta(3, 5, []string{"county:C"}, []string{"county:A"}))
 	startResponder(t, mosquittoURL, topics, approveAll)
 	d := newDevice(t, mosquittoURL, topics, tid, func(c *Config) { c.DenyKey = testKcfg })
 	waitVersion := func(v uint64) {
@@ -370,7 +330,7 @@ func TestDenyListSyncOnRealMosquitto(t *testing.T) {
 	if !sameCards(d.Deny().Cards(), "county:B", "county:C") {
 		t.Fatalf("cards %v", d.Deny().Cards())
 	}
-	publish(DenyTopicDelta(topics), denyDelta(3, 6, []string{"county:C", "county:D"}, []string{"county:A", "county:B"}))
+	publish(terminals.DenyTopicDelta(topics), denyDelta(3, 6, []string{"county:C", "county:D"}, []string{"county:A", "county:B"}))
 	waitVersion(6)
 	if !sameCards(d.Deny().Cards(), "county:C", "county:D") {
 		t.Fatalf("cards %v", d.Deny().Cards())

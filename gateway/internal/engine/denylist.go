@@ -8,7 +8,8 @@ package engine
 // pays the debt (transit.FlagUndeny) or an operator takes them off.
 //
 // Distribution, the exact rule. Two signed retained messages per bus group,
-// under the config-signing key and in the config envelope's style:
+// under the config-signing key and in the config envelope's style (the
+// format, topics and encoding are the wire contract's, terminals/deny.go):
 //
 //	{root}/g/bus/deny/full   {"v":1,"kind":"full","version":F,"cards":[...]}
 //	{root}/g/bus/deny/delta  {"v":1,"kind":"delta","from":F,"version":V,"add":[...],"remove":[...]}
@@ -50,7 +51,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +90,7 @@ const (
 	DenyLagListMax    = 1000 // terminals one lagging answer lists
 	// DenyCfgName is the heartbeat cfg key readers report the applied
 	// deny-list version under.
-	DenyCfgName = "deny"
+	DenyCfgName = terminals.DenyCfgName
 	// DenyGroup is the terminal kind (group) that receives the deny list.
 	DenyGroup = registry.KindBus
 )
@@ -120,15 +120,11 @@ func (d *denyState) init() {
 }
 
 // DenyTopicFull and DenyTopicDelta are the retained topics of the bus
-// group's deny list.
-func DenyTopicFull(t terminals.Topics) string {
-	return t.Root + "/g/" + DenyGroup + "/deny/full"
-}
+// group's deny list (terminals.DenyTopicFull, terminals.DenyTopicDelta).
+func DenyTopicFull(t terminals.Topics) string { return terminals.DenyTopicFull(t) }
 
 // DenyTopicDelta: see DenyTopicFull.
-func DenyTopicDelta(t terminals.Topics) string {
-	return t.Root + "/g/" + DenyGroup + "/deny/delta"
-}
+func DenyTopicDelta(t terminals.Topics) string { return terminals.DenyTopicDelta(t) }
 
 // DenyAdd lists card (an operator change) and returns the list's version.
 func (e *Engine) DenyAdd(card string) (uint64, error) {
@@ -371,62 +367,22 @@ func (e *Engine) publishDenyLocked(forceFull bool) {
 	}
 }
 
-func appendStrings(dst []byte, ss []string) []byte {
-	dst = append(dst, '[')
-	for i, s := range ss {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = strconv.AppendQuote(dst, s)
-	}
-	return append(dst, ']')
-}
-
 // AppendDenyFull appends the body of the full-list message.
 func AppendDenyFull(dst []byte, version uint64, cards []string) []byte {
-	dst = append(dst, `{"v":1,"kind":"full","version":`...)
-	dst = strconv.AppendUint(dst, version, 10)
-	dst = append(dst, `,"cards":`...)
-	dst = appendStrings(dst, cards)
-	return append(dst, '}')
+	m := terminals.DenyMessage{V: 1, Kind: terminals.DenyKindFull, Version: version, Cards: cards}
+	return m.AppendJSON(dst)
 }
 
 // AppendDenyDelta appends the body of the delta message; stops (sorted)
 // are the routes whose first-ride budget is spent for transit day stopDay.
 func AppendDenyDelta(dst []byte, d transit.Delta, stops []string, stopDay int32) []byte {
-	dst = append(dst, `{"v":1,"kind":"delta","from":`...)
-	dst = strconv.AppendUint(dst, d.From, 10)
-	dst = append(dst, `,"version":`...)
-	dst = strconv.AppendUint(dst, d.To, 10)
-	dst = append(dst, `,"add":`...)
-	dst = appendStrings(dst, d.Add)
-	dst = append(dst, `,"remove":`...)
-	dst = appendStrings(dst, d.Remove)
-	if len(stops) > 0 {
-		dst = append(dst, `,"stop_first_rides":`...)
-		dst = appendStrings(dst, stops)
-		dst = append(dst, `,"stop_day":`...)
-		dst = strconv.AppendInt(dst, int64(stopDay), 10)
-	}
-	return append(dst, '}')
+	m := terminals.DenyMessage{V: 1, Kind: terminals.DenyKindDelta, From: d.From, Version: d.To,
+		Add: d.Add, Remove: d.Remove, StopFirstRides: stops, StopDay: stopDay}
+	return m.AppendJSON(dst)
 }
 
 // DenyMessage is a decoded deny-list message (what a reader reads).
-type DenyMessage struct {
-	V       int      `json:"v"`
-	Kind    string   `json:"kind"`
-	From    uint64   `json:"from"`
-	Version uint64   `json:"version"`
-	Cards   []string `json:"cards"`
-	Add     []string `json:"add"`
-	Remove  []string `json:"remove"`
-	// StopFirstRides (delta only) lists the routes whose first-ride
-	// budget is spent for transit day StopDay (days since 1970-01-01 of
-	// the Asia/Shanghai transit day): readers on them refuse unknown
-	// cards until their own transit day is past StopDay.
-	StopFirstRides []string `json:"stop_first_rides"`
-	StopDay        int32    `json:"stop_day"`
-}
+type DenyMessage = terminals.DenyMessage
 
 // appendDenySnapshot appends the list (transit.DenyList.AppendBinary,
 // with the readers' reported versions) as uvarint len | bytes.

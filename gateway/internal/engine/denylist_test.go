@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,20 +16,29 @@ import (
 )
 
 // denyMsg reads the retained deny message on topic as a reader would:
-// MAC under the config-signing key first, then a strict decode.
+// MAC under the config-signing key first, then the wire contract's strict
+// decode; the body is the canonical encoding of what it decodes to.
 func denyMsg(t *testing.T, rp *retainedPub, topic string) DenyMessage {
 	t.Helper()
 	body, err := terminals.Open(confstore.SigningKey(master, confstore.SigningKeyVersion), rp.get(topic))
 	if err != nil {
 		t.Fatalf("%s: %v", topic, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var m DenyMessage
-	if err := dec.Decode(&m); err != nil {
+	m, err := terminals.DecodeDeny(body)
+	if err != nil {
 		t.Fatalf("%s: %v", topic, err)
 	}
+	if got := m.AppendJSON(nil); !bytes.Equal(got, body) {
+		t.Fatalf("%s: body %s is not canonical (%s)", topic, body, got)
+	}
 	return m
+}
+
+// The engine's deny-list group is the wire contract's.
+func TestDenyGroupIsTheWireGroup(t *testing.T) {
+	if DenyGroup != terminals.DenyGroup || DenyCfgName != terminals.DenyCfgName {
+		t.Fatalf("engine group %q cfg %q, wire group %q cfg %q", DenyGroup, DenyCfgName, terminals.DenyGroup, terminals.DenyCfgName)
+	}
 }
 
 func TestDenyListChangesPublishReportAndSurviveRestart(t *testing.T) {
