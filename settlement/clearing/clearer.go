@@ -12,7 +12,10 @@ package clearing
 //  3. settle each CLOSED window: clear it and write the settlements in the
 //     same store transaction as the move to SETTLED;
 //  4. reconcile a newly settled window against the journal, if one is
-//     configured.
+//     configured;
+//  5. delete the e-CNY wallet syncs that can no longer mark a receipt
+//     (store.PruneSyncs, at most SyncsPrunedPerTickMax), and refresh the
+//     window state and held-receipt gauges.
 //
 // A window whose drain is incomplete stops the walk: later windows cannot
 // have drained either, and settling out of order would make a late
@@ -33,6 +36,10 @@ import (
 // WindowsPerTickMax bounds the windows one Tick creates, so that a store
 // with years of history catches up over several ticks, not in one.
 const WindowsPerTickMax = 62
+
+// SyncsPrunedPerTickMax bounds the wallet syncs one Tick deletes, so that
+// a store with a long backlog of them trims it over several ticks.
+const SyncsPrunedPerTickMax = 10_000
 
 // LegSource supplies the per-payment division legs of a window's rows per
 // merchant (market fee and insurance legs summed per kind and payee):
@@ -110,13 +117,48 @@ type TickResult struct {
 // Tick runs one pass of the scheduler at now.
 func (c *Clearer) Tick(ctx context.Context, now time.Time) (TickResult, error) {
 	res, err := c.tick(ctx, now)
+	if err == nil {
+		err = c.pruneSyncs(ctx)
+	}
 	if err != nil {
 		c.m.tickErrors.Inc()
 	}
 	if err2 := c.refreshStateGauge(ctx, now); err == nil {
 		err = err2
 	}
+	if err2 := c.refreshHeldGauges(ctx, now); err == nil {
+		err = err2
+	}
 	return res, err
+}
+
+// pruneSyncs deletes the wallet syncs before the oldest window not
+// settled (store.PruneSyncs): they can mark no receipt that may still be
+// ingested, and the table would otherwise keep every sync ever made.
+func (c *Clearer) pruneSyncs(ctx context.Context) error {
+	n, err := c.cfg.Store.PruneSyncs(ctx, SyncsPrunedPerTickMax)
+	c.m.syncsPruned.Add(float64(n))
+	if err != nil {
+		return fmt.Errorf("clearing: prune e-CNY wallet syncs: %w", err)
+	}
+	return nil
+}
+
+// refreshHeldGauges sets the held e-CNY receipt gauges: count, fen and
+// the age of the oldest at now.
+func (c *Clearer) refreshHeldGauges(ctx context.Context, now time.Time) error {
+	h, err := c.cfg.Store.HeldUnsynced(ctx)
+	if err != nil {
+		return fmt.Errorf("clearing: held e-CNY receipts: %w", err)
+	}
+	c.m.heldReceipts.Set(float64(h.Receipts))
+	c.m.heldFen.Set(float64(h.Amount))
+	age := 0.0
+	if !h.Oldest.IsZero() && now.After(h.Oldest) {
+		age = now.Sub(h.Oldest).Seconds()
+	}
+	c.m.heldOldest.Set(age)
+	return nil
 }
 
 func (c *Clearer) tick(ctx context.Context, now time.Time) (TickResult, error) {

@@ -13,6 +13,10 @@ type metrics struct {
 	differenceFen   prometheus.Gauge
 	differences     prometheus.Counter
 	reconciliations prometheus.Counter
+	heldFen         prometheus.Gauge
+	heldReceipts    prometheus.Gauge
+	heldOldest      prometheus.Gauge
+	syncsPruned     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,10 +37,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "New difference records written by reconciliation."}),
 		reconciliations: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_reconciliations_total",
 			Help: "Reconciliation runs completed."}),
+		heldFen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "scenepay_settlement_ecny_held_fen",
+			Help: "e-CNY double-offline receipts held back from payout (their window is settled, no window has paid them), fen."}),
+		heldReceipts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "scenepay_settlement_ecny_held_receipts",
+			Help: "e-CNY double-offline receipts held back from payout."}),
+		heldOldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "scenepay_settlement_ecny_held_oldest_seconds",
+			Help: "Age of the oldest held e-CNY double-offline receipt (now minus its payment time); 0 when none is held."}),
+		syncsPruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_ecny_syncs_pruned_total",
+			Help: "e-CNY wallet syncs deleted because no receipt that may still be ingested lies before them."}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.state, m.closed, m.settled, m.statements, m.tickErrors,
-			m.differenceFen, m.differences, m.reconciliations} {
+			m.differenceFen, m.differences, m.reconciliations, m.heldFen, m.heldReceipts, m.heldOldest, m.syncsPruned} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -39,13 +39,16 @@ func TestProcessSettlesAndServes(t *testing.T) {
 	}
 	sh := time.FixedZone("CST", 8*3600)
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, sh).UTC()
-	b := &handoff.Batch{ID: handoff.BatchID("gw-1", 1, 1), Source: "gw-1", FirstLSN: 1, LastLSN: 1,
+	b := &handoff.Batch{ID: handoff.BatchID("gw-1", 1, 2), Source: "gw-1", FirstLSN: 1, LastLSN: 2,
 		Watermark: time.Date(2026, 3, 1, 23, 30, 0, 0, sh).UTC(),
 		Rows: []handoff.Txn{{Source: "gw-1", LSN: 1, At: at, Merchant: "M1", Terminal: "T-1", Scene: "bus", Op: "purchase",
 			InstKind: "county", Account: "county:C-1", Amount: 200, Auth: "A1", Txn: 1,
 			// The market operator's leg of the payment: the process
 			// clears with the store as its leg source.
-			Legs: []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-OP", Amount: 4}}}}}
+			Legs: []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-OP", Amount: 4}}},
+		// An e-CNY double-offline payment whose wallet never syncs: held.
+		{Source: "gw-1", LSN: 2, At: at.Add(time.Hour), Merchant: "M2", Terminal: "T-2", Scene: "stall", Op: "purchase",
+			InstKind: "ecny", Account: "w-1", Amount: 300, Auth: "A2", Txn: 2, Unsynced: true}}}
 	if _, err := s.Ingest(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +90,9 @@ func TestProcessSettlesAndServes(t *testing.T) {
 	code, body := get(t, base+"/metrics")
 	for _, want := range []string{`scenepay_settlement_window_state{state="SETTLED"} 1`,
 		`scenepay_settlement_window_state{state="OPEN"} 1`, "scenepay_settlement_windows_closed_total 1",
-		"scenepay_settlement_statements_total 1", "scenepay_settlement_files_written_total 1"} {
+		"scenepay_settlement_statements_total 2", "scenepay_settlement_files_written_total 1",
+		"scenepay_settlement_ecny_held_fen 300", "scenepay_settlement_ecny_held_receipts 1",
+		"scenepay_settlement_ecny_held_oldest_seconds 38700"} { // 23:45 - 13:00
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -100,9 +105,10 @@ func TestProcessSettlesAndServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(content)), "\n")
-	if len(lines) != 7 || !strings.HasPrefix(lines[0], "H,scenepay-settlement,3,2026-03-01,") ||
+	if len(lines) != 9 || !strings.HasPrefix(lines[0], "H,scenepay-settlement,3,2026-03-01,") ||
 		lines[4] != "D,2026-03-01,M1,,1,200,0,0,200,0,4,MKT-OP,0,196" || lines[5] != "L,2026-03-01,M1,market_fee,MKT-OP,4" ||
-		lines[6] != "T,2026-03-01,1,1,200,200,0,4,0,196" {
+		lines[6] != "D,2026-03-01,M2,,1,300,0,0,300,0,0,,0,0" || lines[7] != "U,2026-03-01,M2,300,0" ||
+		lines[8] != "T,2026-03-01,2,2,500,500,0,4,0,196" {
 		t.Fatalf("settlement file:\n%s", content)
 	}
 	cancel()
