@@ -46,9 +46,9 @@ func TestProcessSettlesAndServes(t *testing.T) {
 			// The market operator's leg of the payment: the process
 			// clears with the store as its leg source.
 			Legs: []handoff.Leg{{Kind: handoff.LegMarketFee, Payee: "MKT-OP", Amount: 4}}},
-		// An e-CNY double-offline payment whose wallet never syncs: held.
-		{Source: "gw-1", LSN: 2, At: at.Add(time.Hour), Merchant: "M2", Terminal: "T-2", Scene: "stall", Op: "purchase",
-			InstKind: "ecny", Account: "w-1", Amount: 300, Auth: "A2", Txn: 2, Unsynced: true}}}
+			// An e-CNY double-offline payment whose wallet never syncs: held.
+			{Source: "gw-1", LSN: 2, At: at.Add(time.Hour), Merchant: "M2", Terminal: "T-2", Scene: "stall", Op: "purchase",
+				InstKind: "ecny", Account: "w-1", Amount: 300, Auth: "A2", Txn: 2, Unsynced: true}}}
 	if _, err := s.Ingest(ctx, b); err != nil {
 		t.Fatal(err)
 	}
