@@ -1,0 +1,379 @@
+package ingress
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// fakeConn records every Write (one per system call of a real connection)
+// and serves reads from a fixed stream, counting the calls.
+type fakeConn struct {
+	mu        sync.Mutex
+	writes    [][]byte
+	wrote     chan struct{} // signalled after a Write
+	writeErr  error
+	closed    bool
+	deadlines int
+	in        io.Reader
+	reads     int
+}
+
+func newFakeConn(in []byte) *fakeConn {
+	return &fakeConn{wrote: make(chan struct{}, 1), in: bytes.NewReader(in)}
+}
+
+func (f *fakeConn) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return 0, net.ErrClosed
+	}
+	if f.writeErr != nil {
+		return 0, f.writeErr
+	}
+	f.writes = append(f.writes, append([]byte(nil), p...))
+	select {
+	case f.wrote <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+	return len(p), nil
+}
+
+func (f *fakeConn) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.in.Read(p)
+}
+
+func (f *fakeConn) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+func (f *fakeConn) SetWriteDeadline(time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadlines++
+	return nil
+}
+
+func (f *fakeConn) LocalAddr() net.Addr               { return nil }
+func (f *fakeConn) RemoteAddr() net.Addr              { return nil }
+func (f *fakeConn) SetDeadline(t time.Time) error     { return nil }
+func (f *fakeConn) SetReadDeadline(t time.Time) error { return nil }
+func (f *fakeConn) snapshot() (writes [][]byte, closed bool, deadlines int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]byte(nil), f.writes...), f.closed, f.deadlines
+}
+
+func joined(ws [][]byte) []byte { return bytes.Join(ws, nil) }
+
+// Writes below the size bound stay buffered (no flusher here); the write that passes the bound sends everything
+// in one write, in order.
+func TestBufConnFlushBySize(t *testing.T) {
+	f := newFakeConn(nil)
+	b := newBufConn(f, 100, time.Second, false)
+	defer b.Close()
+	if n, err := b.Write(bytes.Repeat([]byte("a"), 60)); n != 60 || err != nil {
+		t.Fatal(n, err)
+	}
+	if ws, _, _ := f.snapshot(); len(ws) != 0 {
+		t.Fatalf("60 of 100 bytes flushed already: %d writes", len(ws))
+	}
+	if n, err := b.Write(bytes.Repeat([]byte("b"), 60)); n != 60 || err != nil {
+		t.Fatal(n, err)
+	}
+	ws, _, dl := f.snapshot()
+	if len(ws) != 1 || string(ws[0]) != string(bytes.Repeat([]byte("a"), 60))+string(bytes.Repeat([]byte("b"), 60)) {
+		t.Fatalf("want one write of 120 bytes in order, got %q", ws)
+	}
+	if dl == 0 {
+		t.Fatal("the flush set no write deadline on the connection")
+	}
+}
+
+// Without a size flush, Flush or Close, the flusher woken by a Write sends
+// what was buffered.
+func TestBufConnFlusherSends(t *testing.T) {
+	f := newFakeConn(nil)
+	b := newBufConn(f, 1<<20, time.Second, true)
+	defer b.Close()
+	for i := range 3 {
+		if _, err := b.Write([]byte{byte('x' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := []byte{}
+	for len(got) < 3 {
+		select {
+		case <-f.wrote:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("buffered bytes never flushed by the flusher (have %q)", got)
+		}
+		ws, _, _ := f.snapshot()
+		got = joined(ws)
+	}
+	if string(got) != "xyz" {
+		t.Fatalf("got %q", got)
+	}
+	// A later write wakes the flusher again.
+	if _, err := b.Write([]byte("!")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write after a flush was never flushed")
+	}
+	if ws, _, _ := f.snapshot(); string(joined(ws)) != "xyz!" {
+		t.Fatalf("got %q", joined(ws))
+	}
+}
+
+// Concurrent writers (paho's writer, the flusher and size flushes) never
+// reorder or lose a writer's bytes: each packet arrives whole and in its
+// writer's order.
+func TestBufConnKeepsOrder(t *testing.T) {
+	f := newFakeConn(nil)
+	b := newBufConn(f, 256, time.Second, true)
+	const writers, per = 4, 2000
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				if _, err := fmt.Fprintf(b, "<%d:%06d>", w, i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ws, closed, _ := f.snapshot()
+	if !closed {
+		t.Fatal("Close left the connection open")
+	}
+	next := make([]int, writers)
+	rest := joined(ws)
+	for len(rest) > 0 {
+		var w, i int
+		if _, err := fmt.Sscanf(string(rest[:10]), "<%d:%06d>", &w, &i); err != nil {
+			t.Fatalf("torn packet at %q: %v", rest[:10], err)
+		}
+		if i != next[w] {
+			t.Fatalf("writer %d: got packet %d, want %d", w, i, next[w])
+		}
+		next[w]++
+		rest = rest[10:]
+	}
+	for w, n := range next {
+		if n != per {
+			t.Fatalf("writer %d: %d of %d packets arrived", w, n, per)
+		}
+	}
+	if len(ws) >= writers*per {
+		t.Fatalf("%d packets took %d writes: nothing was coalesced", writers*per, len(ws))
+	}
+}
+
+// A failed flush closes the connection and its error is returned by the
+// next Write and Flush; nothing is written after it.
+func TestBufConnWriteErrorClosesAndSticks(t *testing.T) {
+	f := newFakeConn(nil)
+	boom := errors.New("broken pipe")
+	f.writeErr = boom
+	b := newBufConn(f, 1<<20, time.Second, false)
+	if _, err := b.Write([]byte("lost")); err != nil {
+		t.Fatalf("a buffered write failed before any flush: %v", err)
+	}
+	if err := b.Flush(); !errors.Is(err, boom) {
+		t.Fatalf("Flush: %v, want %v", err, boom)
+	}
+	if _, closed, _ := f.snapshot(); !closed {
+		t.Fatal("a failed flush left the connection open (paho would not see the loss)")
+	}
+	if _, err := b.Write([]byte("more")); !errors.Is(err, boom) {
+		t.Fatalf("Write after a failed flush: %v, want %v", err, boom)
+	}
+	if err := b.Flush(); !errors.Is(err, boom) {
+		t.Fatalf("second Flush: %v", err)
+	}
+	if err := b.Close(); !errors.Is(err, boom) {
+		t.Fatalf("Close: %v, want the flush error", err)
+	}
+	if ws, _, _ := f.snapshot(); len(ws) != 0 {
+		t.Fatalf("written after the error: %q", ws)
+	}
+}
+
+// Close sends what is buffered (paho's DISCONNECT) before closing; a
+// Write after Close fails.
+func TestBufConnCloseFlushes(t *testing.T) {
+	f := newFakeConn(nil)
+	b := newBufConn(f, 1<<20, time.Second, false)
+	disc := packets.NewControlPacket(packets.Disconnect)
+	if err := disc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if ws, _, _ := f.snapshot(); len(ws) != 0 {
+		t.Fatal("flushed before Close")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ws, closed, _ := f.snapshot()
+	if len(ws) != 1 || !bytes.Equal(ws[0], []byte{0xe0, 0}) || !closed {
+		t.Fatalf("Close: writes %x, closed %v; want the DISCONNECT then closed", ws, closed)
+	}
+	if _, err := b.Write([]byte("x")); !errors.Is(err, errBufConnClosed) {
+		t.Fatalf("Write after Close: %v", err)
+	}
+	if err := b.SetWriteDeadline(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Paho's packet reader on a bufConn reads many packets per read of the
+// connection, each packet the same as unbuffered.
+func TestBufConnReadsPacketsInBulk(t *testing.T) {
+	var stream bytes.Buffer
+	const n = 200
+	for i := range n {
+		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+		p.TopicName, p.Qos, p.MessageID, p.Payload = "scp/v1/t/K1/req", 1, uint16(i+1), []byte(fmt.Sprintf(`{"n":%d}`, i))
+		if err := p.Write(&stream); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFakeConn(stream.Bytes())
+	b := newBufConn(f, 1<<20, time.Second, false)
+	defer b.Close()
+	for i := range n {
+		cp, err := packets.ReadPacket(b)
+		if err != nil {
+			t.Fatal(i, err)
+		}
+		p := cp.(*packets.PublishPacket)
+		if p.MessageID != uint16(i+1) || string(p.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("packet %d: id %d payload %q", i, p.MessageID, p.Payload)
+		}
+	}
+	if _, err := packets.ReadPacket(b); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last packet: %v", err)
+	}
+	f.mu.Lock()
+	reads := f.reads
+	f.mu.Unlock()
+	if reads >= n {
+		t.Fatalf("%d packets took %d reads of the connection", n, reads)
+	}
+}
+
+// openBuffered dials the schemes paho dials without a proxy and wraps the
+// connection; a TCP connection carries bytes both ways through it.
+func TestOpenBufferedTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c) // echo
+	}()
+	u, _ := url.Parse("tcp://" + ln.Addr().String())
+	c, err := openBuffered(u, *paho.NewClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*bufConn); !ok {
+		t.Fatalf("connection %T is not buffered", c)
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q %v (the flusher should have sent the write)", got, err)
+	}
+	for _, s := range []string{"tcp://h:1", "mqtt://h:1", "ssl://h:1", "tls://h:1", "mqtts://h:1", "unix:///tmp/s"} {
+		if !bufferedScheme(s) {
+			t.Errorf("%s not buffered", s)
+		}
+	}
+	for _, s := range []string{"ws://h:1/mqtt", "wss://h:1/mqtt", "::bad"} {
+		if bufferedScheme(s) {
+			t.Errorf("%s buffered; paho's own connection expected", s)
+		}
+	}
+}
+
+// A TLS broker URL gets the TLS connection (with the options' TLS
+// configuration) wrapped in a bufConn: bytes go both ways encrypted.
+func TestOpenBufferedTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	srv.StartTLS()
+	defer srv.Close()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: srv.TLS.Certificates})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	o := paho.NewClientOptions()
+	o.SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "example.com"})
+	u, _ := url.Parse("ssl://" + ln.Addr().String())
+	c, err := openBuffered(u, *o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*bufConn).Conn.(*tls.Conn); !ok {
+		t.Fatalf("ssl:// connection %T is not TLS", c.(*bufConn).Conn)
+	}
+	if _, err := c.Write([]byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 6)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "secret" {
+		t.Fatalf("echo %q %v", got, err)
+	}
+}
