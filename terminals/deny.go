@@ -106,6 +106,13 @@ func (m *DenyMessage) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
+// DenyEntryJSONLen is the size of card as one entry of a deny-list
+// body (a JSON string, quotes and escapes included), without the comma.
+func DenyEntryJSONLen(card string) int {
+	var b [2*DenyEntryMax + 8]byte
+	return len(appendJSONString(b[:0], card))
+}
+
 func appendJSONStrings(dst []byte, ss []string) []byte {
 	dst = append(dst, '[')
 	for i, s := range ss {

@@ -50,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -111,6 +112,10 @@ type denyState struct {
 	// guarded by lmu.
 	risk transit.RiskBook
 	stop map[string]bool
+	// cardBytes is what the cards take in a full-list body (each entry
+	// with its comma), kept so that an add that would make a body readers
+	// refuse is refused (wouldOverflowLocked); guarded by lmu.
+	cardBytes int
 }
 
 func (d *denyState) init() {
@@ -178,7 +183,11 @@ func (e *Engine) denyChange(op, source byte, card string) (uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lmu.Lock()
-	same, full, v := (op == denyOpAdd) == d.list.Has(card), d.list.Len() >= transit.DenyCardsMax, d.list.Version()
+	same, v := (op == denyOpAdd) == d.list.Has(card), d.list.Version()
+	full := false
+	if op == denyOpAdd && !same {
+		full = d.wouldOverflowLocked(card)
+	}
 	d.lmu.Unlock()
 	if same {
 		return v, nil
@@ -209,12 +218,47 @@ func (e *Engine) denyChange(op, source byte, card string) (uint64, error) {
 	return v, nil
 }
 
+// wouldOverflowLocked reports whether adding card would make a list that
+// the gateway cannot hold (transit.DenyCardsMax) or that readers refuse:
+// more than terminals.DenyCardsMax cards, or a full-list body over
+// terminals.DenyPayloadMax. Every reader would refuse such a full list and
+// stay on its old one, so the add is refused instead (ErrDenyFull, which
+// the operator API answers clearly and a debt-driven add logs). Adds are
+// rare (an operator, or a card going into debt), so measuring the full
+// body, O(list), is affordable. Caller holds d.lmu.
+func (d *denyState) wouldOverflowLocked(card string) bool {
+	n := d.list.Len()
+	if n >= transit.DenyCardsMax || n >= terminals.DenyCardsMax {
+		return true
+	}
+	return denyFullOverhead+d.cardBytes+terminals.DenyEntryJSONLen(card)+1 > terminals.DenyPayloadMax
+}
+
+// denyFullOverhead is the size of a full-list body without cards, with the
+// longest version number.
+var denyFullOverhead = len(AppendDenyFull(nil, math.MaxUint64, nil))
+
+// recountLocked sets cardBytes from the list (after a snapshot restore).
+func (d *denyState) recountLocked() {
+	d.cardBytes = 0
+	for _, c := range d.list.Delta(d.list.Version() + 1).Add {
+		d.cardBytes += terminals.DenyEntryJSONLen(c) + 1
+	}
+}
+
 func (d *denyState) apply(op byte, card string) error {
 	switch op {
 	case denyOpAdd:
+		had := d.list.Has(card)
 		_, err := d.list.Add(card)
+		if err == nil && !had {
+			d.cardBytes += terminals.DenyEntryJSONLen(card) + 1
+		}
 		return err
 	case denyOpRemove:
+		if d.list.Has(card) {
+			d.cardBytes -= terminals.DenyEntryJSONLen(card) + 1
+		}
 		d.list.Remove(card)
 		return nil
 	}
@@ -433,6 +477,7 @@ func (e *Engine) restoreDenySnapshot(c *bincur.Cursor) error {
 	}
 	e.deny.lmu.Lock()
 	e.deny.list, e.deny.risk, e.deny.stop = l, rb, stop
+	e.deny.recountLocked()
 	e.deny.lmu.Unlock()
 	return nil
 }

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -227,5 +229,60 @@ func TestFirstRideBudget(t *testing.T) {
 	e2.deny.lmu.Unlock()
 	if loss != 5000 || !stopped {
 		t.Fatalf("after restart: loss %d stopped %t", loss, stopped)
+	}
+}
+
+// The gateway refuses a deny-list add that would make a full list readers
+// refuse (over terminals.DenyPayloadMax), so the retained full list stays
+// one every reader takes; the bound holds after a snapshot restart too.
+func TestDenyListStaysWithinReaderBounds(t *testing.T) {
+	dir := t.TempDir()
+	e, _ := openEngine(t, dir, vfs.Default)
+	rp := newRetainedPub()
+	e.SetPublisher(rp)
+	card := func(i int) string { return fmt.Sprintf("county:%057d", i) } // 64 bytes, the longest key
+	// Fill the list in memory close to the body limit (journaling 15,000
+	// operator adds one by one would only make the test slow).
+	e.deny.lmu.Lock()
+	n := 0
+	for ; denyFullOverhead+e.deny.cardBytes+2*(terminals.DenyEntryJSONLen(card(n))+1) <= terminals.DenyPayloadMax; n++ {
+		if err := e.deny.apply(denyOpAdd, card(n)); err != nil {
+			e.deny.lmu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	e.deny.lmu.Unlock()
+	// One more fits; the one after it would not.
+	if _, err := e.DenyAdd(card(n)); err != nil {
+		t.Fatalf("add %d: %v", n, err)
+	}
+	if _, err := e.DenyAdd(card(n + 1)); !errors.Is(err, transit.ErrDenyFull) {
+		t.Fatalf("add past the readers' body limit: %v, want ErrDenyFull", err)
+	}
+	// What the gateway holds is a full list a reader accepts.
+	body := AppendDenyFull(nil, e.DenyVersion(), e.DenyDelta(e.DenyVersion()+1).Add)
+	m, err := terminals.DecodeDeny(body)
+	if err != nil || len(m.Cards) != n+1 {
+		t.Fatalf("full list of %d cards, %d bytes: %d cards, %v", n+1, len(body), len(m.Cards), err)
+	}
+	// A removal makes room again.
+	if _, err := e.DenyRemove(card(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.DenyAdd(card(n + 1)); err != nil {
+		t.Fatalf("add after a removal: %v", err)
+	}
+	if _, err := e.DenyAdd(card(n + 2)); !errors.Is(err, transit.ErrDenyFull) {
+		t.Fatalf("add past the limit again: %v", err)
+	}
+	// After a snapshot and a restart the count is rebuilt, not reset.
+	if err := e.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e2, _ := openEngine(t, dir, vfs.Default)
+	defer e2.Close()
+	if _, err := e2.DenyAdd(card(n + 2)); !errors.Is(err, transit.ErrDenyFull) {
+		t.Fatalf("after restart: %v, want ErrDenyFull", err)
 	}
 }
