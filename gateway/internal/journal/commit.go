@@ -194,6 +194,12 @@ type Journal struct {
 
 	segMu    sync.Mutex
 	segments []segment // oldest first; the last is active
+
+	// readAt is where the last ReadDurable stopped (reader.go), so the next
+	// read of the same segment resumes there instead of scanning the
+	// segment from its start.
+	readMu sync.Mutex
+	readAt readPos
 }
 
 func (j *Journal) newBatchLocked() *batch {

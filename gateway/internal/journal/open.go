@@ -31,6 +31,7 @@ type scanner struct {
 	buf    []byte
 	bufOff int64
 	bufLen int
+	next   int64 // scanRecordsFrom: the offset after the record passed to fn
 }
 
 // span returns up to n bytes of the file from off; fewer only at the end of
@@ -68,7 +69,13 @@ type badRecord struct {
 // record. It stops at the first bad record and reports it; last is the LSN of
 // the last good record (first-1 when none) and end the offset after it.
 func (s *scanner) scanRecords(first uint64, fn func(lsn uint64, payload []byte) error) (last uint64, end int64, bad *badRecord, err error) {
-	off, want := int64(segmentHeaderLen), first
+	return s.scanRecordsFrom(segmentHeaderLen, first, fn)
+}
+
+// scanRecordsFrom is scanRecords from offset off, where record first
+// starts. s.next is the offset after the record passed to fn.
+func (s *scanner) scanRecordsFrom(off int64, first uint64, fn func(lsn uint64, payload []byte) error) (last uint64, end int64, bad *badRecord, err error) {
+	want := first
 	for off < s.size {
 		h, err := s.span(off, recordHeaderLen)
 		if err != nil {
@@ -90,6 +97,7 @@ func (s *scanner) scanRecords(first uint64, fn func(lsn uint64, payload []byte) 
 			return want - 1, off, &badRecord{off: off, lsn: want, reason: reason}, nil
 		}
 		if fn != nil {
+			s.next = off + int64(size)
 			if err := fn(lsn, payload); err != nil {
 				return lsn, off, nil, err
 			}

@@ -16,6 +16,14 @@ import (
 	"path/filepath"
 )
 
+// readPos is a record's place in a segment: record lsn of segment seg
+// ends at offset off.
+type readPos struct {
+	seg string
+	lsn uint64
+	off int64
+}
+
 // errStopRead ends a segment scan early without being an error.
 var errStopRead = errors.New("journal: stop read")
 
@@ -86,14 +94,28 @@ func (j *Journal) readSegment(sg segment, afterLSN, end uint64, fn func(uint64, 
 		return &IOError{Op: "stat", Path: path, Err: err}
 	}
 	s := &scanner{f: f, size: fi.Size()}
-	h, err := s.span(0, segmentHeaderLen)
-	if err != nil {
-		return &IOError{Op: "read", Path: path, Err: err}
+	// Resume where the last read of this segment stopped, if that is at or
+	// before afterLSN: the header and the records before it were verified
+	// then, and a segment's durable bytes never change. Without it every
+	// read would decode and checksum the segment from its start, a cost
+	// growing with the segment (up to SegmentBytesMax per handoff read).
+	from, want := int64(segmentHeaderLen), sg.first
+	j.readMu.Lock()
+	if at := j.readAt; at.seg == sg.name && at.lsn <= afterLSN && at.lsn >= sg.first {
+		from, want = at.off, at.lsn+1
 	}
-	if reason := checkSegmentHeader(h, sg.first); reason != "" {
-		return &CorruptionError{Segment: sg.name, LSN: sg.first, Reason: reason}
+	j.readMu.Unlock()
+	if from == segmentHeaderLen {
+		h, err := s.span(0, segmentHeaderLen)
+		if err != nil {
+			return &IOError{Op: "read", Path: path, Err: err}
+		}
+		if reason := checkSegmentHeader(h, sg.first); reason != "" {
+			return &CorruptionError{Segment: sg.name, LSN: sg.first, Reason: reason}
+		}
 	}
-	_, _, bad, err := s.scanRecords(sg.first, func(lsn uint64, p []byte) error {
+	var stop readPos
+	_, _, bad, err := s.scanRecordsFrom(from, want, func(lsn uint64, p []byte) error {
 		if lsn > end {
 			return errStopRead
 		}
@@ -104,11 +126,17 @@ func (j *Journal) readSegment(sg segment, afterLSN, end uint64, fn func(uint64, 
 			return err
 		}
 		*last = lsn
+		stop = readPos{seg: sg.name, lsn: lsn, off: s.next}
 		if lsn == end {
 			return errStopRead
 		}
 		return nil
 	})
+	if stop.seg != "" {
+		j.readMu.Lock()
+		j.readAt = stop
+		j.readMu.Unlock()
+	}
 	if errors.Is(err, errStopRead) {
 		return nil
 	}
