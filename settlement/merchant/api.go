@@ -456,10 +456,11 @@ func (h *Handler) statementList(ctx *fasthttp.RequestCtx, c context.Context, p P
 	}{list})
 }
 
-// StatementCSVHeader is the column list of a statement CSV.
+// StatementCSVHeader is the column list of a statement CSV. Columns are
+// only ever added at the end, so a reader by position keeps working.
 var StatementCSVHeader = []string{"merchant", "window", "from_utc", "to_utc", "status", "count", "payments",
 	"gross_fen", "refunds_fen", "refund_count", "reversals_fen", "reversal_count", "fees_fen", "divisions_fen",
-	"net_fen", "net_yuan"}
+	"net_fen", "net_yuan", "held_fen", "released_fen", "payable_fen", "payable_yuan"}
 
 func (h *Handler) statement(ctx *fasthttp.RequestCtx, c context.Context, p Principal, window string, asCSV bool) {
 	st, err := h.cfg.Statements.Get(c, p.Merchant, window)
@@ -479,7 +480,8 @@ func (h *Handler) statement(ctx *fasthttp.RequestCtx, c context.Context, p Princ
 	writeCSV(ctx, "statement-"+safeName(p.Merchant)+"-"+safeName(st.Window)+".csv", StatementCSVHeader, [][]string{{
 		csvCell(st.Merchant), csvCell(st.Window), st.From.UTC().Format(time.RFC3339), st.To.UTC().Format(time.RFC3339),
 		st.Status, i(st.Count), i(st.Payments), i(st.Gross), i(st.Refunds), i(st.RefundCount), i(st.Reversals),
-		i(st.ReversalCount), i(st.Fees), i(st.Divisions), i(st.Net), yuan(st.Net)}})
+		i(st.ReversalCount), i(st.Fees), i(st.Divisions), i(st.Net), yuan(st.Net), i(st.Held), i(st.Released),
+		i(st.Payable), yuan(st.Payable)}})
 }
 
 func (h *Handler) settlementFile(ctx *fasthttp.RequestCtx, c context.Context, p Principal, window string) {

@@ -72,7 +72,8 @@ func fromClearing(w store.Window, s *store.Settlement) (Statement, error) {
 	cs := clearing.NewStatement(w, s)
 	st := Statement{Merchant: cs.Merchant, Window: cs.Window, From: cs.From.UTC(), To: cs.To.UTC(), Status: cs.State,
 		Count: cs.Count, Payments: cs.Payments, Gross: cs.Gross, Refunds: cs.Refunds, RefundCount: cs.RefundCount,
-		Reversals: cs.Reversals, ReversalCount: cs.ReversalCount, Fees: cs.Fee, Net: cs.Net, Payable: cs.Payable}
+		Reversals: cs.Reversals, ReversalCount: cs.ReversalCount, Fees: cs.Fee, Net: cs.Net, Held: cs.Held,
+		Released: cs.Released, Payable: cs.Payable}
 	for _, d := range cs.Divisions {
 		if (d.Amount > 0 && st.Divisions > math.MaxInt64-d.Amount) || (d.Amount < 0 && st.Divisions < math.MinInt64-d.Amount) {
 			return Statement{}, errDivisionsOverflow

@@ -2,11 +2,13 @@ package merchant
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"scenepay/settlement/handoff"
 	"scenepay/settlement/store"
 )
 
@@ -83,6 +85,122 @@ func TestClearingStatements(t *testing.T) {
 					t.Errorf("%s: window %s answers differently from another merchant's:\n%d %q\n%d %q",
 						p, w, theirs.status, theirs.body, r.status, r.body)
 				}
+			}
+		}
+	})
+}
+
+// heldFixture settles windows with e-CNY double-offline receipts: B's
+// receipt of 2026-02-27 (300 fen) is held by that window and, its wallet
+// having synced on March 1, released by 2026-03-01; A's receipt of
+// 2026-03-01 (150 fen, paid before midnight, so not today's) is held by
+// it. 2026-02-28 stays open.
+func heldFixture(t *testing.T, st store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	cs := st.(store.Clearing)
+	offline := func(lsn uint64, at time.Time, merchant, wallet string, amount int64) handoff.Txn {
+		r := row(lsn, at, merchant, handoff.SceneStall, "STALL-E", handoff.OpPurchase, amount)
+		r.Source, r.InstKind, r.Account, r.Unsynced = "gw2", "ecny", wallet, true
+		return r
+	}
+	synced := day.Add(2 * time.Hour)
+	batches := []*handoff.Batch{
+		{ID: handoff.BatchID("gw2", 1, 2), Source: "gw2", FirstLSN: 1, LastLSN: 2, Watermark: day.UTC(), Rows: []handoff.Txn{
+			offline(1, day.AddDate(0, 0, -2).Add(time.Hour), mB, "ecny:W-1", 300),
+			offline(2, day.Add(-8*time.Hour-30*time.Minute), mA, "ecny:W-2", 150)}},
+		{ID: handoff.BatchID("gw2", 3, 3), Source: "gw2", FirstLSN: 3, LastLSN: 3, Watermark: synced.UTC(),
+			Syncs: []handoff.Sync{{Account: "ecny:W-1", At: synced.UTC(), LSN: 3}}},
+	}
+	win := func(id string) store.Window {
+		d, _ := time.ParseInLocation("2006-01-02", id, Shanghai)
+		return store.Window{ID: id, Start: d.Add(-time.Hour).UTC(), CutOff: d.Add(23 * time.Hour).UTC(), State: store.WindowOpen}
+	}
+	settle := func(id string, ss ...store.Settlement) {
+		t.Helper()
+		if _, _, err := cs.OpenWindow(ctx, win(id)); err != nil {
+			t.Fatal(err)
+		}
+		if ss == nil {
+			return
+		}
+		if _, err := cs.CloseWindow(ctx, id, clock()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.SettleWindow(ctx, id, clock(), ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := func(w, m string, count, gross, fee, held, released int64) store.Settlement {
+		return store.Settlement{Window: w, Merchant: m, Totals: store.Totals{Count: count, Payments: count, Gross: gross, Net: gross},
+			Fee: fee, Held: held, Released: released, Payable: gross - fee - held + released}
+	}
+	if _, err := st.Ingest(ctx, batches[0]); err != nil {
+		t.Fatal(err)
+	}
+	settle("2026-02-27", s("2026-02-27", mB, 2, 800, 3, 300, 0))
+	settle("2026-02-28")
+	if _, err := st.Ingest(ctx, batches[1]); err != nil {
+		t.Fatal(err)
+	}
+	settle("2026-03-01", s("2026-03-01", mA, 29, 2950, 17, 150, 0), s("2026-03-01", mB, 4, 2800, 17, 0, 300))
+}
+
+// TestClearingStatementsHeld: statements (JSON, CSV, the page) show the
+// held and released e-CNY receipts next to payable.
+func TestClearingStatementsHeld(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		heldFixture(t, e.st)
+		h, err := New(Config{Store: e.st, Keys: e.keys, Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.h = h
+		for _, c := range []struct {
+			key, window                    string
+			held, released, payable, gross int64
+		}{
+			{e.keyA, "2026-03-01", 150, 0, 2783, 2950},
+			{e.keyB, "2026-03-01", 0, 300, 3083, 2800},
+			{e.keyB, "2026-02-27", 300, 0, 497, 800},
+		} {
+			var st Statement
+			e.getJSON("/m/v1/statements/"+c.window, c.key, &st)
+			if st.Held != c.held || st.Released != c.released || st.Payable != c.payable || st.Gross != c.gross {
+				t.Errorf("%s of %s: %+v, want held %d released %d payable %d", c.window, st.Merchant, st, c.held, c.released, c.payable)
+			}
+			// The JSON names them, beside payable_fen.
+			var raw map[string]any
+			e.getJSON("/m/v1/statements/"+c.window, c.key, &raw)
+			if raw["held_fen"] != float64(c.held) || raw["released_fen"] != float64(c.released) || raw["payable_fen"] != float64(c.payable) {
+				t.Errorf("%s JSON: %v", c.window, raw)
+			}
+			recs := readCSV(t, e.get("/m/v1/statements/"+c.window+".csv", c.key))
+			if len(recs) != 2 || !reflect.DeepEqual(recs[0], StatementCSVHeader) {
+				t.Fatalf("statement csv: %q", recs)
+			}
+			got := map[string]string{}
+			for i, k := range recs[0] {
+				got[k] = recs[1][i]
+			}
+			for k, v := range map[string]string{"held_fen": fmt.Sprint(c.held), "released_fen": fmt.Sprint(c.released),
+				"payable_fen": fmt.Sprint(c.payable), "payable_yuan": yuan(c.payable), "status": "SETTLED"} {
+				if got[k] != v {
+					t.Errorf("%s csv %s = %q, want %q", c.window, k, got[k], v)
+				}
+			}
+		}
+		var list struct{ Statements []Statement }
+		e.getJSON("/m/v1/statements", e.keyB, &list)
+		if len(list.Statements) != 2 || list.Statements[0].Released != 300 || list.Statements[1].Held != 300 {
+			t.Errorf("B's list: %+v", list.Statements)
+		}
+		sid, _ := e.login(e.keyB)
+		page := string(e.do("GET", "/m/", "", nil, sid).body)
+		for _, want := range []string{`id="held-2026-02-27">3.00<`, `id="payable-2026-02-27">4.97<`, `id="released-2026-03-01">3.00<`,
+			`id="held-2026-03-01">0.00<`, `id="payable-2026-03-01">30.83<`, `id="held-note"`} {
+			if !strings.Contains(page, want) {
+				t.Errorf("page lacks %s:\n%s", want, page)
 			}
 		}
 	})

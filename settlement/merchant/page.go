@@ -46,10 +46,13 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}.err{color:#a00}<
 <td id="today-net">{{yuan .Totals.Net}}</td></tr></table>
 <p><a id="today-csv" href="/m/dl/transactions.csv?from={{.Today}}&amp;to={{.Today}}">Today's transactions (CSV)</a></p>
 <h2>Statements</h2>
-{{if .Statements}}<table id="statements"><tr><th>Window</th><th>Status</th><th>Count</th><th>Gross</th><th>Fees</th><th>Net</th><th>Download</th></tr>
+{{if .Statements}}<table id="statements"><tr><th>Window</th><th>Status</th><th>Count</th><th>Gross</th><th>Fees</th><th>Net</th><th>Held</th><th>Released</th><th>Payable</th><th>Download</th></tr>
 {{range .Statements}}<tr><td>{{.Window}}</td><td>{{.Status}}</td><td>{{.Count}}</td><td>{{yuan .Gross}}</td><td>{{yuan .Fees}}</td><td>{{yuan .Net}}</td>
+<td id="held-{{.Window}}">{{yuan .Held}}</td><td id="released-{{.Window}}">{{yuan .Released}}</td><td id="payable-{{.Window}}">{{yuan .Payable}}</td>
 <td><a href="/m/dl/statements/{{.Window}}.csv">statement</a> <a href="/m/dl/settlement-file/{{.Window}}">settlement file</a></td></tr>
-{{end}}</table>{{else}}<p id="no-statements">No statements yet.</p>{{end}}
+{{end}}</table>
+<p id="held-note">Held: e-CNY offline payments whose payer's wallet has not gone online since; they are paid, as Released, with the first statement after it does. Payable is what the bank pays: net, less fees and the market management fee, less held, plus released.</p>
+{{else}}<p id="no-statements">No statements yet.</p>{{end}}
 {{end}}
 </body></html>
 `))

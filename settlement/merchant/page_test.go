@@ -142,6 +142,13 @@ func TestPageChromium(t *testing.T) {
 		t.Skip("chromium not installed (deploy/tools/ensure-chromium.sh); required when CI is set")
 	}
 	e := newEnv(t, backends()[0])
+	// Clearing's statements, with held e-CNY receipts.
+	heldFixture(t, e.st)
+	h, err := New(Config{Store: e.st, Keys: e.keys, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = h
 	sid, _ := e.login(e.keyA)
 	enter := func(ctx *fasthttp.RequestCtx) bool {
 		if string(ctx.Path()) != "/test/enter" {
@@ -167,7 +174,8 @@ func TestPageChromium(t *testing.T) {
 	}
 	dom := string(out)
 	for _, want := range []string{`<span id="merchant">M-A</span>`, `id="today-payments">28<`, `id="today-net">26.00<`,
-		`id="today-gross">28.00<`, `href="/m/dl/statements/2026-03-01.csv"`, `name="csrf"`} {
+		`id="today-gross">28.00<`, `href="/m/dl/statements/2026-03-01.csv"`, `name="csrf"`,
+		`id="held-2026-03-01">1.50<`, `id="released-2026-03-01">0.00<`, `id="payable-2026-03-01">27.83<`} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered DOM lacks %s:\n%s", want, dom)
 		}

@@ -37,8 +37,15 @@ type Statement struct {
 	ReversalCount int64     `json:"reversal_count"`
 	Fees          int64     `json:"fees_fen"`
 	Divisions     int64     `json:"divisions_fen"`
-	Net           int64     `json:"net_fen"`     // Gross + Refunds + Reversals
-	Payable       int64     `json:"payable_fen"` // what the bank pays: Net - Fees - market fee legs
+	Net           int64     `json:"net_fen"` // Gross + Refunds + Reversals
+	// Held is the window's e-CNY double-offline receipts whose paying
+	// wallets had not synced when the window was settled: in Net, not
+	// paid yet. Released is earlier windows' held receipts whose wallets
+	// synced since, paid with this window. Both >= 0 (clearing's Held
+	// and Released; 0 in the interim StoreStatements).
+	Held     int64 `json:"held_fen"`
+	Released int64 `json:"released_fen"`
+	Payable  int64 `json:"payable_fen"` // what the bank pays: Net - Fees - market fee legs - Held + Released
 }
 
 // FileExtract is this merchant's part of a window's settlement file: the
