@@ -11,10 +11,11 @@ package core
 //
 // Settlement: the record of an approved offline payment carries the flag
 // Unsynced (record flags bit 1). Settlement books it as a purchase of the
-// payee like any other, and must hold the payee's value back from payout
-// until the wallet's next online operation (any approved online debit or
-// top-up of the wallet, which resets its offline count) — the flag tells
-// it which rows to hold.
+// payee like any other, and holds the payee's value back from payout until
+// the wallet's next online operation (any approved online debit or top-up
+// of the wallet, which resets its offline count), releasing it in the first
+// window settled after that (settlement/clearing HoldUnsynced) — the flag
+// tells it which rows to hold.
 
 import (
 	"fmt"
