@@ -45,3 +45,17 @@ func TestSweepFlags(t *testing.T) {
 		}
 	}
 }
+
+// The profiling endpoint has no authentication: only loopback addresses.
+func TestPprofListenLoopbackOnly(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:6060", "localhost:6060", "[::1]:6060", "127.0.0.2:0"} {
+		if err := checkPprofListen(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{":6060", "0.0.0.0:6060", "10.0.0.5:6060", "[::]:6060", "gateway.example:6060", "6060"} {
+		if err := checkPprofListen(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

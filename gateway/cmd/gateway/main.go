@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -88,6 +89,19 @@ func checkSweep(every time.Duration, batch int) error {
 	return nil
 }
 
+// checkPprofListen accepts only a loopback listen address for the
+// profiling endpoint: it has no authentication.
+func checkPprofListen(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-pprof-listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-pprof-listen %q: the profiling endpoint has no authentication; use a loopback address such as 127.0.0.1:6060", addr)
+	}
+	return nil
+}
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
@@ -124,10 +138,13 @@ func run() error {
 	batchRows := flag.Int("handoff-batch-rows", envInt("SCENEPAY_HANDOFF_BATCH_ROWS", handoff.DefaultBatchRowsMax), "rows per handoff batch [SCENEPAY_HANDOFF_BATCH_ROWS]")
 	batchAge := flag.Duration("handoff-batch-age", envDur("SCENEPAY_HANDOFF_BATCH_AGE", handoff.DefaultBatchAge), "seal a handoff batch this old; idle watermark interval [SCENEPAY_HANDOFF_BATCH_AGE]")
 	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 120*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
-	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address; empty = off [SCENEPAY_PPROF_LISTEN]")
+	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address, a loopback one (no authentication); empty = off [SCENEPAY_PPROF_LISTEN]")
 	sweepEvery, sweepBatch := sweepFlags(flag.CommandLine, def)
 	flag.Parse()
 	if *pprofListen != "" {
+		if err := checkPprofListen(*pprofListen); err != nil {
+			return err
+		}
 		// Off by default: profiles expose internals and cost CPU while taken.
 		// A mux of its own keeps /debug/pprof off the operator API.
 		mux := http.NewServeMux()
