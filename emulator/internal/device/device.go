@@ -49,6 +49,8 @@ const (
 	waiterDepth = 4
 	// configTopicsMax bounds the retained config payloads kept (terminal and group).
 	configTopicsMax = 2
+	// PaidMax bounds the distinct paid notices a stall terminal keeps.
+	PaidMax = 10_000
 )
 
 // Config describes one terminal. Flags and environment are read by main only.
@@ -94,14 +96,17 @@ type Stats struct {
 	Unresolved       uint64 // purchases left unanswered and unreversed
 	Connects         uint64 // successful (re)connections
 	ConnectionLost   uint64
-	// Notices are genuine unsolicited messages (deposit_low) on the reply
-	// topic; they are never taken for a request's reply.
+	// Notices are genuine unsolicited messages (deposit_low, paid) on the
+	// reply topic; they are never taken for a request's reply.
 	Notices uint64
+	// PaidNotices are the distinct "paid" notices (a stall code paid by a
+	// wallet), by txn: a redelivery of one is a notice, not another one.
+	PaidNotices uint64
 }
 
 type counters struct {
 	published, replies, unknown, badMAC, malformed, timeouts, retries,
-	reversals, unresolved, connects, lost, notices atomic.Uint64
+	reversals, unresolved, connects, lost, notices, paid atomic.Uint64
 }
 
 type inbound struct {
@@ -132,7 +137,8 @@ type Device struct {
 
 	mu      sync.Mutex
 	waiters map[uint64]*waiter
-	config  map[string][]byte // retained config by topic, at most configTopicsMax
+	config  map[string][]byte         // retained config by topic, at most configTopicsMax
+	paid    map[uint64]terminals.Paid // paid notices by txn, at most PaidMax
 
 	zeroMu sync.Mutex // serializes exchanges whose reply may carry txn 0
 
@@ -196,6 +202,7 @@ func New(cfg Config) (*Device, error) {
 		opener:     terminals.NewSigner(cfg.Key),
 		waiters:    make(map[uint64]*waiter),
 		config:     make(map[string][]byte, configTopicsMax),
+		paid:       make(map[uint64]terminals.Paid),
 		ready:      make(chan struct{}),
 		closed:     make(chan struct{}),
 	}
@@ -341,7 +348,20 @@ func (d *Device) Stats() Stats {
 		Retries: d.c.retries.Load(), Reversals: d.c.reversals.Load(),
 		Unresolved: d.c.unresolved.Load(), Connects: d.c.connects.Load(),
 		ConnectionLost: d.c.lost.Load(), Notices: d.c.notices.Load(),
+		PaidNotices: d.c.paid.Load(),
 	}
+}
+
+// Paid returns the distinct "paid" notices received (a stall terminal's
+// wallet payments), in no particular order.
+func (d *Device) Paid() []terminals.Paid {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]terminals.Paid, 0, len(d.paid))
+	for _, p := range d.paid {
+		out = append(out, p)
+	}
+	return out
 }
 
 // Deny is the deny list the reader holds; nil unless Config.DenyKey is set.
@@ -393,6 +413,14 @@ func (d *Device) onReply(payload []byte) {
 		return
 	}
 	rep, err := terminals.DecodeReply(body)
+	if err != nil {
+		// Not a reply: a "paid" notice (a wallet paid one of the stall's
+		// codes) has a key a reply has not.
+		if p, perr := terminals.DecodePaid(body); perr == nil && p.TID == d.cfg.TID {
+			d.onPaid(p)
+			return
+		}
+	}
 	if err != nil || rep.TID != d.cfg.TID {
 		d.c.malformed.Add(1)
 		return
@@ -413,6 +441,19 @@ func (d *Device) onReply(payload []byte) {
 	default:
 		d.c.unknown.Add(1)
 	}
+}
+
+// onPaid records a paid notice; a redelivery (QoS 1) of one already
+// received counts as a notice only.
+func (d *Device) onPaid(p *terminals.Paid) {
+	d.c.notices.Add(1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, seen := d.paid[p.Txn]; seen || len(d.paid) >= PaidMax {
+		return
+	}
+	d.paid[p.Txn] = *p
+	d.c.paid.Add(1)
 }
 
 // peekTxn reads "txn" from an unauthenticated frame, 0 if it cannot.

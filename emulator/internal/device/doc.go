@@ -9,7 +9,9 @@
 // Resend). It builds every scene message (QR payments and refunds,
 // inpatient deposits, insured bills, offline uploads, e-CNY offline
 // payments, heartbeats reporting configuration versions and the offline
-// backlog), never takes a deposit_low notice for a reply, and, as a bus
+// backlog), never takes a deposit_low notice for a reply, records a stall's
+// "paid" notices (a wallet paid one of its stall codes; Paid, counted once
+// per txn however often redelivered), and, as a bus
 // reader, follows the group's retained deny list signed with the
 // config-signing key (deny.go).
 //

@@ -336,3 +336,41 @@ func TestDenyListSyncOnRealMosquitto(t *testing.T) {
 		t.Fatalf("cards %v", d.Deny().Cards())
 	}
 }
+
+// TestPaidNoticeIsCountedOnceAndNotAReply: a stall terminal gets a "paid"
+// notice (a wallet paid one of its stall codes) on its reply topic: it is
+// recorded once even when redelivered, never taken for a reply, and a
+// notice naming another terminal or signed under another key is refused.
+func TestPaidNoticeIsCountedOnceAndNotAReply(t *testing.T) {
+	b := startBroker(t, freeAddr(t))
+	topics := uniqueRoot("t-")
+	resp := startResponder(t, b.url(), topics, approveAll)
+	d := newDevice(t, b.url(), topics, "STALL-1", nil)
+	p := terminals.Paid{V: 1, Type: terminals.NoticePaid, TID: "STALL-1", Txn: 1<<62 | 99, Code: terminals.CodeApproved,
+		Auth: "03-0000000041", Amt: 1_550, SC: "SCAB2CD3EF4GH5IJ6KL7MN", GTS: time.Now().UnixMilli()}
+	other := p
+	other.TID, other.Txn = "STALL-2", 1<<62|100
+	pub := func(key []byte, n terminals.Paid) {
+		resp.client.Publish(topics.Reply("STALL-1"), 1, false, terminals.Seal(key, n.AppendJSON(nil))).Wait()
+	}
+	pub(testKey("STALL-1"), p)
+	pub(testKey("STALL-1"), p) // a redelivery
+	pub(testKey("STALL-1"), other)
+	pub(testKey("STALL-2"), p)
+	// The notice's txn never meets the terminal's own: a sale still gets its reply.
+	if rep, _, err := d.Do(ctx10(t), Purchase(wallet1, 700)); err != nil || rep.Code != terminals.CodeApproved {
+		t.Fatalf("sale after the notices: %+v %v", rep, err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for d.Stats().BadReplyMAC+d.Stats().MalformedReplies < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := d.Stats()
+	if st.PaidNotices != 1 || st.Notices != 2 || st.MalformedReplies != 1 || st.BadReplyMAC != 1 || st.UnknownReplies != 0 {
+		t.Fatalf("stats %+v: want 1 paid notice (2 deliveries), 1 malformed, 1 bad MAC", st)
+	}
+	got := d.Paid()
+	if len(got) != 1 || got[0] != p {
+		t.Fatalf("paid notices %+v, want %+v", got, p)
+	}
+}
