@@ -175,7 +175,12 @@ type Clearing interface {
 	// SceneTotals is the clearing query: takings per merchant and scene
 	// over [from, to), ordered by merchant and scene.
 	SceneTotals(ctx context.Context, from, to time.Time) ([]SceneTotals, error)
-	// FirstTxnAt is the time of the earliest stored transaction.
+	// FirstTxnAt is the time of the earliest stored transaction, moved
+	// or not (false on a store without rows). The scheduler asks it on
+	// every pass to open the windows of a backlog handed off late, so it
+	// must not read the whole table: SQLite answers from its txns_at
+	// index, PostgreSQL from txns_first (kept by MoveRecent) and the
+	// recent part.
 	FirstTxnAt(ctx context.Context) (time.Time, bool, error)
 
 	PutFeeRate(ctx context.Context, r FeeRate) error

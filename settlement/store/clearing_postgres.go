@@ -334,11 +334,18 @@ func (s *Postgres) SceneTotals(ctx context.Context, from, to time.Time) ([]Scene
 	return out, err
 }
 
+// firstTxnQuery is FirstTxnAt's one statement (one snapshot, so a move
+// committing meanwhile is seen whole): the earliest time in txns kept by
+// MoveRecent (txns_first, migration 0007) and a scan of the recent part,
+// whose size the scheduler bounds (RecentRowsMax). It reads no row of
+// txns, which has no index leading with at.
+const firstTxnQuery = `SELECT least((SELECT at FROM txns_first), (SELECT min(at) FROM txns_recent))`
+
 // FirstTxnAt implements Clearing.
 func (s *Postgres) FirstTxnAt(ctx context.Context) (time.Time, bool, error) {
 	var at *time.Time
 	err := s.with(ctx, "first txn", func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT min(at) FROM txns_all`).Scan(&at)
+		return c.QueryRow(ctx, firstTxnQuery).Scan(&at)
 	})
 	if err != nil || at == nil {
 		return time.Time{}, false, err

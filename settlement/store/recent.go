@@ -89,10 +89,19 @@ func (s *Postgres) MoveRecent(ctx context.Context, before time.Time) (int64, err
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(moverLockKey)); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM txns_recent WHERE at < $1 RETURNING `+cols+`)
-			INSERT INTO txns (`+cols+`) SELECT `+cols+` FROM moved`, before)
-		if err != nil {
+		var moved int64
+		var first *time.Time
+		if err := tx.QueryRow(ctx, `WITH moved AS (DELETE FROM txns_recent WHERE at < $1 RETURNING `+cols+`),
+			ins AS (INSERT INTO txns (`+cols+`) SELECT `+cols+` FROM moved)
+			SELECT count(*), min(at) FROM moved`, before).Scan(&moved, &first); err != nil {
 			return err
+		}
+		// txns_first (migration 0007) follows the earliest time in txns
+		// in the same transaction, so FirstTxnAt never reads txns.
+		if first != nil {
+			if _, err := tx.Exec(ctx, `UPDATE txns_first SET at = $1 WHERE at IS NULL OR at > $1`, *first); err != nil {
+				return err
+			}
 		}
 		// The legs repeat their row's time, so the same bound moves the
 		// legs of the moved rows (reads see both parts either way).
@@ -103,7 +112,7 @@ func (s *Postgres) MoveRecent(ctx context.Context, before time.Time) (int64, err
 		if err := tx.Commit(ctx); err != nil {
 			return err
 		}
-		n = tag.RowsAffected()
+		n = moved
 		if n > 0 {
 			_, err = c.Exec(ctx, `VACUUM txns_recent, txn_legs_recent`)
 		}

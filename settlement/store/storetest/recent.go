@@ -27,6 +27,48 @@ var recentCases = []struct {
 	{"MoveBeforeAndKeysetAcrossParts", testMoveBefore},
 	{"MoveWhileIngesting", testMoveConcurrent},
 	{"LegsAcrossMoves", testLegsAcrossMoves},
+	{"FirstTxnAtAcrossMoves", testFirstTxnAcrossMoves},
+}
+
+func wantFirst(t *testing.T, ctx context.Context, s store.Store, want time.Time) {
+	t.Helper()
+	first, ok, err := s.FirstTxnAt(ctx)
+	if err != nil || ok != !want.IsZero() || !first.Equal(want) {
+		t.Fatalf("FirstTxnAt = %v, %v, %v; want %v", first, ok, err, want)
+	}
+}
+
+// testFirstTxnAcrossMoves: FirstTxnAt is the earliest row whichever part
+// holds it: on an empty store none, then rows only moved, rows earlier
+// than every moved one still waiting, a move of part of them, and after a
+// reopen.
+func testFirstTxnAcrossMoves(t *testing.T, ctx context.Context, open Opener, s store.Store) {
+	wantFirst(t, ctx, s, time.Time{})
+	ingest(t, ctx, s, MakeBatch("gw-1", 1, 20, Rows("gw-1", 10, 20, "M1")...))
+	wantFirst(t, ctx, s, Day.Add(10*time.Second))
+	move(t, ctx, s, time.Time{})
+	wantFirst(t, ctx, s, Day.Add(10*time.Second))
+	// A later move of later rows leaves the earliest alone.
+	ingest(t, ctx, s, MakeBatch("gw-1", 21, 30, Rows("gw-1", 21, 30, "M1")...))
+	move(t, ctx, s, time.Time{})
+	wantFirst(t, ctx, s, Day.Add(10*time.Second))
+	// Earlier rows of another source wait in the recent part.
+	ingest(t, ctx, s, MakeBatch("gw-2", 1, 5, Rows("gw-2", 3, 5, "M2")...))
+	wantFirst(t, ctx, s, Day.Add(3*time.Second))
+	if n := move(t, ctx, s, Day.Add(4*time.Second)); n != 0 && n != 1 {
+		t.Fatalf("moved %d rows before the 4th second, want 1 (or none: one part)", n)
+	}
+	wantFirst(t, ctx, s, Day.Add(3*time.Second))
+	ingest(t, ctx, s, MakeBatch("gw-3", 1, 1, Row("gw-3", 1, "M3", 100)))
+	wantFirst(t, ctx, s, Day.Add(time.Second))
+	move(t, ctx, s, time.Time{})
+	wantFirst(t, ctx, s, Day.Add(time.Second))
+	s2, err := open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	wantFirst(t, ctx, s2, Day.Add(time.Second))
 }
 
 func move(t *testing.T, ctx context.Context, s store.Store, before time.Time) int64 {
