@@ -2,13 +2,14 @@
 // and accounts for the bank's operators, the journal totals settlement
 // reconciles against (journal_totals.go), plus /metrics, /healthz and
 // /readyz.
-// Every /v1 call needs the operator bearer token; every change goes through
+// Every /v1 call needs a bearer token: the operator token opens every
+// route; the wallet token (auth.go), given to the bank's wallet backend,
+// opens only the two stall code payment routes. Every change goes through
 // the engine, so it is journaled before it is acknowledged.
 package opapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -38,10 +39,15 @@ type Engine interface {
 
 // Config of the API.
 type Config struct {
-	Token    string
-	Gatherer prometheus.Gatherer
-	Ready    func() error // extra readiness (MQTT connected, ...)
-	Logger   *slog.Logger
+	// Token is the operator token: every /v1 route.
+	Token string
+	// WalletToken is the wallet backend's token: only the stall code
+	// payment and refund routes (auth.go). Empty: those routes take the
+	// operator token only. It must differ from Token.
+	WalletToken string
+	Gatherer    prometheus.Gatherer
+	Ready       func() error // extra readiness (MQTT connected, ...)
+	Logger      *slog.Logger
 	// Audit receives one line per operator change (nil: Logger with
 	// logger=audit); main also copies it to an append-only file.
 	Audit *slog.Logger
@@ -143,13 +149,18 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
 		return
 	}
-	if !s.authorized(ctx) {
+	r, ok := s.authenticate(ctx)
+	if !ok {
 		ctx.Response.Header.Set("WWW-Authenticate", "Bearer")
-		s.fail(ctx, fasthttp.StatusUnauthorized, "", "missing or wrong operator token")
+		s.fail(ctx, fasthttp.StatusUnauthorized, "", "missing or wrong bearer token (the operator token, or the wallet token on the payment routes)")
 		return
 	}
 	parts := strings.Split(strings.TrimPrefix(path, "/v1/"), "/")
 	post := ctx.IsPost()
+	if r == roleWallet && !walletRoute(parts, post) {
+		s.forbidWallet(ctx, parts)
+		return
+	}
 	if len(parts) >= 2 && parts[0] == "accounts" {
 		// One check for every /v1/accounts/{key}/... route: a malformed key
 		// (or a card number) names no account.
@@ -188,15 +199,6 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	default:
 		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
 	}
-}
-
-func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
-	h := string(ctx.Request.Header.Peek("Authorization"))
-	const p = "Bearer "
-	if !strings.HasPrefix(h, p) || s.cfg.Token == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(h[len(p):]), []byte(s.cfg.Token)) == 1
 }
 
 type errorBody struct {

@@ -101,13 +101,22 @@ func (s *Server) stallCodes(ctx *fasthttp.RequestCtx, parts []string) {
 		s.json(ctx, fasthttp.StatusOK, s.stallView(v))
 	case len(parts) == 3 && parts[2] == "revoke" && ctx.IsPost():
 		s.revokeStallCode(ctx, se, parts[1])
-	case len(parts) == 3 && parts[2] == "payments" && ctx.IsPost():
+	case walletRoute(parts, ctx.IsPost()) && len(parts) == 3:
 		s.payStallCode(ctx, se, parts[1])
-	case len(parts) == 5 && parts[2] == "payments" && parts[4] == "refunds" && ctx.IsPost():
+	case walletRoute(parts, ctx.IsPost()) && len(parts) == 5:
 		s.refundStallPayment(ctx, se, parts[1], parts[3])
 	default:
 		s.fail(ctx, fasthttp.StatusNotFound, "", "no such endpoint")
 	}
+}
+
+// walletRoute reports whether parts (the path after /v1/) and the method
+// name one of the two routes the wallet token may call (auth.go): a
+// payment through a stall code, a refund of one. The router above serves
+// them by this same test, so the scope and the routes cannot drift apart.
+func walletRoute(parts []string, post bool) bool {
+	return post && len(parts) >= 3 && parts[0] == "stall-codes" && parts[2] == "payments" &&
+		(len(parts) == 3 || len(parts) == 5 && parts[4] == "refunds")
 }
 
 type stallRegisterBody struct {

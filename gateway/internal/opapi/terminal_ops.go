@@ -9,14 +9,14 @@ package opapi
 // operator quoting a failed call lets an engineer find its lines.
 //
 // Every change (terminal register/rotate/block, account open/top-up/block)
-// writes one line on the audit logger with the request id, a fingerprint of
-// the operator token (never the token: a log reader must not be able to
-// replay it), the action, the target and the result, whether the change was
-// applied or refused.
+// writes one line on the audit logger with the request id, the caller's
+// role (operator or wallet, auth.go), a fingerprint of that role's token
+// (never the token: a log reader must not be able to replay it), the
+// action, the target and the result, whether the change was applied or
+// refused.
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -70,19 +70,14 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
-// tokenFingerprint names the operator token without revealing it.
-func (s *Server) tokenFingerprint() string {
-	sum := sha256.Sum256([]byte(s.cfg.Token))
-	return "sha256:" + hex.EncodeToString(sum[:tokenFingerprintBytes])
-}
-
 // audit writes the one audit line of an operator change.
 func (s *Server) audit(ctx *fasthttp.RequestCtx, action, target, result string, attrs ...any) {
 	l := s.cfg.Audit
 	if l == nil {
 		l = s.cfg.Logger.With("logger", "audit")
 	}
-	args := append([]any{"request_id", requestID(ctx), "token_fp", s.tokenFingerprint(),
+	r := callerRole(ctx)
+	args := append([]any{"request_id", requestID(ctx), "role", string(r), "token_fp", s.tokenFingerprint(r),
 		"action", action, "target", target, "result", result}, attrs...)
 	l.Info("operator change", args...)
 }
