@@ -15,7 +15,7 @@ package clearing
 //     configured;
 //  5. delete the e-CNY wallet syncs that can no longer mark a receipt
 //     (store.PruneSyncs, at most SyncsPrunedPerTickMax), and refresh the
-//     window state and held-receipt gauges.
+//     window state, held-receipt and recent-rows gauges.
 //
 // A window whose drain is incomplete stops the walk: later windows cannot
 // have drained either, and settling out of order would make a late
@@ -40,6 +40,11 @@ const WindowsPerTickMax = 62
 // SyncsPrunedPerTickMax bounds the wallet syncs one Tick deletes, so that
 // a store with a long backlog of them trims it over several ticks.
 const SyncsPrunedPerTickMax = 10_000
+
+// RecentRowsGaugeMax bounds the count behind the recent-rows gauge (the
+// count scans the unindexed recent part): ten times the size at which a
+// pass moves everything, so only a mover that keeps failing reaches it.
+const RecentRowsGaugeMax = 10 * store.RecentRowsMax
 
 // LegSource supplies the per-payment division legs of a window's rows per
 // merchant (market fee and insurance legs summed per kind and payee):
@@ -129,7 +134,29 @@ func (c *Clearer) Tick(ctx context.Context, now time.Time) (TickResult, error) {
 	if err2 := c.refreshHeldGauges(ctx, now); err == nil {
 		err = err2
 	}
+	if err2 := c.refreshRecentGauge(ctx); err == nil {
+		err = err2
+	}
 	return res, err
+}
+
+// refreshRecentGauge counts the rows waiting in the store's recent part
+// (store.RecentRows, at most RecentRowsGaugeMax).
+func (c *Clearer) refreshRecentGauge(ctx context.Context) error {
+	n, err := c.cfg.Store.RecentRows(ctx, RecentRowsGaugeMax)
+	if err != nil {
+		return fmt.Errorf("clearing: recent rows: %w", err)
+	}
+	c.m.recentRows.Set(float64(n))
+	return nil
+}
+
+// move moves the recent rows before before (all for a zero before) and
+// counts them.
+func (c *Clearer) move(ctx context.Context, before time.Time) error {
+	n, err := c.cfg.Store.MoveRecent(ctx, before)
+	c.m.recentMoved.Add(float64(n))
+	return err
 }
 
 // pruneSyncs deletes the wallet syncs before the oldest window not
@@ -193,7 +220,7 @@ func (c *Clearer) tick(ctx context.Context, now time.Time) (TickResult, error) {
 				c.m.closed.Inc()
 				res.Closed = append(res.Closed, w.ID)
 				// The closed window's rows go to the store's indexed part.
-				if _, err := c.cfg.Store.MoveRecent(ctx, w.CutOff); err != nil {
+				if err := c.move(ctx, w.CutOff); err != nil {
 					return res, err
 				}
 			}
@@ -230,7 +257,7 @@ func (c *Clearer) moveRecent(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := c.cfg.Store.MoveRecent(ctx, time.Time{}); err != nil {
+	if err := c.move(ctx, time.Time{}); err != nil {
 		return err
 	}
 	c.started = true

@@ -17,6 +17,8 @@ type metrics struct {
 	heldReceipts    prometheus.Gauge
 	heldOldest      prometheus.Gauge
 	syncsPruned     prometheus.Counter
+	recentMoved     prometheus.Counter
+	recentRows      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,10 +47,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Age of the oldest held e-CNY double-offline receipt (now minus its payment time); 0 when none is held."}),
 		syncsPruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_ecny_syncs_pruned_total",
 			Help: "e-CNY wallet syncs deleted because no receipt that may still be ingested lies before them."}),
+		recentMoved: prometheus.NewCounter(prometheus.CounterOpts{Name: "scenepay_settlement_recent_rows_moved_total",
+			Help: "Rows the scheduler moved from the store's unindexed recent part into the indexed txns (PostgreSQL; SQLite moves none)."}),
+		recentRows: prometheus.NewGauge(prometheus.GaugeOpts{Name: "scenepay_settlement_recent_rows",
+			Help: "Rows waiting in the store's unindexed recent part after the last scheduler pass, counted up to RecentRowsGaugeMax."}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.state, m.closed, m.settled, m.statements, m.tickErrors,
-			m.differenceFen, m.differences, m.reconciliations, m.heldFen, m.heldReceipts, m.heldOldest, m.syncsPruned} {
+			m.differenceFen, m.differences, m.reconciliations, m.heldFen, m.heldReceipts, m.heldOldest, m.syncsPruned,
+			m.recentMoved, m.recentRows} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -92,7 +92,9 @@ func TestProcessSettlesAndServes(t *testing.T) {
 		`scenepay_settlement_window_state{state="OPEN"} 1`, "scenepay_settlement_windows_closed_total 1",
 		"scenepay_settlement_statements_total 2", "scenepay_settlement_files_written_total 1",
 		"scenepay_settlement_ecny_held_fen 300", "scenepay_settlement_ecny_held_receipts 1",
-		"scenepay_settlement_ecny_held_oldest_seconds 38700"} { // 23:45 - 13:00
+		"scenepay_settlement_ecny_held_oldest_seconds 38700", // 23:45 - 13:00
+		// SQLite has no recent part: nothing moved, nothing waiting.
+		"scenepay_settlement_recent_rows_moved_total 0", "scenepay_settlement_recent_rows 0"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
