@@ -3,6 +3,9 @@ package main
 import (
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +59,104 @@ func TestPprofListenLoopbackOnly(t *testing.T) {
 	for _, bad := range []string{":6060", "0.0.0.0:6060", "10.0.0.5:6060", "[::]:6060", "gateway.example:6060", "6060"} {
 		if err := checkPprofListen(bad); err == nil {
 			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// The token file flags: empty by default, from the environment, overridden
+// by the command line.
+func TestTokenFlags(t *testing.T) {
+	parse := func(args ...string) (string, string) {
+		t.Helper()
+		fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		op, wallet := tokenFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatalf("parse %v: %v", args, err)
+		}
+		return *op, *wallet
+	}
+	t.Setenv("SCENEPAY_OPERATOR_TOKEN_FILE", "")
+	t.Setenv("SCENEPAY_WALLET_TOKEN_FILE", "")
+	os.Unsetenv("SCENEPAY_OPERATOR_TOKEN_FILE")
+	os.Unsetenv("SCENEPAY_WALLET_TOKEN_FILE")
+	if op, wallet := parse(); op != "" || wallet != "" {
+		t.Fatalf("defaults: %q %q, want both empty", op, wallet)
+	}
+	t.Setenv("SCENEPAY_OPERATOR_TOKEN_FILE", "/etc/scenepay/operator.token")
+	t.Setenv("SCENEPAY_WALLET_TOKEN_FILE", "/etc/scenepay/wallet.token")
+	if op, wallet := parse(); op != "/etc/scenepay/operator.token" || wallet != "/etc/scenepay/wallet.token" {
+		t.Fatalf("from the environment: %q %q", op, wallet)
+	}
+	if op, wallet := parse("-wallet-token-file", "/run/w.token", "-operator-token-file=/run/o.token"); op != "/run/o.token" || wallet != "/run/w.token" {
+		t.Fatalf("from the command line: %q %q", op, wallet)
+	}
+}
+
+// The wallet token loads by the operator token's rules: the variable
+// first, else the file, created with a fresh hex token when absent and
+// refused when it is not hex; none configured is "" (the payment routes
+// then take the operator token only); the operator token itself is
+// refused.
+func TestLoadWalletToken(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("SCENEPAY_WALLET_TOKEN", "")
+	t.Setenv("SCENEPAY_OPERATOR_TOKEN", "")
+	op, err := loadToken("SCENEPAY_OPERATOR_TOKEN", filepath.Join(dir, "operator.token"))
+	if err != nil || len(op) != 48 {
+		t.Fatalf("operator token: %q %v", op, err)
+	}
+
+	if w, err := loadWalletToken("", op); w != "" || err != nil {
+		t.Fatalf("nothing configured: %q %v, want no wallet token", w, err)
+	}
+	file := filepath.Join(dir, "wallet.token")
+	w, err := loadWalletToken(file, op)
+	if err != nil || len(w) != 48 || w == op {
+		t.Fatalf("created: %q %v", w, err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("wallet token file: %v %v, want mode 0600", fi, err)
+	}
+	if again, err := loadWalletToken(file, op); again != w || err != nil {
+		t.Fatalf("loaded again: %q %v, want %q", again, err, w)
+	}
+
+	t.Setenv("SCENEPAY_WALLET_TOKEN", "wallet-from-env")
+	if got, err := loadWalletToken(file, op); got != "wallet-from-env" || err != nil {
+		t.Fatalf("variable over file: %q %v", got, err)
+	}
+	if got, err := loadWalletToken("", op); got != "wallet-from-env" || err != nil {
+		t.Fatalf("variable without a file: %q %v", got, err)
+	}
+	t.Setenv("SCENEPAY_WALLET_TOKEN", op)
+	if _, err := loadWalletToken("", op); err == nil || !strings.Contains(err.Error(), "operator token") {
+		t.Fatalf("the operator token as the wallet token: %v, want refused", err)
+	}
+	t.Setenv("SCENEPAY_WALLET_TOKEN", "")
+
+	for name, text := range map[string]string{
+		"placeholder": "replace-with-64-hex-characters\n",
+		"short":       "0123456789abcdef\n",
+		"same":        op + "\n",
+	} {
+		bad := filepath.Join(dir, name+".token")
+		if err := os.WriteFile(bad, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := loadWalletToken(bad, op); err == nil {
+			t.Errorf("wallet token file %s: %q accepted", name, got)
+		}
+	}
+	// A file that cannot be created (read-only /etc under systemd, a
+	// missing Secret key in Kubernetes) fails the start.
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		if got, err := loadWalletToken(filepath.Join(ro, "wallet.token"), op); err == nil {
+			t.Errorf("wallet token in a read-only directory: %q accepted", got)
 		}
 	}
 }

@@ -121,7 +121,6 @@ func run() error {
 		instance     = flag.String("instance", env("SCENEPAY_INSTANCE", "gw1"), "instance name, part of the MQTT client ids [SCENEPAY_INSTANCE]")
 		httpListen   = flag.String("http-listen", env("SCENEPAY_HTTP_LISTEN", "127.0.0.1:18080"), "operator API and /metrics listen address [SCENEPAY_HTTP_LISTEN]")
 		masterFile   = flag.String("master-key-file", env("SCENEPAY_MASTER_KEY_FILE", ""), "terminal master key file (64 hex chars); default {data-dir}/master.key, created if absent [SCENEPAY_MASTER_KEY_FILE]")
-		tokenFile    = flag.String("operator-token-file", env("SCENEPAY_OPERATOR_TOKEN_FILE", ""), "operator API token file; default {data-dir}/operator.token, created if absent [SCENEPAY_OPERATOR_TOKEN_FILE]")
 		topicRoot    = flag.String("topic-root", env("SCENEPAY_TOPIC_ROOT", terminals.DefaultTopics.Root), "MQTT topic root [SCENEPAY_TOPIC_ROOT]")
 		shards       = flag.Int("shards", envInt("SCENEPAY_SHARDS", def.Shards), "account shards (fixed for the life of the data) [SCENEPAY_SHARDS]")
 		queueMax     = flag.Int("shard-queue-max", envInt("SCENEPAY_SHARD_QUEUE_MAX", def.ShardQueueMax), "per-shard queue bound, requests [SCENEPAY_SHARD_QUEUE_MAX]")
@@ -140,6 +139,7 @@ func run() error {
 	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 120*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
 	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address, a loopback one (no authentication); empty = off [SCENEPAY_PPROF_LISTEN]")
 	sweepEvery, sweepBatch := sweepFlags(flag.CommandLine, def)
+	tokenFile, walletFile := tokenFlags(flag.CommandLine)
 	flag.Parse()
 	if *pprofListen != "" {
 		if err := checkPprofListen(*pprofListen); err != nil {
@@ -179,13 +179,19 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("master key: %w", err)
 	}
-	token := os.Getenv("SCENEPAY_OPERATOR_TOKEN")
-	if token == "" {
-		t, err := loadOrCreateSecret(*tokenFile, 24)
-		if err != nil {
-			return fmt.Errorf("operator token: %w", err)
-		}
-		token = hex.EncodeToString(t)
+	token, err := loadToken("SCENEPAY_OPERATOR_TOKEN", *tokenFile)
+	if err != nil {
+		return fmt.Errorf("operator token: %w", err)
+	}
+	walletToken, err := loadWalletToken(*walletFile, token)
+	if err != nil {
+		return err
+	}
+	if walletToken == "" {
+		log.Warn("no wallet token (-wallet-token-file, SCENEPAY_WALLET_TOKEN): the stall code payment routes take the operator token only, so a wallet backend holding it could call every operator route")
+	} else {
+		log.Info("wallet token loaded: it may call only the stall code payment and refund routes; the operator token keeps every route",
+			"wallet_token_file", *walletFile, "wallet_token_from_env", os.Getenv("SCENEPAY_WALLET_TOKEN") != "")
 	}
 
 	reg := prometheus.NewRegistry()
@@ -293,7 +299,7 @@ func run() error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer closeAudit()
-	api := opapi.New(opapi.Config{Token: token, Gatherer: reg, Logger: log, Audit: auditLog, Ready: apiReady, Source: *instance}, eng)
+	api := opapi.New(opapi.Config{Token: token, WalletToken: walletToken, Gatherer: reg, Logger: log, Audit: auditLog, Ready: apiReady, Source: *instance}, eng)
 	if err := api.Listen(*httpListen); err != nil {
 		in.Close()
 		return err
