@@ -498,7 +498,13 @@ func (h *Handler) settlementFile(ctx *fasthttp.RequestCtx, c context.Context, p 
 	for i, r := range fx.Rows {
 		out := make([]string, len(r))
 		for j, v := range r {
-			out[j] = csvCell(v)
+			// Amounts stay as the bank's file has them ("-100"); only
+			// text is kept from being read as a formula.
+			if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+				out[j] = v
+			} else {
+				out[j] = csvCell(v)
+			}
 		}
 		rows[i] = out
 	}

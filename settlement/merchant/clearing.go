@@ -2,13 +2,17 @@ package merchant
 
 // ClearingStatements is Statements over clearing's records: a statement
 // exists once clearing has settled the window and written this merchant's
-// settlement; the settlement file lines are clearing's own D lines
-// (clearing.FileColumns), filtered to this merchant by the store query
-// itself (Settlement(window, merchant)), not by the handler.
+// settlement; the settlement file lines are clearing's own lines, written
+// by clearing.WriteFile from this merchant's settlement alone, which the
+// store query itself (Settlement(window, merchant)) picks, not the
+// handler.
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -122,9 +126,15 @@ func (c *ClearingStatements) Get(ctx context.Context, merchant, window string) (
 	return fromClearing(w, &s)
 }
 
-// File implements Statements: clearing's D line for this merchant.
+// File implements Statements: this merchant's lines of the window's
+// settlement file, as the bank's core gets them: the column lines C
+// (the header), CL and CU, the merchant's D line, its U line if it holds
+// or releases e-CNY offline receipts and one L line per division leg.
+// clearing.WriteFile writes them from the merchant's settlement alone, so
+// they are the file's own lines; only the window's H and T lines (about
+// every merchant) are left out.
 func (c *ClearingStatements) File(ctx context.Context, merchant, window string) (FileExtract, error) {
-	_, s, err := c.settled(ctx, merchant, window)
+	w, s, err := c.settled(ctx, merchant, window)
 	if err != nil {
 		return FileExtract{}, err
 	}
@@ -132,9 +142,19 @@ func (c *ClearingStatements) File(ctx context.Context, merchant, window string) 
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return FileExtract{}, err
 	}
-	line, err := clearing.FileLine(&s, m)
+	var buf bytes.Buffer
+	if err := clearing.WriteFile(&buf, w, []store.Settlement{s}, map[string]store.Merchant{merchant: m}); err != nil {
+		return FileExtract{}, err
+	}
+	r := csv.NewReader(&buf)
+	r.FieldsPerRecord = -1 // each record type has its own columns
+	recs, err := r.ReadAll()
 	if err != nil {
 		return FileExtract{}, err
 	}
-	return FileExtract{Header: clearing.FileColumns, Rows: [][]string{line}}, nil
+	// H, C, CL, CU, D, [U], [L...], T.
+	if len(recs) < 6 || recs[0][0] != "H" || recs[1][0] != "C" || recs[len(recs)-1][0] != "T" {
+		return FileExtract{}, fmt.Errorf("merchant: unexpected settlement file layout (%d lines)", len(recs))
+	}
+	return FileExtract{Header: recs[1], Rows: recs[2 : len(recs)-1]}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"scenepay/settlement/clearing"
 	"scenepay/settlement/handoff"
 	"scenepay/settlement/store"
 )
@@ -71,9 +72,10 @@ func TestClearingStatements(t *testing.T) {
 		if len(list.Statements) != 1 {
 			t.Errorf("A's list: %+v", list.Statements)
 		}
-		recs := readCSV(t, e.get("/m/v1/settlement-file/2026-03-01", e.keyA))
-		if len(recs) != 2 || recs[1][0] != "D" || recs[1][2] != mA {
-			t.Errorf("A's settlement file: %q", recs)
+		fx := e.get("/m/v1/settlement-file/2026-03-01", e.keyA)
+		if lines := strings.Split(strings.TrimSuffix(string(fx.body), "\n"), "\n"); fx.status != 200 || len(lines) != 4 ||
+			!strings.HasPrefix(lines[0], "C,") || !strings.HasPrefix(lines[3], "D,2026-03-01,"+mA+",") {
+			t.Errorf("A's settlement file: %d %q", fx.status, fx.body)
 		}
 		for _, p := range []string{"/m/v1/statements/%s", "/m/v1/statements/%s.csv", "/m/v1/settlement-file/%s"} {
 			theirs := e.get(strings.Replace(p, "%s", "2026-02-27", 1), e.keyA) // settled, B only
@@ -201,6 +203,101 @@ func TestClearingStatementsHeld(t *testing.T) {
 			`id="held-2026-03-01">0.00<`, `id="payable-2026-03-01">30.83<`, `id="held-note"`} {
 			if !strings.Contains(page, want) {
 				t.Errorf("page lacks %s:\n%s", want, page)
+			}
+		}
+	})
+}
+
+// TestClearingSettlementFileExtract: a merchant's settlement-file extract
+// is the bank file's own lines for it (column lines, its D line, its U
+// line, its L lines), nothing of another merchant and no window-wide H or
+// T line; negative amounts come out as the file has them.
+func TestClearingSettlementFileExtract(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		cs := e.st.(store.Clearing)
+		// A's e-CNY double-offline receipt of the window, its wallet never
+		// synced: held.
+		r := row(1, day.Add(-2*time.Hour), mA, handoff.SceneStall, "STALL-E", handoff.OpPurchase, 150)
+		r.Source, r.InstKind, r.Account, r.Unsynced = "gw3", "ecny", "ecny:W-9", true
+		if _, err := e.st.Ingest(ctx, &handoff.Batch{ID: handoff.BatchID("gw3", 1, 1), Source: "gw3", FirstLSN: 1, LastLSN: 1,
+			Watermark: day.UTC(), Rows: []handoff.Txn{r}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.PutMerchant(ctx, store.Merchant{ID: mA, Name: "Stall A", PayeeAccount: "6217-0001", MarketFeeRate: "0"}); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := time.ParseInLocation("2006-01-02", "2026-03-01", Shanghai)
+		w := store.Window{ID: "2026-03-01", Start: d.Add(-time.Hour).UTC(), CutOff: d.Add(23 * time.Hour).UTC(), State: store.WindowOpen}
+		if _, _, err := cs.OpenWindow(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CloseWindow(ctx, w.ID, clock()); err != nil {
+			t.Fatal(err)
+		}
+		ss := []store.Settlement{
+			{Window: w.ID, Merchant: mA, Totals: store.Totals{Count: 5, Payments: 4, Gross: 2000, Refunds: -100, RefundCount: 1, Net: 1900},
+				Fee: 7, Held: 150, Divisions: []store.Division{
+					{Kind: store.DivisionMarketFee, Payee: "MKT-1", Amount: 30}, {Kind: store.DivisionMarketFee, Payee: "MKT-2", Amount: -5},
+					{Kind: store.DivisionInsurancePooled, Payee: "INS-1", Amount: 400}},
+				Payable: 1900 - 7 - 25 - 150},
+			{Window: w.ID, Merchant: mB, Totals: store.Totals{Count: 1, Payments: 1, Gross: 500, Net: 500}, Fee: 2,
+				Divisions: []store.Division{{Kind: store.DivisionMarketFee, Payee: "MKT-1", Amount: 10}}, Payable: 488},
+		}
+		if _, err := cs.SettleWindow(ctx, w.ID, clock(), ss); err != nil {
+			t.Fatal(err)
+		}
+		h, err := New(Config{Store: e.st, Keys: e.keys, Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.h = h
+		// The bank's file of the window, from the store's settlements.
+		stored, err := cs.Settlements(ctx, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled, err := cs.Windows(ctx, w.ID, w.ID)
+		if err != nil || len(settled) != 1 {
+			t.Fatalf("window: %v, %v", settled, err)
+		}
+		ms, err := cs.Merchants(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := map[string]store.Merchant{}
+		for _, m := range ms {
+			byID[m.ID] = m
+		}
+		var file strings.Builder
+		if err := clearing.WriteFile(&file, settled[0], stored, byID); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			key, merchant string
+			want          []string // D, U and L lines
+		}{
+			{e.keyA, mA, []string{"D,2026-03-01,M-A,6217-0001,5,2000,0,-100,1900,7,25,*,400,1718", "U,2026-03-01,M-A,150,0",
+				"L,2026-03-01,M-A,insurance_pooled,INS-1,400", "L,2026-03-01,M-A,market_fee,MKT-1,30", "L,2026-03-01,M-A,market_fee,MKT-2,-5"}},
+			{e.keyB, mB, []string{"D,2026-03-01,M-B,,1,500,0,0,500,2,10,MKT-1,0,488", "L,2026-03-01,M-B,market_fee,MKT-1,10"}},
+		} {
+			resp := e.get("/m/v1/settlement-file/2026-03-01", c.key)
+			if resp.status != 200 {
+				t.Fatalf("%s: %d %s", c.merchant, resp.status, resp.body)
+			}
+			got := strings.Split(strings.TrimSuffix(string(resp.body), "\n"), "\n")
+			var fromFile []string
+			for _, line := range strings.Split(strings.TrimSuffix(file.String(), "\n"), "\n") {
+				f := strings.Split(line, ",")
+				if f[0] == "C" || f[0] == "CL" || f[0] == "CU" || (f[0] == "D" || f[0] == "U" || f[0] == "L") && f[2] == c.merchant {
+					fromFile = append(fromFile, line)
+				}
+			}
+			if !reflect.DeepEqual(got, fromFile) {
+				t.Errorf("%s's extract is not the bank file's lines for it:\n%s\nfile:\n%s", c.merchant, strings.Join(got, "\n"), file.String())
+			}
+			if len(got) != 3+len(c.want) || !reflect.DeepEqual(got[3:], c.want) || !strings.HasPrefix(got[0], "C,window,merchant,payee_account,") {
+				t.Errorf("%s's extract:\n%s\nwant column lines and\n%s", c.merchant, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
 			}
 		}
 	})
