@@ -64,7 +64,7 @@ type Config struct {
 	RetryMin     time.Duration // first backoff after a failed ingest (default 100 ms)
 	RetryMax     time.Duration // backoff cap (default 10 s)
 	StoreTimeout time.Duration // bound on one store call (default 60 s)
-	WatermarkLag time.Duration // idle watermark = now - WatermarkLag, covering decisions not yet durable (default 2 s)
+	WatermarkLag time.Duration // idle (or caught-up batch) watermark = now - WatermarkLag, covering decisions not yet durable (default 2 s)
 	Clock        func() time.Time
 	Logger       *slog.Logger
 	Registerer   prometheus.Registerer
@@ -188,7 +188,24 @@ type pending struct {
 	syncs       []settle.Sync // e-CNY wallet syncs no row shows
 	opened      time.Time     // clock time the first record was read
 	maxAt       time.Time     // latest row or sync time
+	// caught is the latest clock time at which the batch held every
+	// durable record (the clock read before the journal's durable end):
+	// everything decided before caught - WatermarkLag is then in it or
+	// in an earlier batch, as for an idle watermark. Zero: not yet.
+	caught time.Time
 }
+
+// wmFloor is the watermark of a batch that can claim nothing more than the
+// store already has (no row or sync time, nothing sent before, the journal
+// not caught up): the earliest a batch may carry. The store keeps the
+// greatest watermark, so it changes nothing.
+var wmFloor = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// due reports whether d, the time since an event by the handoff's clock,
+// is at least the batch age. A negative d is a clock stepped back: due
+// too, rather than waiting for the clock to catch up with a batch (and the
+// rows in it) held back meanwhile.
+func (h *Handoff) due(d time.Duration) bool { return d >= h.cfg.BatchAge || d < 0 }
 
 // Run hands off until ctx ends. It returns only ctx's error: store and
 // journal failures are logged, counted and retried with backoff.
@@ -237,14 +254,24 @@ func (h *Handoff) Run(ctx context.Context) error {
 		var b *settle.Batch
 		switch {
 		case p.first != 0 && (len(p.rows) >= h.cfg.BatchRowsMax || int(p.last-p.first+1) >= h.cfg.BatchLSNsMax ||
-			now.Sub(p.opened) >= h.cfg.BatchAge):
+			h.due(now.Sub(p.opened))):
+			// The watermark never goes back, covers every row and sync,
+			// and, once the batch has caught up with the journal, moves
+			// on as an idle one would: a gateway whose journal never
+			// stays idle for a batch age (declines, registrations,
+			// entries without a row) would otherwise hold it still.
+			// Short of the journal's end, with no row time and nothing
+			// sent before, it claims nothing: older records may follow.
 			wm := maxTime(p.maxAt, lastWM)
+			if !p.caught.IsZero() {
+				wm = maxTime(wm, p.caught.Add(-h.cfg.WatermarkLag).UTC().Truncate(time.Microsecond))
+			}
 			if wm.IsZero() {
-				wm = now.Add(-h.cfg.WatermarkLag).UTC().Truncate(time.Microsecond)
+				wm = wmFloor
 			}
 			b = &settle.Batch{ID: settle.BatchID(h.cfg.Source, p.first, p.last), Source: h.cfg.Source,
 				FirstLSN: p.first, LastLSN: p.last, Watermark: wm, Rows: p.rows, Syncs: p.syncs}
-		case p.first == 0 && h.Backlog() == 0 && now.Sub(lastSend) >= h.cfg.BatchAge:
+		case p.first == 0 && h.Backlog() == 0 && h.due(now.Sub(lastSend)):
 			// Idle: nothing durable is unhanded, so everything decided
 			// before now - WatermarkLag is in the store.
 			wm := maxTime(now.Add(-h.cfg.WatermarkLag).UTC().Truncate(time.Microsecond), lastWM)
@@ -298,8 +325,20 @@ func (h *Handoff) fill(p *pending, now time.Time) error {
 	if p.first != 0 {
 		room -= int(p.last - p.first + 1)
 	}
-	if room <= 0 || len(p.rows) >= h.cfg.BatchRowsMax || h.cfg.Journal.DurableLSN() <= after {
+	// The durable end is read after now (the caller's clock): a batch
+	// that reaches it holds everything durable at now.
+	durable := h.cfg.Journal.DurableLSN()
+	if durable <= after {
+		if p.first != 0 {
+			p.caught = now
+		}
 		return nil
+	}
+	if room <= 0 || len(p.rows) >= h.cfg.BatchRowsMax {
+		return nil
+	}
+	if uint64(room) > durable-after {
+		room = int(durable - after)
 	}
 	var rec core.Record
 	_, err := h.cfg.Journal.ReadDurable(after, room, func(lsn uint64, payload []byte) error {
@@ -335,6 +374,9 @@ func (h *Handoff) fill(p *pending, now time.Time) error {
 	})
 	if errors.Is(err, errBatchFull) {
 		return nil
+	}
+	if err == nil && p.first != 0 && p.last == durable {
+		p.caught = now
 	}
 	return err
 }
