@@ -73,7 +73,9 @@ var recutDiffer = func() string {
 const recutPlan = `SET LOCAL enable_nestloop = off`
 
 // MoveRecent implements Store: one statement moves the recent rows with
-// at < before (all of them for a zero before) into txns, then VACUUM
+// at < before (all of them for a zero before) into txns and gives their
+// earliest time, which lowers txns_first in the same transaction (what
+// FirstTxnAt reads instead of txns), then VACUUM
 // makes their space in txns_recent reusable. Ingest goes on meanwhile:
 // rows it commits after the move's snapshot stay for the next move.
 func (s *Postgres) MoveRecent(ctx context.Context, before time.Time) (int64, error) {
