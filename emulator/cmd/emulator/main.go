@@ -71,6 +71,7 @@ func run() int {
 		replyTimeout = fs.Duration("reply-timeout", 3*time.Second, "per-attempt reply timeout of a terminal")
 		retries      = fs.Int("retries", 2, "resends of identical bytes after a reply timeout")
 		keyVersion   = fs.Uint("key-version", 1, "terminal key version")
+		debtPayee    = fs.String("debt-payee", fleet.DefaultDebtPayee, "the gateway's transit debt payee merchant (transit config debt_payee_merchant), whom the settlement audit expects repaid debt paid to")
 	)
 	if err := envDefaults(fs); err != nil {
 		fmt.Fprintln(os.Stderr, "emulator:", err)
@@ -160,7 +161,7 @@ func run() int {
 		API: *api, Token: tok, Master: master, KeyVersion: uint32(*keyVersion),
 		Topics: terminals.Topics{Root: *topicRoot, Group: terminals.DefaultTopics.Group},
 		Seed:   *seed, Terminals: *nTerm, Accounts: *nAcct, Rate: *rate, Duration: *duration,
-		Scenario: *scenario, TimeScale: *timeScale, Faults: faults, SettlementDB: *settleDB,
+		Scenario: *scenario, TimeScale: *timeScale, Faults: faults, SettlementDB: *settleDB, DebtPayee: *debtPayee,
 		Progress: progressW, ProgressTTY: isTerminal(os.Stderr),
 		// Txn ids start above anything an earlier run against the same
 		// gateway used (1000 ids per millisecond of wall clock), so a gateway

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -323,5 +324,143 @@ func TestSettlementAuditNamesLostRefundAndTwiceAppliedCapture(t *testing.T) {
 	pend[0].Net = 1_550 + 1_050
 	if got, _ := CompareSettlement(ctx, st, pend, storetest.Day.Add(-1)); !got[0].OK() {
 		t.Errorf("a store with an unanswered refund applied is out of range: %+v", got[0])
+	}
+}
+
+// TestAuditsAccountWalletPaymentsAndDebtRepayment: a wallet payment through
+// a stall code (its stored answer told twice: one effect), a partial wallet
+// refund, and a top-up that paid transit debt first. The balance audit
+// expects opening + top-up - debt paid - payment + refund; a gateway that
+// lost the payment, applied it twice, or credited the whole top-up fails,
+// naming the account. Merchant positions carry the stall's net and the debt
+// payee's recovered debt.
+func TestAuditsAccountWalletPaymentsAndDebtRepayment(t *testing.T) {
+	payer := terminals.Instrument{Kind: terminals.InstBank, ID: "tok_0a0b0c0d"}
+	rider := terminals.Instrument{Kind: terminals.InstCounty, ID: "8800000009"}
+	l := NewLedger()
+	for _, r := range DefaultRoutes {
+		l.AddRoute(r)
+	}
+	l.SetMerchant("STALL-0001", "M-STALL-0001")
+	l.SetMerchant("BUS-0001", "M-BUS")
+	l.Open(payer.Key(), 10_000)
+	l.Open(rider.Key(), 100)
+	pay := uint64(1<<62 | 77)
+	l.WalletPaid(payer.Key(), "STALL-0001", pay, 2_500)
+	l.WalletPaid(payer.Key(), "STALL-0001", pay, 2_500) // the stored answer of a retry
+	l.WalletRefunded(payer.Key(), "STALL-0001", 1<<62|78, 400)
+	// An offline upload: one tap charged nothing and became debt.
+	up := terminals.Request{Type: terminals.TypeOfflineUpload, Inst: rider}
+	up.Taps = upTaps(t, rider, "B1", 2)
+	l.Observe(sceneOutcome("BUS-0001", 300, up, fen(0), "dn"))
+	if d := l.Debtors(); len(d) != 1 || d[0].Account != rider.Key() || d[0].Bound != 200 {
+		t.Fatalf("debtors %+v, want the rider with at most one B1 fare", d)
+	}
+	if err := l.DebtRepaid(rider.Key(), 5_000, 200, DefaultDebtPayee); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DebtRepaid(rider.Key(), 5_000, 5_001, DefaultDebtPayee); err == nil {
+		t.Fatal("a debt paid above the top-up was booked")
+	}
+	wantPayer, wantRider := int64(10_000-2_500+400), int64(100+5_000-200)
+	for _, c := range []struct {
+		name           string
+		payer, rider   int64
+		ok             bool
+		mismatchedAcct string
+	}{
+		{"truthful", wantPayer, wantRider, true, ""},
+		{"wallet payment lost", wantPayer + 2_500, wantRider, false, payer.Key()},
+		{"wallet payment applied twice", wantPayer - 2_500, wantRider, false, payer.Key()},
+		{"top-up credited whole, debt not paid", wantPayer, wantRider + 200, false, rider.Key()},
+		{"debt paid twice", wantPayer, wantRider - 200, false, rider.Key()},
+	} {
+		res := l.Audit(context.Background(), fixedBalances{payer.Key(): c.payer, rider.Key(): c.rider})
+		if res.OK() != c.ok {
+			t.Errorf("%s: audit OK=%v, want %v: %+v", c.name, res.OK(), c.ok, res)
+		}
+		if !c.ok && (len(res.Mismatches) != 1 || res.Mismatches[0].Account != c.mismatchedAcct) {
+			t.Errorf("%s: mismatches %+v, want %s", c.name, res.Mismatches, c.mismatchedAcct)
+		}
+	}
+	nets := map[string]int64{}
+	for _, m := range l.Merchants() {
+		nets[m.Merchant] = m.Net
+	}
+	if nets["M-STALL-0001"] != 2_100 || nets[DefaultDebtPayee] != 200 || nets["M-BUS"] != 0 {
+		t.Fatalf("merchant nets %v", nets)
+	}
+	// An unanswered wallet payment widens the payer's range until answered.
+	l.WalletPending("w-lost", payer.Key(), "STALL-0001", 900, 0)
+	if res := l.Audit(context.Background(), fixedBalances{payer.Key(): wantPayer - 900, rider.Key(): wantRider}); !res.OK() || res.Uncertain != 1 {
+		t.Errorf("an unanswered wallet payment applied is out of range: %+v", res)
+	}
+}
+
+// upTaps builds n taps alternately in and out on route.
+func upTaps(t *testing.T, inst terminals.Instrument, route string, n int) terminals.UploadTaps {
+	t.Helper()
+	var taps []terminals.UploadTap
+	for i := range n {
+		taps = append(taps, terminals.UploadTap{Seq: uint64(i + 1), Out: i%2 == 1, Route: route, TS: time.Now().UnixMilli() + int64(i)})
+	}
+	req, err := device.OfflineUpload(inst, taps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req.Taps
+}
+
+// TestSettlementAuditCoversWalletPaymentsAndRecoveredDebt plants, in a real
+// SQLite settlement store, a wallet payment through a stall code stored
+// twice and a lost wallet refund, next to a truthful debt_recovery row for
+// the transit debt payee: the stall's comparison fails naming both ids,
+// the payee's passes, and a payee row the run never repaid fails it.
+func TestSettlementAuditCoversWalletPaymentsAndRecoveredDebt(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pay, ref := uint64(1<<62|5), uint64(1<<62|6)
+	row := func(lsn, txn uint64, merchant, tid, op, scene string, amt int64) handoff.Txn {
+		r := storetest.Row("gw1", lsn, merchant, amt)
+		r.Terminal, r.Txn, r.Op, r.Scene = tid, txn, op, scene
+		return r
+	}
+	b := storetest.MakeBatch("gw1", 1, 3,
+		row(1, pay, "M-STALL-0001", "STALL-0001", handoff.OpPurchase, handoff.SceneStall, 2_500),
+		row(2, pay, "M-STALL-0001", "STALL-0001", handoff.OpPurchase, handoff.SceneStall, 2_500), // applied twice
+		row(3, 3, DefaultDebtPayee, "operator", handoff.OpDebtRecovery, handoff.SceneBus, 200))
+	if _, err := st.Ingest(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLedger()
+	l.SetMerchant("STALL-0001", "M-STALL-0001")
+	l.Open("bank:tok_1", 10_000)
+	l.Open("county:8800000009", 100)
+	l.WalletPaid("bank:tok_1", "STALL-0001", pay, 2_500)
+	l.WalletRefunded("bank:tok_1", "STALL-0001", ref, 400) // the store lost its row
+	if err := l.DebtRepaid("county:8800000009", 5_000, 200, DefaultDebtPayee); err != nil {
+		t.Fatal(err)
+	}
+	got, err := CompareSettlement(ctx, st, l.Merchants(), storetest.Day.Add(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Merchant != "M-STALL-0001" || got[0].OK() || got[1].Merchant != DefaultDebtPayee || !got[1].OK() {
+		t.Fatalf("comparison %+v", got)
+	}
+	s := got[0]
+	payID, refID := fmt.Sprintf("STALL-0001/%d", pay), fmt.Sprintf("STALL-0001/%d", ref)
+	if s.Store-s.Told != 2_500+400 || len(s.Twice) != 1 || !strings.HasPrefix(s.Twice[0], payID+" ") ||
+		len(s.Lost) != 1 || !strings.HasPrefix(s.Lost[0], refID+" ") {
+		t.Errorf("stall: difference %d, twice %v, lost %v", s.Store-s.Told, s.Twice, s.Lost)
+	}
+	// A run that repaid no debt: the payee's row is not what it was told.
+	none := []MerchantPosition{{Merchant: DefaultDebtPayee}}
+	if got, _ := CompareSettlement(ctx, st, none, storetest.Day.Add(-1)); got[0].OK() || got[0].Store != 200 {
+		t.Errorf("a debt_recovery row no top-up was told of passes: %+v", got[0])
 	}
 }

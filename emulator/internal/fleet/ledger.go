@@ -50,7 +50,11 @@ type Position struct {
 	// charges), insured self-pay, e-CNY offline payments.
 	Purchases int64
 	Reversals int64 // approved reversals of approved purchases
-	Refunds   int64 // approved refunds of QR payments (credits)
+	Refunds   int64 // approved refunds of QR and wallet payments (credits)
+	// DebtPaid is the part of top-ups that paid transit debt (offline
+	// taps the balance could not cover): it went to the bus company, not
+	// to the balance.
+	DebtPaid int64
 	// Uncertain is the sum of debits that got no reply and were not voided
 	// (a purchase whose reversal was not acknowledged, a message repeated
 	// until the run ended without an answer): each may or may not have
@@ -59,9 +63,12 @@ type Position struct {
 	UncertainCredit int64
 }
 
-// Expected is Opening + TopUps - Purchases + Reversals + Refunds.
+// Expected is Opening + TopUps - DebtPaid - Purchases + Reversals + Refunds.
 func (p Position) Expected() (int64, error) {
 	v, ok := add(p.Opening, p.TopUps)
+	if ok {
+		v, ok = add(v, -p.DebtPaid)
+	}
 	if ok {
 		v, ok = add(v, -p.Purchases)
 	}
@@ -107,6 +114,8 @@ type Ledger struct {
 	// a later answer to the same id settles them; those still pending at
 	// the audit widen the ranges.
 	pending   map[idKey]pend
+	wallet    map[idKey]bool   // wallet payments and refunds counted, by (stall tid, gateway txn)
+	debtors   map[string]int64 // accounts an offline upload put in debt -> the most that debt can be
 	uploads   UploadCounts
 	anomalies []string
 	nAnomaly  int
@@ -120,6 +129,8 @@ func NewLedger() *Ledger {
 		byTxn:    make(map[idKey]uint64),
 		reversed: make(map[txnKey]bool),
 		pending:  make(map[idKey]pend),
+		wallet:   make(map[idKey]bool),
+		debtors:  make(map[string]int64),
 		routes:   make(map[string]RouteSpec),
 		merchant: make(map[string]string),
 		merch:    make(map[string]*MerchantPosition),

@@ -164,6 +164,17 @@ func (l *Ledger) observeScene(o device.Outcome) {
 			}
 			for i := 0; i < len(o.Reply.Out); i++ {
 				l.uploads.Taps[o.Reply.Out[i]]++
+				if o.Reply.Out[i] == 'd' {
+					// A tap the balance could not cover: at most its
+					// route's largest fare became debt on the card.
+					bound := int64(600) // an unknown route: the town's largest fare
+					if i < o.Req.Taps.Len() {
+						if r, ok := l.routes[o.Req.Taps.At(i).Route]; ok {
+							bound = r.MaxFare
+						}
+					}
+					l.debtors[acct], _ = add(l.debtors[acct], bound)
+				}
 			}
 		}
 		if amt > 0 {

@@ -49,6 +49,9 @@ type Options struct {
 	Progress      io.Writer
 	ProgressTTY   bool
 	ProgressEvery time.Duration // 0 = 1 s
+	// DebtPayee is the gateway's transit debt payee merchant (transit
+	// config debt_payee_merchant); "" = DefaultDebtPayee.
+	DebtPayee string
 	// RunID makes operator references (top-ups) unique per run; TxnBase is
 	// where every terminal's txn counter starts, above anything an earlier
 	// run against the same gateway used. main derives both from the clock.
@@ -98,14 +101,18 @@ type Report struct {
 	// DenyVersion is the lowest deny-list version the bus readers held at
 	// the end of a scenario.
 	DenyVersion uint64
-	Settlement  SettleResult
-	Checks      int
-	Failed      int
-	Failures    []string
-	Device      device.Stats // summed over the fleet
-	Audit       AuditResult
-	latencies   []time.Duration
-	maxLatency  time.Duration
+	// Wallet is the wallet backend's stall-code payments; Debt the
+	// top-ups that repaid transit debt.
+	Wallet     WalletCounts
+	Debt       DebtRepay
+	Settlement SettleResult
+	Checks     int
+	Failed     int
+	Failures   []string
+	Device     device.Stats // summed over the fleet
+	Audit      AuditResult
+	latencies  []time.Duration
+	maxLatency time.Duration
 }
 
 // OK reports whether every scenario check held and the audit passed.
@@ -124,11 +131,13 @@ type runner struct {
 	// population's wallets sign codes with; nonce numbers the codes.
 	issuer []byte
 	nonce  atomic.Uint64
-	quiet  bool       // scenarios: no line per outcome, only failures
-	mu     sync.Mutex // guards rep, prog and output
-	rep    *Report
-	prog   progress
-	out    io.Writer
+	// walletN numbers the wallet backend's payment ids.
+	walletN atomic.Uint64
+	quiet   bool       // scenarios: no line per outcome, only failures
+	mu      sync.Mutex // guards rep, prog and output
+	rep     *Report
+	prog    progress
+	out     io.Writer
 }
 
 // Run provisions the population, runs the scenario, drains in-flight
@@ -677,6 +686,14 @@ func (r *runner) printSummary() {
 		fmt.Fprintf(w, "  offline: %d stretches, %d taps approved offline, %d cards refused offline, %d uploads answered (taps%s), lowest deny-list version a reader holds %d\n",
 			rep.Scene["offline-stretch"], rep.OfflineTaps, rep.OfflineRefused, rep.Uploads.Messages, letters, rep.DenyVersion)
 	}
+	if wc := rep.Wallet; wc.Codes > 0 {
+		fmt.Fprintf(w, "  stall codes: %d static and %d dynamic registered; wallet payments %d (approved %d, declined %d, refused %d, unanswered %d), refunds %d (approved %d), calls retried %d, stored answers replayed %d, paid notices at the stalls %d\n",
+			wc.Codes, wc.Dynamic, wc.Payments, wc.Approved, wc.Declined, wc.Refused, wc.Unanswered, wc.Refunds, wc.Refunded, wc.Retries, wc.Replays, wc.Notices)
+	}
+	if d := rep.Debt; d.Cards > 0 {
+		fmt.Fprintf(w, "  transit debt: %d cards topped up, %d fen of debt paid first, taken off every reader's deny list %v (lowest version %d)\n",
+			d.Cards, d.Paid, d.Undenied, d.Version)
+	}
 	fmt.Fprintf(w, "  no reply %d, retries %d, reversed %d, unresolved %d, load ticks skipped (terminal busy) %d\n",
 		rep.NoReply, rep.Retries, rep.Reversed, rep.Unresolved, rep.Skipped)
 	fmt.Fprintf(w, "  latency ms: p50 %s, p99 %s, max %s\n", ms(rep.percentile(0.5)), ms(rep.percentile(0.99)), ms(rep.maxLatency))
@@ -716,8 +733,8 @@ func (r *runner) printAudit() {
 			fmt.Fprintf(w, "  %s: %v\n", m.Account, m.Err)
 			continue
 		}
-		fmt.Fprintf(w, "  %s: gateway %d fen, expected %d (opening %d + top-ups %d - purchases %d + reversals %d; unresolved %d)\n",
-			m.Account, m.Gateway, m.Expected, m.Opening, m.TopUps, m.Purchases, m.Reversals, m.Uncertain)
+		fmt.Fprintf(w, "  %s: gateway %d fen, expected %d (opening %d + top-ups %d - debt paid %d - purchases %d + reversals %d + refunds %d; unresolved %d/+%d)\n",
+			m.Account, m.Gateway, m.Expected, m.Opening, m.TopUps, m.DebtPaid, m.Purchases, m.Reversals, m.Refunds, m.Uncertain, m.UncertainCredit)
 	}
 	for _, s := range a.Anomalies {
 		fmt.Fprintf(w, "  anomaly: %s\n", s)

@@ -25,6 +25,9 @@ type Scenario struct {
 	Name  string
 	Shape []Point    // ascending At; the scenario runs from the first to the last
 	Mix   [3]float64 // weights of bus, stall, kiosk work
+	// StallCodes: the stalls show merchant-presented codes (a static one
+	// each, dynamic ones per sale) that the bank's wallet backend pays.
+	StallCodes bool
 }
 
 func hm(h, m int) time.Duration { return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute }
@@ -33,11 +36,11 @@ func hm(h, m int) time.Duration { return time.Duration(h)*time.Hour + time.Durat
 var Scenarios = map[string]Scenario{
 	"morning-rush": {Name: "morning-rush", Mix: [3]float64{0.85, 0.10, 0.05},
 		Shape: []Point{{hm(6, 0), 0.2}, {hm(7, 0), 0.7}, {hm(7, 30), 1}, {hm(8, 15), 1}, {hm(9, 0), 0.5}, {hm(9, 30), 0.3}}},
-	"market-day": {Name: "market-day", Mix: [3]float64{0.15, 0.80, 0.05},
+	"market-day": {Name: "market-day", Mix: [3]float64{0.15, 0.80, 0.05}, StallCodes: true,
 		Shape: []Point{{hm(6, 0), 0.3}, {hm(8, 0), 1}, {hm(10, 30), 1}, {hm(12, 0), 0.4}, {hm(13, 0), 0.1}}},
 	"hospital-morning": {Name: "hospital-morning", Mix: [3]float64{0.20, 0.10, 0.70},
 		Shape: []Point{{hm(7, 30), 0.4}, {hm(8, 0), 1}, {hm(9, 30), 1}, {hm(11, 0), 0.5}, {hm(12, 0), 0.2}}},
-	"town-day": {Name: "town-day", Mix: [3]float64{0.45, 0.35, 0.20},
+	"town-day": {Name: "town-day", Mix: [3]float64{0.45, 0.35, 0.20}, StallCodes: true,
 		Shape: []Point{{hm(5, 30), 0.1}, {hm(7, 30), 1}, {hm(9, 0), 0.6}, {hm(12, 0), 0.5},
 			{hm(14, 0), 0.4}, {hm(17, 30), 1}, {hm(19, 0), 0.4}, {hm(21, 0), 0.1}}},
 }

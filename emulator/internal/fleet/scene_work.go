@@ -169,6 +169,10 @@ func (r *runner) issueCode(s *slot, acct string, at time.Time) (string, error) {
 
 // stallWork is one customer at a stall.
 func (r *runner) stallWork(ctx context.Context, s *slot, fault string) {
+	if s.wal.static != nil && s.rng.IntN(100) < walletPercent {
+		r.walletWork(ctx, s)
+		return
+	}
 	x := s.rng.IntN(100)
 	switch {
 	case x < 12 && len(s.paid) > 0:

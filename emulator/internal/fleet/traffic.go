@@ -129,6 +129,7 @@ type slot struct {
 	lastCode *shownCode   // stalls: the last code paid by (scanned again now and then)
 	deps     []*deposit   // kiosks: open inpatient deposits
 	off      offlineState // bus readers: offline stretch and backlog
+	wal      stallWallet  // stalls: stall codes and the wallet payments through them
 }
 
 type captured struct {
@@ -210,6 +211,9 @@ func (r *runner) scenario(ctx, work context.Context, sc Scenario) {
 	all := append(r.pop.Riders(), r.pop.Accounts[r.pop.LowCounty].Inst)
 	rs := &riders{all: all, busy: map[int]bool{}, low: len(all) - 1}
 	perWork := r.o.Faults.perWork()
+	if sc.StallCodes {
+		r.registerStallCodes(ctx)
+	}
 
 	jobs := make([]chan struct{}, len(r.slots))
 	var wg sync.WaitGroup
@@ -289,6 +293,8 @@ loop:
 	wg.Wait()
 	rigWG.Wait()
 	r.denyCheck(work)
+	r.paidCheck(work)
+	r.repayDebt(work)
 	r.mu.Lock()
 	r.rep.RetiredRiders = rs.retired
 	r.mu.Unlock()
@@ -481,6 +487,7 @@ func (r *runner) rebootSlot(ctx context.Context, s *slot) {
 	old := s.dev
 	old.Close()
 	r.addStats(old.Stats())
+	s.wal.keepNotices(old.Paid()) // what the display showed before the power went
 	d, err := device.New(s.cfg)
 	if err != nil {
 		r.check("reboot", false, err.Error())

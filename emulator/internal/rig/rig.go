@@ -55,9 +55,13 @@ type Config struct {
 type Rig struct {
 	cfg    Config
 	master string
-	mu     sync.Mutex
-	gw     *bench.Gateway
-	broker *mosquitto
+	// instance is the gateway's -instance, its MQTT client ids' stem: one
+	// of its own per rig (kept across restarts), so that rigs sharing the
+	// machine's broker do not take over each other's sessions.
+	instance string
+	mu       sync.Mutex
+	gw       *bench.Gateway
+	broker   *mosquitto
 }
 
 // Start starts the broker (when private) and the gateway, and returns once
@@ -72,7 +76,9 @@ func Start(ctx context.Context, c Config) (*Rig, error) {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	r := &Rig{cfg: c, master: filepath.Join(c.DataDir, "master.key")}
+	id := make([]byte, 4)
+	rand.Read(id)
+	r := &Rig{cfg: c, master: filepath.Join(c.DataDir, "master.key"), instance: "rig-" + hex.EncodeToString(id)}
 	if _, err := os.Stat(r.master); errors.Is(err, os.ErrNotExist) {
 		k := make([]byte, 32)
 		rand.Read(k)
@@ -96,6 +102,9 @@ func Start(ctx context.Context, c Config) (*Rig, error) {
 
 func (r *Rig) startGateway(ctx context.Context) error {
 	args := []string{"-topic-root", r.cfg.TopicRoot}
+	if !hasFlag(r.cfg.ExtraArgs, "instance") {
+		args = append(args, "-instance", r.instance)
+	}
 	if r.cfg.SettlementDB != "" {
 		args = append(args, "-settlement-db", r.cfg.SettlementDB)
 	}
@@ -260,4 +269,16 @@ func (m *mosquitto) stop() {
 		m.cmd.Process.Kill()
 		<-m.done
 	}
+}
+
+// hasFlag reports whether args set the flag name (-name or --name, with or
+// without =value).
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }

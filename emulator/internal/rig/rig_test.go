@@ -46,7 +46,10 @@ func readMaster(t *testing.T, path string) []byte {
 // TestMixedScenarioWithFaultsPassesAudit runs a compressed town day against
 // the real gateway binary on the machine's Mosquitto (a topic root of its
 // own), with every per-work fault and a gateway SIGKILL + restart in the
-// middle, and requires the balance and settlement audits to pass. It runs
+// middle, and requires the balance and settlement audits to pass, with the
+// stalls' codes paid and refunded by the wallet backend and the card an
+// offline upload left in debt repaid by a top-up (debt first, then off the
+// deny list on every reader). It runs
 // once per settlement store the gateway can hand off to: the embedded
 // SQLite file and a private schema on the machine's PostgreSQL, which the
 // gateway gets as -settlement-db and the audit reads through the same URL.
@@ -128,6 +131,27 @@ func runMixedScenario(t *testing.T, bin, settleDB string) {
 	if !rep.Settlement.Ran || len(rep.Settlement.Merchants) == 0 {
 		t.Fatalf("settlement audit did not run: %+v", rep.Settlement)
 	}
+	// The stalls showed codes the wallet backend paid (static and
+	// dynamic), retried under the same id, refunded; the stalls were told.
+	if w := rep.Wallet; w.Codes == 0 || w.Dynamic == 0 || w.Approved == 0 || w.Replays == 0 || w.Refunded == 0 || w.Notices == 0 {
+		t.Errorf("stall-code wallet payments did not all take part: %+v", w)
+	}
+	// The card in debt was topped up: the debt was paid first, to the
+	// debt payee (its settlement rows match exactly: the audit passed),
+	// and every reader took the card off its list.
+	if d := rep.Debt; d.Cards == 0 || d.Paid <= 0 || !d.Undenied || d.Version < 2 {
+		t.Errorf("transit debt was not repaid: %+v", d)
+	}
+	payee := false
+	for _, m := range rep.Settlement.Merchants {
+		if m.Merchant == fleet.DefaultDebtPayee {
+			payee = m.Store == rep.Debt.Paid && m.Rows > 0
+		}
+	}
+	if !payee {
+		t.Errorf("settlement holds no debt_recovery rows of %d fen for %s: %+v", rep.Debt.Paid, fleet.DefaultDebtPayee, rep.Settlement.Merchants)
+	}
+	checkWatermarkAdvances(ctx, t, rg)
 	// With PostgreSQL the embedded store must stay unopened: a passing
 	// audit then proves the handoff reached the schema, not a local file.
 	_, err = os.Stat(filepath.Join(dataDir, "settlement.db"))
@@ -136,6 +160,46 @@ func runMixedScenario(t *testing.T, bin, settleDB string) {
 	}
 	if settleDB == "" && err != nil {
 		t.Fatalf("embedded settlement store: %v", err)
+	}
+}
+
+// watermarkWait bounds the wait for the handoff watermark to pass the
+// moment the run ended: an idle gateway sends now - 2 s every batch age
+// (1 s), so a few seconds are enough, and a watermark that stopped
+// advancing (settlement windows would never close) never gets there.
+const watermarkWait = 30 * time.Second
+
+// checkWatermarkAdvances requires one settlement source in the store (the
+// gateway's: the store is the run's own, and a restart keeps the
+// instance), with a watermark that passes the moment the run ended: after
+// the kill, the restart and every fault, the handoff still moves it on
+// once the terminals are quiet.
+func checkWatermarkAdvances(ctx context.Context, t *testing.T, rg *Rig) {
+	t.Helper()
+	end := time.Now()
+	st, err := fleet.OpenSettlement(ctx, rg.SettlementDB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	deadline := time.Now().Add(watermarkWait)
+	for {
+		ws, err := st.Watermarks(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) != 1 {
+			t.Fatalf("settlement sources %+v, want the gateway's alone", ws)
+		}
+		source := ws[0].Source
+		if !ws[0].At.Before(end) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("source %s: watermark %s (high water %d) did not pass the run's end %s within %s\ngateway log:\n%s",
+				source, ws[0].At.Format(time.RFC3339Nano), ws[0].HighWater, end.Format(time.RFC3339Nano), watermarkWait, rg.GatewayLog())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
