@@ -6,11 +6,13 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"runtime"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/net/proxy"
 )
 
 // Write coalescing of the MQTT connections. Paho writes every packet
@@ -176,9 +178,10 @@ func (b *bufConn) SetDeadline(t time.Time) error { return b.Conn.SetReadDeadline
 // deadline of its own.
 func (b *bufConn) SetWriteDeadline(time.Time) error { return nil }
 
-// openBuffered is paho's connection function for the schemes it handles
-// without a proxy (tcp, mqtt, unix and the TLS schemes): it dials like
-// paho and wraps the connection, the TLS connection for TLS, in a bufConn.
+// openBuffered is paho's connection function for tcp, mqtt, unix and the
+// TLS schemes: it dials as paho v1.5.1 does (openConnection in its
+// netconn.go, the proxy from the environment included) and wraps the
+// connection, the TLS connection for TLS, in a bufConn.
 func openBuffered(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	d := o.Dialer
 	if d == nil {
@@ -190,7 +193,7 @@ func openBuffered(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	)
 	switch u.Scheme {
 	case "mqtt", "tcp":
-		c, err = d.Dial("tcp", u.Host)
+		c, err = proxy.FromEnvironmentUsing(d).Dial("tcp", u.Host)
 	case "unix":
 		addr := u.Host
 		if addr == "" {
@@ -198,7 +201,20 @@ func openBuffered(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		}
 		c, err = d.Dial("unix", addr)
 	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
-		c, err = tls.DialWithDialer(d, "tcp", u.Host, o.TLSConfig)
+		if os.Getenv("all_proxy") == "" {
+			c, err = tls.DialWithDialer(d, "tcp", u.Host, o.TLSConfig)
+			break
+		}
+		var raw net.Conn
+		if raw, err = proxy.FromEnvironment().Dial("tcp", u.Host); err != nil {
+			return nil, err
+		}
+		tc := tls.Client(raw, o.TLSConfig)
+		if err = tc.Handshake(); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		c = tc
 	default:
 		return nil, errors.New("ingress: unsupported broker scheme " + u.Scheme)
 	}
