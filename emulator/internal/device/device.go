@@ -55,7 +55,11 @@ const (
 
 // Config describes one terminal. Flags and environment are read by main only.
 type Config struct {
-	TID      string
+	TID string
+	// ClientID is the MQTT client id; "" = TID, as real terminals use.
+	// Fleets sharing one broker under different topic roots set their own,
+	// or the broker hands one's session to the other.
+	ClientID string
 	Key      []byte // terminal MAC key: terminals.DeriveKey(master, tid, ver)
 	Broker   string // e.g. tcp://127.0.0.1:1883
 	Username string // optional broker credentials
@@ -220,11 +224,18 @@ func New(cfg Config) (*Device, error) {
 // TID is the terminal id.
 func (d *Device) TID() string { return d.cfg.TID }
 
+func (d *Device) clientID() string {
+	if d.cfg.ClientID != "" {
+		return d.cfg.ClientID
+	}
+	return d.cfg.TID
+}
+
 func (d *Device) options() *mqtt.ClientOptions {
 	status := d.cfg.Topics.Status(d.cfg.TID)
 	o := mqtt.NewClientOptions().
 		AddBroker(d.cfg.Broker).
-		SetClientID(d.cfg.TID).
+		SetClientID(d.clientID()).
 		// A clean session. docs/protocol.md lets terminals keep a persistent
 		// session, but paho.mqtt.golang v1.5.1 races when it resends stored
 		// in-flight messages on reconnect (upstream issue #703, seen here

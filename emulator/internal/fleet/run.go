@@ -49,6 +49,10 @@ type Options struct {
 	Progress      io.Writer
 	ProgressTTY   bool
 	ProgressEvery time.Duration // 0 = 1 s
+	// ClientSuffix is appended to every terminal's MQTT client id (its
+	// terminal id): runs sharing a broker under different topic roots
+	// must not take over each other's sessions. "" = the terminal id.
+	ClientSuffix string
 	// DebtPayee is the gateway's transit debt payee merchant (transit
 	// config debt_payee_merchant); "" = DefaultDebtPayee.
 	DebtPayee string
@@ -133,11 +137,15 @@ type runner struct {
 	nonce  atomic.Uint64
 	// walletN numbers the wallet backend's payment ids.
 	walletN atomic.Uint64
-	quiet   bool       // scenarios: no line per outcome, only failures
-	mu      sync.Mutex // guards rep, prog and output
-	rep     *Report
-	prog    progress
-	out     io.Writer
+	// disrupting counts process faults under way; disruptedAt is when the
+	// last one ended (both guarded by mu).
+	disrupting  int
+	disruptedAt time.Time
+	quiet       bool       // scenarios: no line per outcome, only failures
+	mu          sync.Mutex // guards rep, prog and output
+	rep         *Report
+	prog        progress
+	out         io.Writer
 }
 
 // Run provisions the population, runs the scenario, drains in-flight
@@ -283,7 +291,7 @@ func (r *runner) connect(ctx context.Context) error {
 	for i, t := range r.pop.Terminals {
 		skew := new(atomic.Int64)
 		cfg := device.Config{
-			TID: t.TID, Key: terminals.DeriveKey(r.o.Master, t.TID, r.o.KeyVersion),
+			TID: t.TID, Key: terminals.DeriveKey(r.o.Master, t.TID, r.o.KeyVersion), ClientID: clientID(t.TID, r.o.ClientSuffix),
 			Broker: r.o.Broker, Username: r.o.Username, Password: r.o.Password,
 			Topics: r.o.Topics, Group: t.Kind,
 			// The Store is the terminal's non-volatile counter: a reboot
@@ -328,6 +336,15 @@ func (r *runner) connect(ctx context.Context) error {
 		return fmt.Errorf("fleet: connect to %s: %w", r.o.Broker, err)
 	}
 	return nil
+}
+
+// clientID is tid with suffix, within MQTT's 23 bytes a broker must
+// accept (the suffix is cut, never the terminal id).
+func clientID(tid, suffix string) string {
+	if suffix == "" {
+		return ""
+	}
+	return tid + suffix[:min(len(suffix), max(0, 23-len(tid)))]
 }
 
 func (r *runner) closeAll() {
@@ -709,7 +726,8 @@ func (r *runner) printSummary() {
 		for _, n := range names {
 			fmt.Fprintf(&b, " %s %d,", n, rep.Faults[n])
 		}
-		fmt.Fprintf(w, "  faults injected:%s riders retired (open journey after an unanswered tap_out) %d\n", strings.TrimSuffix(b.String(), ","), rep.RetiredRiders)
+		fmt.Fprintf(w, "  faults injected:%s riders retired (open journey after an unanswered tap_out) %d, fault probes unanswered during a process fault (not checked) %d\n",
+			strings.TrimSuffix(b.String(), ","), rep.RetiredRiders, rep.Scene["probe-lost-to-process-fault"])
 	}
 	fmt.Fprintf(w, "  scenario checks: %d of %d as expected\n", rep.Checks-rep.Failed, rep.Checks)
 	for _, f := range rep.Failures {

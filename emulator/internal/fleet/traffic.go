@@ -3,6 +3,7 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -342,7 +343,9 @@ func (r *runner) rigFaults(ctx, work context.Context, length time.Duration, wg *
 			}
 			r.countFault(e.name)
 			r.progressNote(e.name)
+			r.disrupt(true)
 			err := e.do(work)
+			r.disrupt(false)
 			r.check(e.name+" and recovery", err == nil, fmt.Sprint(err))
 		}()
 	}
@@ -357,8 +360,11 @@ func (r *runner) work(ctx context.Context, s *slot, fault string, rs *riders, to
 	case "tamper":
 		inst, amt := r.pop.Pick(s.rng, KindStall)
 		if sl, err := s.dev.Prepare(device.Purchase(inst, amt)); err == nil {
+			t0 := time.Now()
 			rep, _, err := s.dev.Inject(ctx, s.dev.Tampered(sl))
-			r.expect("tampered message refused", rep, err, terminals.CodeBadMAC)
+			if !r.lostToDisruption(t0, err) {
+				r.expect("tampered message refused", rep, err, terminals.CodeBadMAC)
+			}
 		}
 	case "replay":
 		if c := s.capture; c != nil {
@@ -369,9 +375,12 @@ func (r *runner) work(ctx context.Context, s *slot, fault string, rs *riders, to
 	case "skew":
 		s.skew.Store(int64(SkewFault))
 		inst, amt := r.pop.Pick(s.rng, KindStall)
+		t0 := time.Now()
 		rep, _, err := s.dev.Do(ctx, device.Purchase(inst, amt))
 		s.skew.Store(0)
-		r.expect("skewed clock refused", rep, err, terminals.CodeClockSkew)
+		if !r.lostToDisruption(t0, err) {
+			r.expect("skewed clock refused", rep, err, terminals.CodeClockSkew)
+		}
 	case "disconnect":
 		if err := s.dev.Kick(ctx); err != nil {
 			r.check("disconnect", false, err.Error())
@@ -471,7 +480,11 @@ func (r *runner) sendSealed(ctx context.Context, s *slot, fault string, req term
 		return sl, rep, raw, err
 	}
 	if fault == "dup" {
+		t0 := time.Now()
 		d, draw, derr := s.dev.Inject(ctx, s.dev.Duplicate(sl))
+		if r.lostToDisruption(t0, derr) {
+			return sl, rep, raw, nil
+		}
 		r.check("duplicate gets the byte-identical reply", derr == nil && bytes.Equal(raw, draw) && d.Code == rep.Code,
 			fmt.Sprintf("%s txn %d: err %v identical=%v", s.spec.TID, sl.Req.Txn, derr, bytes.Equal(raw, draw)))
 	}
@@ -510,4 +523,37 @@ func (r *runner) addStats(s device.Stats) {
 	d.MalformedReplies += s.MalformedReplies
 	d.Timeouts += s.Timeouts
 	d.ConnectionLost += s.ConnectionLost
+}
+
+// disrupt marks the start (true) or end of a process fault (the gateway
+// killed and restarting, the broker restarting).
+func (r *runner) disrupt(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if on {
+		r.disrupting++
+		return
+	}
+	r.disrupting--
+	r.disruptedAt = time.Now()
+}
+
+// lostToDisruption reports whether a fault probe sent at t0 went
+// unanswered while a process fault was under way (or ended shortly before
+// or after t0): a
+// gateway that is down answers nothing, which says nothing about how it
+// treats the probe. It is noted, not checked.
+func (r *runner) lostToDisruption(t0 time.Time, err error) bool {
+	if !errors.Is(err, device.ErrTimeout) && !errors.Is(err, device.ErrNotConnected) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// A gateway ready again may still be subscribing: a grace of two
+	// reply timeouts after the fault ended.
+	if r.disrupting == 0 && r.disruptedAt.Add(2*r.o.ReplyTimeout).Before(t0) {
+		return false
+	}
+	r.rep.Scene["probe-lost-to-process-fault"]++
+	return true
 }

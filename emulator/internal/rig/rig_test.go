@@ -100,6 +100,9 @@ func runMixedScenario(t *testing.T, bin, settleDB string) {
 		Topics: terminals.Topics{Root: root, Group: terminals.DefaultTopics.Group},
 		Seed:   11, Terminals: 9, Rate: 60, Scenario: "town-day", TimeScale: 15.5 * 3600 / 6,
 		TxnBase: uint64(now.UnixMilli()) * 1000, RunID: uint64(now.UnixNano()),
+		// Runs on the machine's broker (other tests, other checkouts) use
+		// the same terminal ids: client ids of this run's own.
+		ClientSuffix: fmt.Sprintf("-%x", now.UnixNano()&0xffffff),
 		ReplyTimeout: 700 * time.Millisecond, Retries: 2, Faults: f, Rig: rg,
 		SettlementDB: rg.SettlementDB(), Out: &out, Progress: &prog, ProgressEvery: time.Second,
 	})
