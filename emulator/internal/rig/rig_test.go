@@ -216,3 +216,45 @@ func TestStartRejectsNonPostgresSettlementDB(t *testing.T) {
 		t.Fatalf("want a postgres:// URL error, got %v", err)
 	}
 }
+
+// TestCleanMarketDayNotifiesEveryWalletPayment runs a compressed market day
+// without faults against the real gateway binary: the audits must agree
+// exactly (no account in an unresolved range), every wallet payment the
+// gateway approved through a stall code must have reached its stall as a
+// paid notice (a scenario check, exact without faults), and no call needed
+// a retry.
+func TestCleanMarketDayNotifiesEveryWalletPayment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the gateway binary")
+	}
+	bin := buildGateway(t)
+	root := fmt.Sprintf("t-rigm-%d/scp/v1", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rg, err := Start(ctx, Config{GatewayBin: bin, DataDir: t.TempDir(), BrokerURL: machineBroker, TopicRoot: root, Token: "rig-op"})
+	if err != nil {
+		t.Skipf("gateway on the machine broker: %v", err)
+	}
+	defer rg.Close()
+	var out bytes.Buffer
+	now := time.Now()
+	rep, err := fleet.Run(ctx, fleet.Options{
+		Broker: rg.BrokerURL(), API: rg.API(), Token: "rig-op", Master: readMaster(t, rg.MasterKeyFile()),
+		Topics: terminals.Topics{Root: root, Group: terminals.DefaultTopics.Group},
+		Seed:   5, Terminals: 6, Rate: 40, Scenario: "market-day", TimeScale: 7 * 3600 / 5,
+		TxnBase: uint64(now.UnixMilli()) * 1000, RunID: uint64(now.UnixNano()),
+		ClientSuffix: fmt.Sprintf("-%x", now.UnixNano()&0xffffff),
+		ReplyTimeout: time.Second, Retries: 2, SettlementDB: rg.SettlementDB(), Out: &out,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	if !rep.OK() || rep.Audit.Uncertain != 0 {
+		t.Fatalf("a clean run failed the audit or a check, or left an account unresolved\n%s", out.String())
+	}
+	w := rep.Wallet
+	if w.Codes == 0 || w.Approved == 0 || w.Notices != w.Approved || w.Unanswered != 0 || w.Retries != 0 {
+		t.Fatalf("wallet payments %+v: want some, each notified to its stall, none unanswered", w)
+	}
+}
