@@ -1,6 +1,8 @@
 // Package opclient owns the emulator's side of the gateway operator HTTP
 // API: registering terminals, opening and topping up accounts, reading
-// accounts, and reading /metrics and /readyz. It speaks JSON over net/http
+// accounts, reading /metrics and /readyz, and, as the bank's wallet
+// backend, registering stall codes and reporting and refunding payments
+// through them (stallcodes.go). It speaks JSON over net/http
 // with the operator's bearer token, and turns the gateway's coded error
 // bodies into typed *APIError values so that callers can branch on the
 // result code instead of on message text.
