@@ -282,6 +282,7 @@ func (r *runner) paidCheck(ctx context.Context) {
 	f := r.o.Faults
 	lossy := f.Disconnect || f.Reboot || f.Offline || f.GatewayKills > 0 || f.BrokerRestarts > 0
 	total := 0
+	deadline := time.Now().Add(noticeWait) // one wait for the whole fleet
 	for _, s := range r.slots {
 		w := &s.wal
 		if len(w.told) == 0 {
@@ -297,7 +298,7 @@ func (r *runner) paidCheck(ctx context.Context) {
 			}
 		}
 		collect()
-		for deadline := time.Now().Add(noticeWait); len(got) < len(w.told) && time.Now().Before(deadline) && sleepFor(ctx, 50*time.Millisecond); {
+		for len(got) < len(w.told) && time.Now().Before(deadline) && sleepFor(ctx, 50*time.Millisecond) {
 			collect()
 		}
 		var bad, missing []string
