@@ -275,6 +275,21 @@ func checkUnsyncedSums(id string, ss []Settlement, got map[string]unsyncedSums) 
 	return nil
 }
 
+// addHeld reads (merchant, held sum) rows of either backend into got.
+func addHeld(rows rowScanner, got map[string]unsyncedSums) error {
+	for rows.Next() {
+		var m string
+		var amt int64
+		if err := rows.Scan(&m, &amt); err != nil {
+			return err
+		}
+		g := got[m]
+		g.held = amt
+		got[m] = g
+	}
+	return rows.Err()
+}
+
 func unsyncedChanged(id string) error {
 	return &Error{Code: CodeConflict, Reason: "window " + id +
 		": held and released e-CNY receipts differ from the settlements (a wallet synced since clearing); clear again"}
@@ -316,17 +331,7 @@ func settleUnsyncedSQLite(ctx context.Context, tx *sql.Tx, id string, ss []Settl
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var m string
-		var amt int64
-		if err := rows.Scan(&m, &amt); err != nil {
-			return err
-		}
-		g := got[m]
-		g.held = amt
-		got[m] = g
-	}
-	if err := rows.Err(); err != nil {
+	if err := addHeld(rows, got); err != nil {
 		return err
 	}
 	return checkUnsyncedSums(id, ss, got)
@@ -522,17 +527,7 @@ func settleUnsyncedPG(ctx context.Context, tx pgx.Tx, id string, ss []Settlement
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var m string
-		var amt int64
-		if err := rows.Scan(&m, &amt); err != nil {
-			return err
-		}
-		g := got[m]
-		g.held = amt
-		got[m] = g
-	}
-	if err := rows.Err(); err != nil {
+	if err := addHeld(rows, got); err != nil {
 		return err
 	}
 	return checkUnsyncedSums(id, ss, got)

@@ -219,22 +219,7 @@ func (s *Postgres) Legs(ctx context.Context, w Window) (map[string][]Division, e
 		return nil, fmt.Errorf("settlement store: legs: %w", err)
 	}
 	defer rows.Close()
-	out := legSums{}
-	for rows.Next() {
-		var m, k, p string
-		var amt int64
-		if err := rows.Scan(&m, &k, &p, &amt); err != nil {
-			return nil, fmt.Errorf("settlement store: legs: %w", err)
-		}
-		if err := out.add(m, k, p, amt); err != nil {
-			return nil, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("settlement store: legs: %w", err)
-	}
-	out.sort()
-	return out, nil
+	return collectLegs(rows)
 }
 
 // Legs implements Clearing. SQLite's sum() raises an error on overflow.
@@ -249,6 +234,19 @@ func (s *SQLite) Legs(ctx context.Context, w Window) (map[string][]Division, err
 		return nil, fmt.Errorf("settlement store: legs: %w", err)
 	}
 	defer rows.Close()
+	return collectLegs(rows)
+}
+
+// rowScanner is what pgx.Rows and *sql.Rows have in common.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// collectLegs reads (merchant, kind, payee, sum) rows of either backend's
+// Legs query into divisions per merchant, in a stable order.
+func collectLegs(rows rowScanner) (map[string][]Division, error) {
 	out := legSums{}
 	for rows.Next() {
 		var m, k, p string
