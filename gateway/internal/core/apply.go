@@ -187,7 +187,7 @@ func (s *Shard) effectTopUp(r *Record, ai int32, a *account) error {
 		a.card.Debt -= pay
 	}
 	if r.Ref != "" {
-		s.refs.push(r.Ref, h, refEntry{acct: ai, amount: r.Amount})
+		s.refs.push(r.Ref, h, refEntry{acct: ai, amount: r.Amount, debt: int64(pay)})
 	}
 	return nil
 }

@@ -124,7 +124,8 @@ type Output struct {
 	// top-up paid its debt off): the gateway updates the deny list.
 	Flags uint16
 	// DebtPaid is the part of an approved top-up that paid transit debt
-	// (fen; it goes to the bus company's receivable, not the balance).
+	// (fen; it goes to the bus company's receivable, not the balance); a
+	// repeated top-up ref reports what the call that applied it paid.
 	DebtPaid int64
 	// Outcomes is an upload's per-tap outcome letters (the record's Ref,
 	// UploadCharged ...), for the reply.
@@ -205,6 +206,7 @@ type revEntry struct {
 type refEntry struct {
 	acct   int32
 	amount int64
+	debt   int64 // the part of amount that paid transit debt (record Orig)
 }
 
 type holdEntry struct {
@@ -402,6 +404,9 @@ func (s *Shard) Step(now time.Time, in *Input, out *Output) {
 		if _, a := s.lookup(in.Account); a != nil {
 			out.Available = a.available()
 		}
+		if in.Op == OpTopUp && code == terminals.CodeApproved {
+			out.DebtPaid = int64(r.Orig) // a repeated ref: what the first call paid
+		}
 		return
 	}
 	r.Code = code
@@ -541,6 +546,8 @@ func (s *Shard) decideTopUp(in *Input, r *Record) (terminals.Code, bool) {
 	ai, a := s.lookup(in.Account)
 	if e := s.refs.get(in.Ref, s.hashRef(in.Ref)); e != nil {
 		if e.acct == ai && e.amount == in.Amount {
+			// The debt it paid is reported again (Output.DebtPaid).
+			r.Orig = uint64(e.debt)
 			return terminals.CodeApproved, false // the first top-up stands
 		}
 		return terminals.CodeIDConflict, false

@@ -34,6 +34,8 @@ import (
 //	                     refund ledger: len u32, market.Ledger.AppendBinary
 //	(version 4 only) offline counts u32, then by account: account u32, count u16
 //	                     (e-CNY double-offline payments since the wallet's last sync)
+//	(version 5 only) for every ref above, in the same order: debt i64
+//	                     (the part of the top-up that paid transit debt, topup_debt.go)
 //	crc32c u32 of everything before it
 //
 // Version 3 added the market state; the used-code set and the ledger keep
@@ -46,7 +48,7 @@ import (
 // account kind is not stored because the key carries it.
 const (
 	snapMagic   = "SCPSNAP\x00"
-	SnapVersion = 4
+	SnapVersion = 5
 	// blobBytesMax bounds one market blob of a snapshot (the used-code set
 	// or the refund ledger); it is read in chunks, so a corrupt length
 	// costs no more memory than the bytes actually present.
@@ -210,6 +212,7 @@ func (s *Shard) Snapshot(w io.Writer) error {
 	sw.u32(uint32(len(cb)))
 	sw.put(cb)
 	s.appendOffline(sw, order, pos)
+	s.appendRefDebts(sw)
 	sum := sw.crc.Sum32()
 	if sw.err == nil {
 		binary.LittleEndian.PutUint32(sw.buf[:], sum)
@@ -447,6 +450,9 @@ func (s *Shard) restore(r io.Reader) error {
 	}
 	if version >= 4 && sr.err == nil {
 		s.restoreOffline(sr, nAcct)
+	}
+	if version >= 5 && sr.err == nil {
+		s.restoreRefDebts(sr)
 	}
 	if sr.err != nil {
 		return sr.err

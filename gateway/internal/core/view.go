@@ -27,6 +27,10 @@ type AccountView struct {
 	DayTotal  int64
 	Year      int32
 	YearTotal int64
+	// Debt is the transit debt the card owes (fen; 0 for a card without
+	// debt and for other kinds): offline taps its balance could not
+	// cover, paid first by the next top-up.
+	Debt int64
 }
 
 func (a *account) view() AccountView {
@@ -34,6 +38,7 @@ func (a *account) view() AccountView {
 		Key: a.key, Kind: kindNames[a.kind], Class: a.class, Profile: cardProfile(a), Blocked: a.blocked,
 		Balance: a.balance, Held: a.held, Floor: a.floor, Available: a.available(),
 		Day: a.day, DayTotal: a.dayTotal, Year: a.year, YearTotal: a.yearTotal,
+		Debt: cardDebt(a),
 	}
 }
 

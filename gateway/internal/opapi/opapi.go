@@ -32,6 +32,7 @@ import (
 // Engine is what the API needs of the engine.
 type Engine interface {
 	Operate(ctx context.Context, in core.Input) (engine.OperatorResult, error)
+	OperateTopUp(ctx context.Context, in core.Input) (engine.TopUpResult, error)
 	RegisterTerminal(t registry.Terminal) error
 	Registry() *registry.Registry
 	Ready() error
@@ -286,12 +287,23 @@ type AccountView struct {
 	// Profile is a county card's concession profile (adult, senior,
 	// student, disabled); other kinds ride on no concession and omit it.
 	Profile string `json:"profile,omitempty"`
+	// Debt is the transit debt a county card owes (fen): offline taps its
+	// balance could not cover, paid first by the next top-up. 0 for a
+	// card without debt and for other kinds.
+	Debt int64 `json:"debt"`
+}
+
+// TopUpView is the answer to a top-up: the account after it and the part
+// of the top-up that paid the card's transit debt (fen, 0 when none).
+type TopUpView struct {
+	AccountView
+	DebtPaid int64 `json:"debt_paid"`
 }
 
 func view(key string, v core.AccountView) AccountView {
 	kind, _, _ := strings.Cut(key, ":")
 	av := AccountView{Account: key, Kind: kind, Class: v.Class, Balance: v.Balance, Held: v.Held,
-		Available: v.Available, Floor: v.Floor, Blocked: v.Blocked}
+		Available: v.Available, Floor: v.Floor, Blocked: v.Blocked, Debt: v.Debt}
 	if kind == terminals.InstCounty {
 		av.Profile = v.Profile.String()
 	}
@@ -419,7 +431,7 @@ func (s *Server) topUp(ctx *fasthttp.RequestCtx, key string) {
 		s.fail(ctx, fasthttp.StatusBadRequest, terminals.CodeMalformed, "ref (1..64 chars, never a card number) is required: it makes a retried top-up safe")
 		return
 	}
-	s.run(ctx, fasthttp.StatusOK, core.Input{Op: core.OpTopUp, Account: key, Amount: b.Amt, Ref: b.Ref})
+	s.topUpRun(ctx, core.Input{Op: core.OpTopUp, Account: key, Amount: b.Amt, Ref: b.Ref})
 }
 
 type blockBody struct {
