@@ -51,6 +51,7 @@ func run() int {
 		api          = fs.String("api", "http://127.0.0.1:18080", "gateway operator API base URL")
 		token        = fs.String("token", "", "operator bearer token (else SCENEPAY_OPERATOR_TOKEN, else -token-file)")
 		tokenFile    = fs.String("token-file", "", "file holding the operator token (the gateway's {data-dir}/operator.token)")
+		walletFile   = fs.String("wallet-token-file", "", "file holding the wallet backend's token (the gateway's -wallet-token-file), used for the stall code payment and refund calls; else SCENEPAY_WALLET_TOKEN, else the operator token (with -gateway-bin: else a fresh one the started gateway is given)")
 		masterFile   = fs.String("master-key-file", "", "file holding the gateway master key (hex; the gateway's {data-dir}/master.key)")
 		topicRoot    = fs.String("topic-root", terminals.DefaultTopics.Root, "MQTT topic root")
 		seed         = fs.Uint64("seed", 1, "population and scenario seed")
@@ -101,6 +102,7 @@ func run() int {
 	defer stop()
 
 	var rg *rig.Rig
+	rigWallet := "" // the wallet token a started gateway is given
 	if *gatewayBin != "" {
 		ext := ""
 		if *brokerExt {
@@ -109,6 +111,15 @@ func run() int {
 		tokBytes := make([]byte, 16)
 		rand.Read(tokBytes)
 		*token = hex.EncodeToString(tokBytes)
+		if wt, err := walletToken(*walletFile); err != nil {
+			fmt.Fprintln(os.Stderr, "emulator:", err)
+			return exitUsage
+		} else if wt == "" {
+			rand.Read(tokBytes)
+			rigWallet = hex.EncodeToString(tokBytes)
+		} else {
+			rigWallet = wt
+		}
 		// A postgres:// -settlement-db goes to the gateway too, so that its
 		// handoff writes the store the audit reads.
 		gwSettle := ""
@@ -116,7 +127,7 @@ func run() int {
 			gwSettle = *settleDB
 		}
 		rg, err = rig.Start(ctx, rig.Config{GatewayBin: *gatewayBin, DataDir: *dataDir, BrokerURL: ext,
-			TopicRoot: *topicRoot, Token: *token, SettlementDB: gwSettle})
+			TopicRoot: *topicRoot, Token: *token, WalletToken: rigWallet, SettlementDB: gwSettle})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "emulator:", err)
 			return exitGateway
@@ -154,11 +165,18 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "emulator:", err)
 		return exitUsage
 	}
+	wallet := rigWallet
+	if wallet == "" {
+		if wallet, err = walletToken(*walletFile); err != nil {
+			fmt.Fprintln(os.Stderr, "emulator:", err)
+			return exitUsage
+		}
+	}
 
 	now := time.Now()
 	rep, err := fleet.Run(ctx, fleet.Options{
 		Broker: *broker, Username: *mqttUser, Password: *mqttPass,
-		API: *api, Token: tok, Master: master, KeyVersion: uint32(*keyVersion),
+		API: *api, Token: tok, WalletToken: wallet, Master: master, KeyVersion: uint32(*keyVersion),
 		Topics: terminals.Topics{Root: *topicRoot, Group: terminals.DefaultTopics.Group},
 		Seed:   *seed, Terminals: *nTerm, Accounts: *nAcct, Rate: *rate, Duration: *duration,
 		Scenario: *scenario, TimeScale: *timeScale, Faults: faults, SettlementDB: *settleDB, DebtPayee: *debtPayee,
@@ -228,18 +246,34 @@ func operatorToken(flagValue, file string) (string, error) {
 	if file == "" {
 		return "", errors.New("no operator token: set -token, SCENEPAY_OPERATOR_TOKEN or -token-file")
 	}
+	return readTokenFile("operator", file)
+}
+
+// walletToken picks the wallet backend's token: the file, else
+// SCENEPAY_WALLET_TOKEN, else "" (the stall code calls then use the
+// operator token).
+func walletToken(file string) (string, error) {
+	if file != "" {
+		return readTokenFile("wallet", file)
+	}
+	return os.Getenv("SCENEPAY_WALLET_TOKEN"), nil
+}
+
+// readTokenFile reads a token file as trimmed text (the gateway uses it
+// as is).
+func readTokenFile(what, file string) (string, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return "", fmt.Errorf("operator token: %w", err)
+		return "", fmt.Errorf("%s token: %w", what, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, masterKeyFileMax+1))
 	if err != nil {
-		return "", fmt.Errorf("operator token: %w", err)
+		return "", fmt.Errorf("%s token: %w", what, err)
 	}
 	t := strings.TrimSpace(string(b))
 	if len(b) > masterKeyFileMax || t == "" {
-		return "", fmt.Errorf("operator token file %s: want one line of at most %d bytes", file, masterKeyFileMax)
+		return "", fmt.Errorf("%s token file %s: want one line of at most %d bytes", what, file, masterKeyFileMax)
 	}
 	return t, nil
 }

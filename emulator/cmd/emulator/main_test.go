@@ -79,3 +79,30 @@ func TestOperatorToken(t *testing.T) {
 		}
 	}
 }
+
+// TestWalletToken: the wallet token is the file's, else
+// SCENEPAY_WALLET_TOKEN's, else none (the operator token then serves the
+// stall code calls); a file named but missing or empty is an error.
+func TestWalletToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "wallet.token")
+	os.WriteFile(file, []byte(" 00aa\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	for _, c := range []struct {
+		env, file, want string
+		fail            bool
+	}{
+		{env: "e", file: file, want: "00aa"},
+		{env: "e", want: "e"},
+		{},
+		{file: filepath.Join(dir, "missing"), fail: true},
+		{file: empty, fail: true},
+	} {
+		t.Setenv("SCENEPAY_WALLET_TOKEN", c.env)
+		got, err := walletToken(c.file)
+		if (err != nil) != c.fail || got != c.want {
+			t.Errorf("%+v: got %q, %v", c, got, err)
+		}
+	}
+}

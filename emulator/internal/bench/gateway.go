@@ -39,9 +39,12 @@ type GatewayConfig struct {
 	Password   string
 	MasterFile string
 	Token      string
-	Conns      int    // -mqtt-conns; 0 keeps the gateway's default
-	PprofAddr  string // -pprof-listen; empty = off
-	ExtraArgs  []string
+	// WalletToken is the wallet backend's token (SCENEPAY_WALLET_TOKEN);
+	// "" starts the gateway without one.
+	WalletToken string
+	Conns       int    // -mqtt-conns; 0 keeps the gateway's default
+	PprofAddr   string // -pprof-listen; empty = off
+	ExtraArgs   []string
 }
 
 // Gateway is one running gateway process.
@@ -79,6 +82,9 @@ func StartGateway(ctx context.Context, c GatewayConfig) (*Gateway, error) {
 		}
 	}
 	g.cmd.Env = append(g.cmd.Env, "SCENEPAY_OPERATOR_TOKEN="+c.Token)
+	if c.WalletToken != "" {
+		g.cmd.Env = append(g.cmd.Env, "SCENEPAY_WALLET_TOKEN="+c.WalletToken)
+	}
 	g.cmd.Stdout, g.cmd.Stderr = g.log, g.log
 	if err := g.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start gateway: %w", err)

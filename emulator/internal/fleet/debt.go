@@ -16,14 +16,16 @@ import (
 // settlement), credits the rest, and, the debt cleared, takes the card off
 // the deny list, which the readers follow and report in their heartbeats.
 //
-// The emulator cannot see the debt (the account view has none); it reads
-// the balance before and after the top-up, and the difference from the
-// top-up is the debt paid. That must be more than nothing and at most
-// what the debt taps can have cost; the ledger books it (the balance
-// audit then expects opening + top-ups - debt paid - ...), and the
-// settlement audit requires exactly that much in debt_recovery rows for
-// the payee: a gateway that credited the whole top-up, or paid the debt
-// twice, or lost the row, fails one of them.
+// The account view shows the card's debt and the top-up's answer the
+// debt it paid (debt_paid; a retried ref answers the same). Before the
+// top-up the debt must be more than nothing and at most what the debt
+// taps can have cost; the top-up must pay exactly min(debt, top-up), leave
+// the rest of the debt (none when the top-up covers it, as it does here)
+// and credit the rest of the top-up to the balance. The ledger books the
+// debt paid (the balance audit then expects opening + top-ups - debt paid
+// - ...), and the settlement audit requires exactly that much in
+// debt_recovery rows for the payee: a gateway that credited the whole
+// top-up, or paid the debt twice, or lost the row, fails one of them.
 
 // DefaultDebtPayee is the gateway's default transit debt payee merchant
 // (transit config debt_payee_merchant).
@@ -96,9 +98,20 @@ func (r *runner) repayDebt(ctx context.Context) {
 			r.check("top-up of a card in debt accepted", false, fmt.Sprintf("%s: %v", d.Account, err))
 			continue
 		}
-		paid := debtTopUp - (after.Balance - before.Balance)
-		r.check("the top-up pays the card's transit debt first", paid > 0 && paid <= d.Bound,
-			fmt.Sprintf("%s: balance %d -> %d on a top-up of %d: %d fen of debt paid, at most %d owed", d.Account, before.Balance, after.Balance, debtTopUp, paid, d.Bound))
+		r.check("the card's transit debt shows in its account view", before.Debt > 0 && before.Debt <= d.Bound,
+			fmt.Sprintf("%s: debt %d, want 1..%d", d.Account, before.Debt, d.Bound))
+		paid := after.DebtPaid
+		why := debtPaidWrong(before, after, debtTopUp)
+		r.check("the top-up pays exactly the card's transit debt first", why == "", d.Account+": "+why)
+		if paid < 0 || paid > debtTopUp {
+			continue // not bookable; the check above failed
+		}
+		if before.Debt <= debtTopUp {
+			// The top-up covers the debt: none left, as the view says too.
+			v, err := r.accountCall(ctx, func(c *opclient.Client) (opclient.Account, error) { return c.Account(ctx, d.Account) })
+			r.check("a covered debt is gone from the account view", err == nil && v.Debt == 0,
+				fmt.Sprintf("%s: debt %d after paying %d (err %v)", d.Account, v.Debt, paid, err))
+		}
 		if err := r.ledger.DebtRepaid(d.Account, debtTopUp, paid, r.debtPayee()); err != nil {
 			r.check("debt repayment booked", false, err.Error())
 			continue
@@ -118,6 +131,19 @@ func (r *runner) repayDebt(ctx context.Context) {
 	r.mu.Lock()
 	r.rep.Debt = rep
 	r.mu.Unlock()
+}
+
+// debtPaidWrong says what is wrong with a top-up of amt on a card read
+// as before just ahead of it, answered with after; "" when the top-up
+// paid exactly min(debt, amt) of the debt, left the rest owing and
+// credited the rest of amt to the balance.
+func debtPaidWrong(before, after opclient.Account, amt int64) string {
+	want := min(max(before.Debt, 0), amt)
+	if after.DebtPaid == want && after.Debt == before.Debt-want && after.Balance-before.Balance == amt-want {
+		return ""
+	}
+	return fmt.Sprintf("debt %d -> %d, balance %d -> %d on a top-up of %d: debt_paid %d, want %d (debt after %d, balance after %d)",
+		before.Debt, after.Debt, before.Balance, after.Balance, amt, after.DebtPaid, want, before.Debt-want, before.Balance+amt-want)
 }
 
 // undenyCheck waits for every bus reader to drop the repaid cards from its

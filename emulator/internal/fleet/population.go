@@ -5,8 +5,9 @@
 // readable per-outcome output and summary, and the ledger of what terminals
 // were told, which the end-of-run audit compares with the gateway's balances.
 // Beside the terminals it plays the bank's wallet backend paying the stalls'
-// merchant-presented codes (walletpay.go) and the card holders who repay
-// transit debt with a top-up (debt.go); the ledger books both
+// merchant-presented codes (walletpay.go, with the wallet token when the
+// run has one) and the card holders who repay transit debt with a top-up
+// whose debt paid it checks exactly (debt.go); the ledger books both
 // (ledger_wallet.go) and the settlement audit includes them.
 //
 // The same seed gives the same population and the same demo script, so a

@@ -21,20 +21,23 @@ import (
 
 // Options configure a run. main fills them from flags and environment.
 type Options struct {
-	Broker     string // MQTT broker URL
-	Username   string // optional broker credentials
-	Password   string
-	API        string // operator API base URL
-	Token      string // operator bearer token
-	Master     []byte // master key the terminal keys derive from
-	KeyVersion uint32 // 0 = 1
-	Topics     terminals.Topics
-	Seed       uint64
-	Terminals  int     // fleet size (at least 3: bus, stall, kiosk)
-	Accounts   int     // 0 = 4 per terminal, at least 8
-	Rate       float64 // load purchases per second across the fleet; 0 = script only
-	Duration   time.Duration
-	Scenario   string // "demo" or a name in Scenarios
+	Broker   string // MQTT broker URL
+	Username string // optional broker credentials
+	Password string
+	API      string // operator API base URL
+	Token    string // operator bearer token
+	// WalletToken is the wallet backend's bearer token for the stall code
+	// payment and refund calls; "" = the operator token.
+	WalletToken string
+	Master      []byte // master key the terminal keys derive from
+	KeyVersion  uint32 // 0 = 1
+	Topics      terminals.Topics
+	Seed        uint64
+	Terminals   int     // fleet size (at least 3: bus, stall, kiosk)
+	Accounts    int     // 0 = 4 per terminal, at least 8
+	Rate        float64 // load purchases per second across the fleet; 0 = script only
+	Duration    time.Duration
+	Scenario    string // "demo" or a name in Scenarios
 	// TimeScale is scenario seconds per wall second (scenarios only; < 1 = 1).
 	TimeScale float64
 	Faults    Faults

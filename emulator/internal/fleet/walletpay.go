@@ -105,10 +105,25 @@ func (r *runner) api() *opclient.Client {
 	return r.op
 }
 
+// wallet is the wallet backend's client for the stall code payment and
+// refund routes: the wallet token, or the operator token when the run
+// has none.
+func (r *runner) wallet() *opclient.Client {
+	tok := r.o.WalletToken
+	if tok == "" {
+		tok = r.o.Token
+	}
+	base := r.o.API
+	if r.o.Rig != nil {
+		base = r.o.Rig.API() // a restart may have moved it
+	}
+	return opclient.New(base, tok, nil)
+}
+
 // walletCall makes call until it gets an answer (or walletTriesMax calls).
 func (r *runner) walletCall(ctx context.Context, call func(*opclient.Client) (opclient.StallDecision, error)) (opclient.StallDecision, error) {
 	for i := 0; ; i++ {
-		d, err := call(r.api())
+		d, err := call(r.wallet())
 		if !opclient.IsTransport(err) || i+1 >= walletTriesMax || ctx.Err() != nil {
 			return d, err
 		}
@@ -227,7 +242,7 @@ func (r *runner) walletPay(ctx context.Context, s *slot) {
 	}
 	if dynamic && d.Code.Approved() && s.rng.IntN(3) == 0 {
 		// The next customer scans the paid code: refused, nothing stored.
-		_, err := r.api().PayStallCode(ctx, code, opclient.StallPayment{Account: acct, ID: id + "-again", Verified: "B"})
+		_, err := r.wallet().PayStallCode(ctx, code, opclient.StallPayment{Account: acct, ID: id + "-again", Verified: "B"})
 		if !opclient.IsTransport(err) {
 			r.check("a paid dynamic stall code pays once", opclient.IsCode(err, terminals.CodePayCodeReused),
 				fmt.Sprintf("%s code %s: %v", tid, code, err))

@@ -2,8 +2,9 @@
 // API: registering terminals, opening and topping up accounts, reading
 // accounts, reading /metrics and /readyz, and, as the bank's wallet
 // backend, registering stall codes and reporting and refunding payments
-// through them (stallcodes.go). It speaks JSON over net/http
-// with the operator's bearer token, and turns the gateway's coded error
+// through them (stallcodes.go). It speaks JSON over net/http with a
+// bearer token (the operator's, or the wallet backend's own for the stall
+// code payment calls), and turns the gateway's coded error
 // bodies into typed *APIError values so that callers can branch on the
 // result code instead of on message text.
 package opclient
@@ -62,6 +63,12 @@ type Account struct {
 	Available int64  `json:"available"`
 	Blocked   bool   `json:"blocked"`
 	Class     int    `json:"class,omitempty"`
+	// Debt is the transit debt a county card owes (offline taps its
+	// balance could not cover); a top-up pays it first.
+	Debt int64 `json:"debt"`
+	// DebtPaid is, in a top-up's answer, the part of the top-up that paid
+	// the card's debt (a retried ref answers the same); 0 in other answers.
+	DebtPaid int64 `json:"debt_paid"`
 }
 
 // APIError is a non-2xx answer. Code is the catalogue code when the gateway
@@ -140,7 +147,9 @@ func (c *Client) OpenAccount(ctx context.Context, a OpenAccount) (acct Account, 
 	return acct, err == nil, err
 }
 
-// TopUp credits amt fen under the idempotency reference ref.
+// TopUp credits amt fen under the idempotency reference ref; the gateway
+// pays a county card's transit debt first (the answer's DebtPaid) and
+// credits the rest.
 func (c *Client) TopUp(ctx context.Context, key string, amt int64, ref string) (Account, error) {
 	var out Account
 	body := struct {

@@ -105,9 +105,13 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				coded(w, terminals.CodeLimitBalance, "above class cap")
 				return
 			}
-			a.Balance += b.Amt
-			a.Available += b.Amt
-			writeJSON(w, 200, a)
+			paid := min(a.Debt, b.Amt) // transit debt first
+			a.Debt -= paid
+			a.Balance += b.Amt - paid
+			a.Available += b.Amt - paid
+			ans := *a
+			ans.DebtPaid = paid
+			writeJSON(w, 200, ans)
 		case "block":
 			var b struct{ Blocked bool }
 			json.NewDecoder(r.Body).Decode(&b)
@@ -146,6 +150,19 @@ func TestOperatorFlow(t *testing.T) {
 	_, err = c.TopUp(ctx, "ecny:w-1", 50000, "t2")
 	if !IsCode(err, terminals.CodeLimitBalance) || !IsStatus(err, 402) {
 		t.Fatalf("topup over cap: err = %v", err)
+	}
+	// A county card in debt: the top-up pays it first and says how much.
+	if _, _, err = c.OpenAccount(ctx, OpenAccount{Inst: terminals.Instrument{Kind: "county", ID: "c-1"}, Balance: 100, Ref: "open-c-1"}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.accounts["county:c-1"].Debt = 300
+	f.mu.Unlock()
+	if a, err = c.Account(ctx, "county:c-1"); err != nil || a.Debt != 300 || a.DebtPaid != 0 {
+		t.Fatalf("card in debt = %+v %v", a, err)
+	}
+	if a, err = c.TopUp(ctx, "county:c-1", 500, "t3"); err != nil || a.DebtPaid != 300 || a.Debt != 0 || a.Balance != 300 {
+		t.Fatalf("topup of a card in debt = %+v %v", a, err)
 	}
 	if _, err = c.Account(ctx, "county:none"); !IsCode(err, terminals.CodeUnknownInstrument) || !IsStatus(err, 404) {
 		t.Fatalf("unknown account: err = %v", err)

@@ -42,6 +42,9 @@ type Config struct {
 	BrokerURL string
 	TopicRoot string
 	Token     string // the operator token the gateway is given
+	// WalletToken is the wallet backend's token the gateway is given (it
+	// takes it on the stall code payment routes only); "" = none.
+	WalletToken string
 	// SettlementDB is the gateway's -settlement-db: a postgres:// URL, or
 	// "" for the embedded SQLite store in DataDir. The rig passes it on so
 	// that the gateway's handoff and the emulator's settlement audit read
@@ -111,7 +114,7 @@ func (r *Rig) startGateway(ctx context.Context) error {
 	args = append(args, r.cfg.ExtraArgs...)
 	g, err := bench.StartGateway(ctx, bench.GatewayConfig{
 		Bin: r.cfg.GatewayBin, DataDir: r.cfg.DataDir, BrokerURL: r.BrokerURL(),
-		MasterFile: r.master, Token: r.cfg.Token, ExtraArgs: args,
+		MasterFile: r.master, Token: r.cfg.Token, WalletToken: r.cfg.WalletToken, ExtraArgs: args,
 	})
 	if err != nil {
 		return fmt.Errorf("rig: %w", err)

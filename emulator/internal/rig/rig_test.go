@@ -80,7 +80,7 @@ func runMixedScenario(t *testing.T, bin, settleDB string) {
 	defer cancel()
 	dataDir := t.TempDir()
 	rg, err := Start(ctx, Config{GatewayBin: bin, DataDir: dataDir, BrokerURL: machineBroker, TopicRoot: root,
-		Token: "rig-op", SettlementDB: settleDB})
+		Token: "rig-op", WalletToken: "rig-wallet", SettlementDB: settleDB})
 	if err != nil {
 		t.Skipf("gateway on the machine broker: %v", err)
 	}
@@ -96,7 +96,7 @@ func runMixedScenario(t *testing.T, bin, settleDB string) {
 	var out, prog bytes.Buffer
 	now := time.Now()
 	rep, err := fleet.Run(ctx, fleet.Options{
-		Broker: rg.BrokerURL(), API: rg.API(), Token: "rig-op", Master: readMaster(t, rg.MasterKeyFile()),
+		Broker: rg.BrokerURL(), API: rg.API(), Token: "rig-op", WalletToken: "rig-wallet", Master: readMaster(t, rg.MasterKeyFile()),
 		Topics: terminals.Topics{Root: root, Group: terminals.DefaultTopics.Group},
 		Seed:   11, Terminals: 9, Rate: 60, Scenario: "town-day", TimeScale: 15.5 * 3600 / 6,
 		TxnBase: uint64(now.UnixMilli()) * 1000, RunID: uint64(now.UnixNano()),
@@ -231,7 +231,7 @@ func TestCleanMarketDayNotifiesEveryWalletPayment(t *testing.T) {
 	root := fmt.Sprintf("t-rigm-%d/scp/v1", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rg, err := Start(ctx, Config{GatewayBin: bin, DataDir: t.TempDir(), BrokerURL: machineBroker, TopicRoot: root, Token: "rig-op"})
+	rg, err := Start(ctx, Config{GatewayBin: bin, DataDir: t.TempDir(), BrokerURL: machineBroker, TopicRoot: root, Token: "rig-op", WalletToken: "rig-wallet"})
 	if err != nil {
 		t.Skipf("gateway on the machine broker: %v", err)
 	}
@@ -239,7 +239,7 @@ func TestCleanMarketDayNotifiesEveryWalletPayment(t *testing.T) {
 	var out bytes.Buffer
 	now := time.Now()
 	rep, err := fleet.Run(ctx, fleet.Options{
-		Broker: rg.BrokerURL(), API: rg.API(), Token: "rig-op", Master: readMaster(t, rg.MasterKeyFile()),
+		Broker: rg.BrokerURL(), API: rg.API(), Token: "rig-op", WalletToken: "rig-wallet", Master: readMaster(t, rg.MasterKeyFile()),
 		Topics: terminals.Topics{Root: root, Group: terminals.DefaultTopics.Group},
 		Seed:   5, Terminals: 6, Rate: 40, Scenario: "market-day", TimeScale: 7 * 3600 / 5,
 		TxnBase: uint64(now.UnixMilli()) * 1000, RunID: uint64(now.UnixNano()),
