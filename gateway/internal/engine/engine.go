@@ -351,7 +351,11 @@ type OperatorResult struct {
 	Code    terminals.Code
 	Account core.AccountView
 	Found   bool
-	flags   uint16 // core.Output.Flags: deny-list facts (denylist.go)
+	// DebtPaid is the part of a top-up that paid the card's transit debt
+	// (core.Output.DebtPaid; a repeated ref reports what the call that
+	// applied it paid); 0 for every other operation.
+	DebtPaid int64
+	flags    uint16 // core.Output.Flags: deny-list facts (denylist.go)
 }
 
 // Operate runs an operator ledger operation (open account, top-up, block,

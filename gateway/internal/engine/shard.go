@@ -313,7 +313,7 @@ func (s *shard) operator(w *work) {
 	}
 	s.c.Step(now, &w.in, &w.out)
 	v, ok := s.c.Account(w.in.Account)
-	w.view = OperatorResult{Code: w.out.Code, Account: v, Found: ok, flags: w.out.Flags}
+	w.view = OperatorResult{Code: w.out.Code, Account: v, Found: ok, DebtPaid: w.out.DebtPaid, flags: w.out.Flags}
 	if len(w.out.Record) == 0 {
 		// No record (a repeated top-up ref, a no-op): the state it reports
 		// may rest on records not yet durable, e.g. the first call with the

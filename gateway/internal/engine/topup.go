@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"scenepay/gateway/internal/core"
@@ -17,37 +16,15 @@ type TopUpResult struct {
 	DebtPaid int64
 }
 
-// OperateTopUp runs an operator top-up (in.Op core.OpTopUp) as Operate
-// does and also reports the debt it paid. The shard writer sets the
-// work's output before it hands the work on; the answer channel orders
-// that write before the read here, so no lock is taken.
+// OperateTopUp runs an operator top-up (in.Op core.OpTopUp) through
+// Operate and also reports the debt it paid.
 func (e *Engine) OperateTopUp(ctx context.Context, in core.Input) (TopUpResult, error) {
 	if in.Op != core.OpTopUp {
 		return TopUpResult{}, fmt.Errorf("engine: OperateTopUp with op %d", in.Op)
 	}
-	if err := e.Ready(); err != nil {
+	r, err := e.Operate(ctx, in)
+	if err != nil {
 		return TopUpResult{}, err
 	}
-	w := &work{kind: workOperator, in: in, res: make(chan OperatorResult, 1), errc: make(chan error, 1)}
-	s := e.shards[core.ShardOf(in.Account, len(e.shards))]
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.OperatorTimeout)
-	defer cancel()
-	select {
-	case s.ch <- w:
-	case <-e.stop:
-		return TopUpResult{}, errors.New("engine closed")
-	case <-ctx.Done():
-		return TopUpResult{}, fmt.Errorf("engine: shard queue full: %w", ctx.Err())
-	}
-	select {
-	case r := <-w.res:
-		e.denyFlags(in.Account, r.flags)
-		return TopUpResult{OperatorResult: r, DebtPaid: w.out.DebtPaid}, nil
-	case err := <-w.errc:
-		return TopUpResult{}, err
-	case <-e.stop:
-		return TopUpResult{}, errors.New("engine closed")
-	case <-ctx.Done():
-		return TopUpResult{}, fmt.Errorf("engine: waiting for the journal: %w", ctx.Err())
-	}
+	return TopUpResult{OperatorResult: r, DebtPaid: r.DebtPaid}, nil
 }
