@@ -14,11 +14,11 @@ package terminals
 // them, are the gateway's and the reader's (section 16 states both).
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"scenepay/internal/strictjson"
 )
 
 // DenyGroup is the terminal group that receives the deny list.
@@ -134,13 +134,8 @@ func DecodeDeny(body []byte) (DenyMessage, error) {
 	if len(body) > DenyPayloadMax {
 		return m, fmt.Errorf("%w: %d bytes", ErrDeny, len(body))
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Decode(body, &m); err != nil {
 		return DenyMessage{}, fmt.Errorf("%w: %v", ErrDeny, err)
-	}
-	if dec.More() {
-		return DenyMessage{}, fmt.Errorf("%w: trailing data", ErrDeny)
 	}
 	if m.V != 1 {
 		return DenyMessage{}, fmt.Errorf("%w: v %d", ErrDeny, m.V)

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"scenepay/internal/strictjson"
 	"scenepay/settlement/store"
 )
 
@@ -96,13 +97,8 @@ func (w WireTotals) check() error {
 // merchants with non-empty ids, and totals that add up.
 func DecodeJournalTotals(b []byte) (JournalTotalsBody, error) {
 	var body JournalTotalsBody
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
+	if err := strictjson.Decode(b, &body); err != nil {
 		return JournalTotalsBody{}, fmt.Errorf("journal totals: %w", err)
-	}
-	if dec.More() {
-		return JournalTotalsBody{}, errors.New("journal totals: trailing data")
 	}
 	switch {
 	case body.Source == "":

@@ -1,12 +1,12 @@
 package handoff
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"strconv"
 	"time"
+
+	"scenepay/internal/strictjson"
 )
 
 // The wire form is JSON with short keys, times as Unix microseconds UTC and
@@ -97,14 +97,11 @@ func Decode(data []byte) (*Batch, error) {
 	if err := requireKeys(data); err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var w wireBatch
-	if err := dec.Decode(&w); err != nil {
-		return nil, malformed("", "json: "+err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if err := strictjson.Decode(data, &w); errors.Is(err, strictjson.ErrTrailing) {
 		return nil, malformed("", "trailing data after the batch")
+	} else if err != nil {
+		return nil, malformed("", "json: "+err.Error())
 	}
 	if len(w.Rows) > BatchRowsMax {
 		return nil, &Error{Code: CodeOversize, Field: "rows", Reason: "too many rows"}

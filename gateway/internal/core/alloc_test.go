@@ -163,4 +163,5 @@ var coreAllowed = map[string]bool{
 	"scenepay/terminals":                      true,
 	"scenepay/gateway/internal/scene/transit": true,
 	"scenepay/gateway/internal/scene/market":  true,
+	"scenepay/internal/strictjson":            true, // pure: its own import test
 }

@@ -8,10 +8,10 @@ package core
 // "transit" document (transit.Config.Offline), with the fares they bound.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
+
+	"scenepay/internal/strictjson"
 )
 
 // LimitsDocBytesMax bounds a limits document (bytes); the table is four
@@ -87,14 +87,9 @@ func DecodeLimitsDoc(b []byte) (LimitsTable, error) {
 	if len(b) > LimitsDocBytesMax {
 		return LimitsTable{}, limErr("document is %d bytes; the limit is %d", len(b), LimitsDocBytesMax)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var d LimitsDoc
-	if err := dec.Decode(&d); err != nil {
+	if err := strictjson.Decode(b, &d); err != nil {
 		return LimitsTable{}, limErr("%v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return LimitsTable{}, limErr("trailing data after the object")
 	}
 	if len(d.Classes) != 4 {
 		return LimitsTable{}, limErr("classes must list wallet classes 1..4 exactly once; got %d rows", len(d.Classes))

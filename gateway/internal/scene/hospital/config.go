@@ -1,12 +1,12 @@
 package hospital
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
+
+	"scenepay/internal/strictjson"
 )
 
 // Hard bounds on configurable sizes.
@@ -137,13 +137,8 @@ func (c *Config) Validate() error {
 // invalid values are errors.
 func DecodeConfig(b []byte) (Config, error) {
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Decode(b, &c); err != nil {
 		return Config{}, cfgErr("%v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Config{}, cfgErr("trailing data after the config object")
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

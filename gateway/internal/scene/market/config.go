@@ -1,12 +1,12 @@
 package market
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
+
+	"scenepay/internal/strictjson"
 
 	"github.com/shopspring/decimal"
 )
@@ -166,13 +166,8 @@ func ratioParts(d decimal.Decimal) (num, den int64, err error) {
 // rather than silently ignored.
 func DecodeConfig(b []byte) (Config, error) {
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Decode(b, &c); err != nil {
 		return Config{}, cfgErr("%v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Config{}, cfgErr("trailing data after the config object")
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

@@ -10,11 +10,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/bits"
 	"strconv"
 	"strings"
 	"time"
+
+	"scenepay/internal/strictjson"
 
 	"github.com/shopspring/decimal"
 )
@@ -344,17 +345,12 @@ func DecodeConfig(b []byte) (Config, error) {
 	if len(b) > ConfigBytesMax {
 		return Config{}, cerr("document", "larger than %d bytes", ConfigBytesMax)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var c Config
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Decode(b, &c); err != nil {
 		if _, ok := err.(*ConfigError); ok {
 			return Config{}, err
 		}
 		return Config{}, cerr("document", "%v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Config{}, cerr("document", "trailing data after the object")
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
