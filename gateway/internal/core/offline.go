@@ -172,33 +172,7 @@ func (s *Shard) effectUpload(r *Record, a *account) error {
 	if c.Debt < 0 {
 		return fmt.Errorf("card debt %d", c.Debt)
 	}
-	spent := t.PrevCapture + t.Capture + t.Charge // each <= uploadAmountMax: no overflow
-	nb, ok := sub64(a.balance, spent)
-	if !ok {
-		return fmt.Errorf("upload of %d fen overflows balance %d", spent, a.balance)
-	}
-	nh, ok := add64(a.held, t.Hold-closed)
-	if !ok {
-		return fmt.Errorf("upload hold of %d fen overflows held %d", t.Hold, a.held)
-	}
-	if free, ok := sub64(nb, nh); !ok || free < a.floor {
-		return fmt.Errorf("upload leaves balance %d - held %d below floor %d", nb, nh, a.floor)
-	}
-	if spent > 0 {
-		day, year := s.clock.at(r.Time)
-		du, ok1 := add64(dayUsed(a, day), spent)
-		yu, ok2 := add64(yearUsed(a, year), spent)
-		if !ok1 || !ok2 {
-			return fmt.Errorf("upload of %d fen overflows the day or year counter", spent)
-		}
-		a.day, a.dayTotal, a.year, a.yearTotal = day, du, year, yu
-	}
-	a.balance, a.held = nb, nh
-	if a.card == nil {
-		a.card = new(transit.Card)
-	}
-	*a.card = *c
-	return nil
+	return s.applyCardMoney(r, a, c, closed, "upload")
 }
 
 // offlineOutput fills the deny-list facts of an applied record into out:

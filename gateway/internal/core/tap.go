@@ -123,24 +123,35 @@ func (s *Shard) effectTap(r *Record, a *account) error {
 	case journeyHeld(c) != oldHeld-closed+t.Hold:
 		return fmt.Errorf("card journey holds %d fen, the amounts give %d", journeyHeld(c), oldHeld-closed+t.Hold)
 	}
-	spent := t.PrevCapture + t.Capture + t.Charge // each <= FareMax: no overflow
+	return s.applyCardMoney(r, a, c, closed, "tap")
+}
+
+// applyCardMoney applies the money of an approved tap or upload record
+// (what = "tap" or "upload", for the errors) whose amounts were checked
+// against the card: the spent parts leave the balance, the journey hold
+// changes by Hold less what was closed, the floor still holds, the e-CNY
+// day and year counters count the spending, and the card takes state c.
+// Every amount is bounded by the caller (FareMax, uploadAmountMax).
+func (s *Shard) applyCardMoney(r *Record, a *account, c *transit.Card, closed int64, what string) error {
+	t := &r.Tap
+	spent := t.PrevCapture + t.Capture + t.Charge // each bounded by the caller: no overflow
 	nb, ok := sub64(a.balance, spent)
 	if !ok {
-		return fmt.Errorf("tap of %d fen overflows balance %d", spent, a.balance)
+		return fmt.Errorf("%s of %d fen overflows balance %d", what, spent, a.balance)
 	}
 	nh, ok := add64(a.held, t.Hold-closed)
 	if !ok {
-		return fmt.Errorf("tap hold of %d fen overflows held %d", t.Hold, a.held)
+		return fmt.Errorf("%s hold of %d fen overflows held %d", what, t.Hold, a.held)
 	}
 	if free, ok := sub64(nb, nh); !ok || free < a.floor {
-		return fmt.Errorf("tap leaves balance %d - held %d below floor %d", nb, nh, a.floor)
+		return fmt.Errorf("%s leaves balance %d - held %d below floor %d", what, nb, nh, a.floor)
 	}
 	if spent > 0 {
 		day, year := s.clock.at(r.Time)
 		du, ok1 := add64(dayUsed(a, day), spent)
 		yu, ok2 := add64(yearUsed(a, year), spent)
 		if !ok1 || !ok2 {
-			return fmt.Errorf("tap of %d fen overflows the day or year counter", spent)
+			return fmt.Errorf("%s of %d fen overflows the day or year counter", what, spent)
 		}
 		a.day, a.dayTotal, a.year, a.yearTotal = day, du, year, yu
 	}
