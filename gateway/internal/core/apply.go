@@ -210,15 +210,13 @@ func (s *Shard) effectDebit(r *Record, ai int32, a *account) error {
 		a.held += r.Amount
 		return nil
 	}
-	day, year := s.clock.at(r.Time)
-	du, ok1 := add64(dayUsed(a, day), r.Amount)
-	yu, ok2 := add64(yearUsed(a, year), r.Amount)
-	if !ok1 || !ok2 {
+	c, ok := s.spend(a, r.Time, r.Amount)
+	if !ok {
 		return fmt.Errorf("debit of %d fen overflows the day or year counter", r.Amount)
 	}
 	a.balance -= r.Amount
-	a.day, a.dayTotal, a.year, a.yearTotal = day, du, year, yu
-	s.rev.push(k, h, revEntry{acct: ai, day: day, year: year, amount: r.Amount})
+	a.count(c)
+	s.rev.push(k, h, revEntry{acct: ai, day: c.day, year: c.year, amount: r.Amount})
 	return nil
 }
 
@@ -274,15 +272,13 @@ func (s *Shard) effectHold(r *Record) (*account, error) {
 	if r.Amount <= 0 || r.Amount > e.remaining {
 		return nil, fmt.Errorf("capture of %d fen, hold has %d", r.Amount, e.remaining)
 	}
-	day, year := s.clock.at(r.Time)
-	du, ok1 := add64(dayUsed(a, day), r.Amount)
-	yu, ok2 := add64(yearUsed(a, year), r.Amount)
-	if !ok1 || !ok2 {
+	c, ok := s.spend(a, r.Time, r.Amount)
+	if !ok {
 		return nil, fmt.Errorf("capture of %d fen overflows the day or year counter", r.Amount)
 	}
 	a.balance -= r.Amount
 	a.held -= r.Amount
-	a.day, a.dayTotal, a.year, a.yearTotal = day, du, year, yu
+	a.count(c)
 	e.remaining -= r.Amount
 	if e.remaining == 0 {
 		s.holds.del(i) // fully captured: no further capture or release

@@ -107,14 +107,12 @@ func (s *Shard) effectECNYOffline(r *Record, a *account) error {
 	if !r.Unsynced || r.Orig != uint64(a.offN)+1 || a.offN == offlineCountLimit {
 		return fmt.Errorf("offline payment %d of the wallet, record says %d (unsynced %t)", a.offN+1, r.Orig, r.Unsynced)
 	}
-	day, year := s.clock.at(r.Time)
-	du, ok1 := add64(dayUsed(a, day), r.Amount)
-	yu, ok2 := add64(yearUsed(a, year), r.Amount)
-	if !ok1 || !ok2 {
+	c, ok := s.spend(a, r.Time, r.Amount)
+	if !ok {
 		return fmt.Errorf("offline payment of %d fen overflows the day or year counter", r.Amount)
 	}
 	a.balance -= r.Amount
-	a.day, a.dayTotal, a.year, a.yearTotal = day, du, year, yu
+	a.count(c)
 	a.offN++
 	return nil
 }

@@ -237,10 +237,8 @@ func (s *Shard) effectQRPay(r *Record, a *account) error {
 	if !m.Static && s.mkt.used.Seen(m.Tag) {
 		return fmt.Errorf("code %x already used", m.Tag[:4])
 	}
-	day, year := s.clock.at(r.Time)
-	du, ok1 := add64(dayUsed(a, day), r.Amount)
-	yu, ok2 := add64(yearUsed(a, year), r.Amount)
-	if !ok1 || !ok2 {
+	c, ok := s.spend(a, r.Time, r.Amount)
+	if !ok {
 		return fmt.Errorf("debit of %d fen overflows the day or year counter", r.Amount)
 	}
 	cust := market.Customer{}
@@ -262,7 +260,7 @@ func (s *Shard) effectQRPay(r *Record, a *account) error {
 		return fmt.Errorf("refund ledger: %v", err) // the code stays marked: the shard is discarded on error
 	}
 	a.balance -= r.Amount
-	a.day, a.dayTotal, a.year, a.yearTotal = day, du, year, yu
+	a.count(c)
 	if a.qr == nil {
 		a.qr = new(market.Customer)
 	}

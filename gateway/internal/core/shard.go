@@ -585,14 +585,34 @@ func yearUsed(a *account, year int32) int64 {
 	return 0
 }
 
+// counters are an account's e-CNY day and year counters after a debit. A
+// debit's effect computes them first (spend) and stores them (count) only
+// once every check has passed, so a refused record changes nothing.
+type counters struct {
+	day, year           int32
+	dayTotal, yearTotal int64
+}
+
+// spend returns a's counters after debiting amt at ns (UTC Unix ns), and
+// false if a counter would overflow.
+func (s *Shard) spend(a *account, ns, amt int64) (counters, bool) {
+	day, year := s.clock.at(ns)
+	du, ok1 := add64(dayUsed(a, day), amt)
+	yu, ok2 := add64(yearUsed(a, year), amt)
+	return counters{day: day, year: year, dayTotal: du, yearTotal: yu}, ok1 && ok2
+}
+
+// count stores counters from spend in a.
+func (a *account) count(c counters) {
+	a.day, a.dayTotal, a.year, a.yearTotal = c.day, c.dayTotal, c.year, c.yearTotal
+}
+
 // limitCheck applies the e-CNY class limits to a debit of amt at r.Time in
 // precedence single, daily, annual. single is skipped for captures (the hold
 // already passed it). Counter overflow is CodeInvalidAmount.
 func (s *Shard) limitCheck(a *account, amt, ns int64, single bool) terminals.Code {
-	day, year := s.clock.at(ns)
-	du, ok1 := add64(dayUsed(a, day), amt)
-	yu, ok2 := add64(yearUsed(a, year), amt)
-	if !ok1 || !ok2 {
+	c, ok := s.spend(a, ns, amt)
+	if !ok {
 		return terminals.CodeInvalidAmount
 	}
 	if a.kind != kindECNY {
@@ -602,9 +622,9 @@ func (s *Shard) limitCheck(a *account, amt, ns int64, single bool) terminals.Cod
 	switch {
 	case single && overCap(l.Single, amt):
 		return terminals.CodeLimitSingle
-	case overCap(l.Daily, du):
+	case overCap(l.Daily, c.dayTotal):
 		return terminals.CodeLimitDaily
-	case overCap(l.Annual, yu):
+	case overCap(l.Annual, c.yearTotal):
 		return terminals.CodeLimitAnnual
 	}
 	return terminals.CodeApproved

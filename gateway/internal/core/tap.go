@@ -147,13 +147,11 @@ func (s *Shard) applyCardMoney(r *Record, a *account, c *transit.Card, closed in
 		return fmt.Errorf("%s leaves balance %d - held %d below floor %d", what, nb, nh, a.floor)
 	}
 	if spent > 0 {
-		day, year := s.clock.at(r.Time)
-		du, ok1 := add64(dayUsed(a, day), spent)
-		yu, ok2 := add64(yearUsed(a, year), spent)
-		if !ok1 || !ok2 {
+		c, ok := s.spend(a, r.Time, spent)
+		if !ok {
 			return fmt.Errorf("%s of %d fen overflows the day or year counter", what, spent)
 		}
-		a.day, a.dayTotal, a.year, a.yearTotal = day, du, year, yu
+		a.count(c)
 	}
 	a.balance, a.held = nb, nh
 	if a.card == nil {
