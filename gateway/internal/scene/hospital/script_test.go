@@ -1,9 +1,7 @@
 package hospital
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -11,8 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shopspring/decimal"
-
+	"scenepay/gateway/internal/scene/scenescript"
 	"scenepay/terminals"
 )
 
@@ -71,64 +68,8 @@ func (s *scenario) fatalf(format string, a ...any) {
 }
 
 func runScenario(t *testing.T, path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	s := &scenario{t: t, file: path, cfg: DefaultConfig(), deposits: map[string]*Deposit{}, accounts: map[string]*account{}}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		s.line++
-		line := sc.Text()
-		if i := strings.Index(line, "#"); i >= 0 {
-			line = line[:i]
-		}
-		want, hasWant := "", false
-		if i := strings.Index(line, "->"); i >= 0 {
-			want, hasWant = strings.Join(strings.Fields(line[i+2:]), " "), true
-			line = line[:i]
-		}
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		got := s.exec(fields)
-		if hasWant && got != want {
-			t.Errorf("%s:%d: %s\n\tgot:  %s\n\twant: %s", path, s.line, strings.Join(fields, " "), got, want)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func parseCNY(s string) (int64, error) {
-	d, err := decimal.NewFromString(s)
-	if err != nil || d.Exponent() < -2 {
-		return 0, fmt.Errorf("bad amount %q (CNY with at most 2 decimals)", s)
-	}
-	return d.Shift(2).IntPart(), nil
-}
-
-func fmtCNY(f int64) string {
-	sign := ""
-	if f < 0 {
-		sign, f = "-", -f
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, f/100, f%100)
-}
-
-func (s *scenario) args(fields []string) (map[string]string, map[string]bool) {
-	kv, flags := map[string]string{}, map[string]bool{}
-	for _, f := range fields {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			kv[k] = v
-		} else {
-			flags[f] = true
-		}
-	}
-	return kv, flags
+	scenescript.Run(t, path, func(line int, f []string) string { s.line = line; return s.exec(f) })
 }
 
 func (s *scenario) cny(kv map[string]string, k string) int64 {
@@ -136,7 +77,7 @@ func (s *scenario) cny(kv map[string]string, k string) int64 {
 	if !ok {
 		s.fatalf("missing %s=", k)
 	}
-	f, err := parseCNY(v)
+	f, err := scenescript.ParseCNY(v)
 	if err != nil {
 		s.fatalf("%v", err)
 	}
@@ -169,7 +110,7 @@ func (s *scenario) exec(f []string) string {
 		if s.rules != nil {
 			s.fatalf("config after the first event")
 		}
-		kv, _ := s.args(f[1:])
+		kv, _ := scenescript.Args(f[1:])
 		for k, v := range kv {
 			switch k {
 			case "low":
@@ -198,7 +139,7 @@ func (s *scenario) exec(f []string) string {
 		if !s.items {
 			s.cfg.Items, s.items = nil, true
 		}
-		kv, _ := s.args(f[2:])
+		kv, _ := scenescript.Args(f[2:])
 		it := ItemType{Code: f[1], Name: f[1]}
 		if _, ok := kv["fixed"]; ok {
 			it.FixedFen = s.cny(kv, "fixed")
@@ -217,7 +158,7 @@ func (s *scenario) exec(f []string) string {
 	}
 	switch f[0] {
 	case "account":
-		kv, _ := s.args(f[2:])
+		kv, _ := scenescript.Args(f[2:])
 		s.accounts[f[1]] = &account{balance: s.cny(kv, "balance"), holds: map[uint64]int64{}}
 		return "ok"
 	case "restart":
@@ -251,7 +192,7 @@ func (s *scenario) acct(id string) *account {
 }
 
 func (s *scenario) event(cmd, target string, f []string) string {
-	kv, flags := s.args(f)
+	kv, flags := scenescript.Args(f)
 	switch cmd {
 	case "pay":
 		amount := s.cny(kv, "amount")
@@ -269,14 +210,14 @@ func (s *scenario) event(cmd, target string, f []string) string {
 		if sum := sp.Legs[0].Amount + sp.Legs[1].Amount + sp.Legs[2].Amount; sum != b.Total || sp.Charge != sp.Legs[2].Amount {
 			s.fatalf("legs %+v do not make the bill", sp)
 		}
-		out := "charge " + fmtCNY(sp.Charge)
+		out := "charge " + scenescript.FormatCNY(sp.Charge)
 		if sp.Charge > 0 {
 			if out = s.debit(target, sp.Charge); strings.HasPrefix(out, "decline") {
 				return out
 			}
 		}
 		for _, l := range sp.Legs {
-			out += fmt.Sprintf(" %s=%s", l.Kind, fmtCNY(l.Amount))
+			out += fmt.Sprintf(" %s=%s", l.Kind, scenescript.FormatCNY(l.Amount))
 		}
 		return out
 	}
@@ -329,7 +270,7 @@ func (s *scenario) debit(id string, amount int64) string {
 		return "decline " + codeName(terminals.CodeInsufficientFunds)
 	}
 	a.balance -= amount
-	return "charge " + fmtCNY(amount)
+	return "charge " + scenescript.FormatCNY(amount)
 }
 
 // core applies the plan's effects to the model account, all or none, as
@@ -370,13 +311,13 @@ func (s *scenario) core(a *account, p *Plan) (string, bool) {
 func formatPlan(p *Plan) string {
 	var parts []string
 	for _, e := range p.Effects {
-		parts = append(parts, fmt.Sprintf("%s %d %s", e.Op, e.Txn, fmtCNY(e.Amount)))
+		parts = append(parts, fmt.Sprintf("%s %d %s", e.Op, e.Txn, scenescript.FormatCNY(e.Amount)))
 	}
 	out := strings.Join(parts, ", ")
 	if out != "" {
 		out += " "
 	}
-	out += "remaining=" + fmtCNY(p.Remaining)
+	out += "remaining=" + scenescript.FormatCNY(p.Remaining)
 	if p.LowBalance {
 		out += " low"
 	}
@@ -410,7 +351,7 @@ func (s *scenario) restart() string {
 }
 
 func (s *scenario) expect(f []string) {
-	kv, _ := s.args(f[1:])
+	kv, _ := scenescript.Args(f[1:])
 	if d, ok := s.deposits[f[0]]; ok {
 		for k, v := range kv {
 			var got string
@@ -418,20 +359,20 @@ func (s *scenario) expect(f []string) {
 			case "state":
 				got = d.State.String()
 			case "remaining":
-				got = fmtCNY(d.Remaining())
+				got = scenescript.FormatCNY(d.Remaining())
 			case "captured":
-				got = fmtCNY(d.Captured())
+				got = scenescript.FormatCNY(d.Captured())
 			case "legs":
 				got = strconv.Itoa(len(d.Legs))
 			default:
 				s.fatalf("expect deposit: unknown %q", k)
 			}
 			if k != "state" && k != "legs" {
-				w, err := parseCNY(v)
+				w, err := scenescript.ParseCNY(v)
 				if err != nil {
 					s.fatalf("%v", err)
 				}
-				v = fmtCNY(w)
+				v = scenescript.FormatCNY(w)
 			}
 			if got != v {
 				s.t.Errorf("%s:%d: deposit %s %s=%s, want %s", s.file, s.line, f[0], k, got, v)
@@ -443,7 +384,7 @@ func (s *scenario) expect(f []string) {
 	for k := range kv {
 		got := map[string]int64{"balance": a.balance, "held": a.held}[k]
 		if want := s.cny(kv, k); got != want {
-			s.t.Errorf("%s:%d: account %s %s=%s, want %s", s.file, s.line, f[0], k, fmtCNY(got), fmtCNY(want))
+			s.t.Errorf("%s:%d: account %s %s=%s, want %s", s.file, s.line, f[0], k, scenescript.FormatCNY(got), scenescript.FormatCNY(want))
 		}
 	}
 }

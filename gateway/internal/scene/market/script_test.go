@@ -1,9 +1,7 @@
 package market
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"scenepay/gateway/internal/scene/scenescript"
 	"scenepay/terminals"
 )
 
@@ -73,37 +72,9 @@ func (s *scenario) fatalf(format string, a ...any) {
 }
 
 func runScenario(t *testing.T, path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	s := &scenario{t: t, file: path, cfg: DefaultConfig(), keys: map[uint8][]byte{},
 		customers: map[string]*Customer{}, codes: map[string]string{}}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		s.line++
-		line := sc.Text()
-		if i := strings.Index(line, "#"); i >= 0 {
-			line = line[:i]
-		}
-		want, hasWant := "", false
-		if i := strings.Index(line, "->"); i >= 0 {
-			want, hasWant = strings.Join(strings.Fields(line[i+2:]), " "), true
-			line = line[:i]
-		}
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		got := s.exec(fields)
-		if hasWant && got != want {
-			t.Errorf("%s:%d: %s\n\tgot:  %s\n\twant: %s", path, s.line, strings.Join(fields, " "), got, want)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	scenescript.Run(t, path, func(line int, f []string) string { s.line = line; return s.exec(f) })
 }
 
 func (s *scenario) start() {
@@ -121,22 +92,6 @@ func (s *scenario) start() {
 	s.reg = NewRegistry(r)
 }
 
-func parseCNY(s string) (int64, error) {
-	d, err := decimal.NewFromString(s)
-	if err != nil || d.Exponent() < -2 {
-		return 0, fmt.Errorf("bad amount %q (CNY with at most 2 decimals)", s)
-	}
-	return d.Shift(2).IntPart(), nil
-}
-
-func fmtCNY(f int64) string {
-	sign := ""
-	if f < 0 {
-		sign, f = "-", -f
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, f/100, f%100)
-}
-
 func parseTime(s string) (time.Time, error) {
 	for _, layout := range []string{"2006-01-02T15:04Z07:00", time.RFC3339} {
 		if t, err := time.Parse(layout, s); err == nil {
@@ -146,25 +101,12 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("bad time %q", s)
 }
 
-// args splits key=value fields and bare flags.
-func (s *scenario) args(fields []string) (map[string]string, map[string]bool) {
-	kv, flags := map[string]string{}, map[string]bool{}
-	for _, f := range fields {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			kv[k] = v
-		} else {
-			flags[f] = true
-		}
-	}
-	return kv, flags
-}
-
 func (s *scenario) cny(kv map[string]string, k string) int64 {
 	v, ok := kv[k]
 	if !ok {
 		s.fatalf("missing %s=", k)
 	}
-	f, err := parseCNY(v)
+	f, err := scenescript.ParseCNY(v)
 	if err != nil {
 		s.fatalf("%v", err)
 	}
@@ -204,7 +146,7 @@ func (s *scenario) exec(f []string) string {
 		if s.started {
 			s.fatalf("config after the first event")
 		}
-		kv, _ := s.args(f[1:])
+		kv, _ := scenescript.Args(f[1:])
 		for k, v := range kv {
 			switch k {
 			case "fee_ratio":
@@ -246,20 +188,20 @@ func (s *scenario) exec(f []string) string {
 	s.start()
 	switch f[0] {
 	case "stall":
-		kv, flags := s.args(f[2:])
+		kv, flags := scenescript.Args(f[2:])
 		if err := s.reg.AddStall(Stall{ID: f[1], Merchant: kv["merchant"], Business: flags["business"]}); err != nil {
 			return "error " + err.Error()
 		}
 		return "ok"
 	case "stallcode":
-		kv, flags := s.args(f[2:])
+		kv, flags := scenescript.Args(f[2:])
 		err := s.reg.AddCode(StallCode{ID: f[1], Stall: kv["stall"], Dynamic: flags["dynamic"], Business: flags["business"]})
 		if err != nil {
 			return "error " + codeName(CodeOf(err))
 		}
 		return "ok"
 	case "customer":
-		kv, _ := s.args(f[2:])
+		kv, _ := scenescript.Args(f[2:])
 		c := &Customer{}
 		if _, ok := kv["agreed_a"]; ok {
 			c.AgreedA = s.cny(kv, "agreed_a")
@@ -286,7 +228,7 @@ func (s *scenario) exec(f []string) string {
 }
 
 func (s *scenario) event(cmd string, f []string) string {
-	kv, flags := s.args(f)
+	kv, flags := scenescript.Args(f)
 	switch cmd {
 	case "issue":
 		class, ok := ParseClass(kv["class"])
@@ -406,7 +348,7 @@ func (s *scenario) commit(acct string, c *Customer, class Class, amount int64, s
 	if split.Stall.Amount+split.Operator.Amount != amount {
 		s.fatalf("legs %d + %d != %d", split.Stall.Amount, split.Operator.Amount, amount)
 	}
-	return fmt.Sprintf("approve class=%s stall=%s operator=%s", class, fmtCNY(split.Stall.Amount), fmtCNY(split.Operator.Amount))
+	return fmt.Sprintf("approve class=%s stall=%s operator=%s", class, scenescript.FormatCNY(split.Stall.Amount), scenescript.FormatCNY(split.Operator.Amount))
 }
 
 // payMerchantCode is the customer scanning a stall's code with the bank app.
@@ -482,7 +424,7 @@ func (s *scenario) refund(payID string, kv map[string]string) string {
 	if err := s.ledger.ApplyRefund(&f); err != nil {
 		s.fatalf("ApplyRefund after CheckRefund: %v", err)
 	}
-	out := fmt.Sprintf("refund %s stall=%s operator=%s", fmtCNY(f.Amount), fmtCNY(f.Stall.Amount), fmtCNY(f.Operator.Amount))
+	out := fmt.Sprintf("refund %s stall=%s operator=%s", scenescript.FormatCNY(f.Amount), scenescript.FormatCNY(f.Stall.Amount), scenescript.FormatCNY(f.Operator.Amount))
 	if f.Duplicate {
 		return out + " duplicate"
 	}
@@ -540,7 +482,7 @@ func (s *scenario) expect(f []string) string {
 	if len(f) == 0 {
 		s.fatalf("expect what?")
 	}
-	kv, _ := s.args(f)
+	kv, _ := scenescript.Args(f)
 	switch {
 	case f[0] == "payment":
 		_, refunded, ok := s.ledger.Lookup(f[1])
@@ -549,7 +491,7 @@ func (s *scenario) expect(f []string) string {
 			return ""
 		}
 		if want := s.cny(kv, "refunded"); refunded != want {
-			s.t.Errorf("%s:%d: payment %s refunded %s, want %s", s.file, s.line, f[1], fmtCNY(refunded), fmtCNY(want))
+			s.t.Errorf("%s:%d: payment %s refunded %s, want %s", s.file, s.line, f[1], scenescript.FormatCNY(refunded), scenescript.FormatCNY(want))
 		}
 	case strings.Contains(f[0], "="):
 		for k, v := range kv {
@@ -569,12 +511,12 @@ func (s *scenario) expect(f []string) string {
 			if !ok {
 				s.fatalf("expect %s: class A..D", k)
 			}
-			want, err := parseCNY(v)
+			want, err := scenescript.ParseCNY(v)
 			if err != nil {
 				s.fatalf("%v", err)
 			}
 			if got := c.spent(class, day); got != want {
-				s.t.Errorf("%s:%d: %s spent class %s %s, want %s", s.file, s.line, f[0], k, fmtCNY(got), fmtCNY(want))
+				s.t.Errorf("%s:%d: %s spent class %s %s, want %s", s.file, s.line, f[0], k, scenescript.FormatCNY(got), scenescript.FormatCNY(want))
 			}
 		}
 	}
