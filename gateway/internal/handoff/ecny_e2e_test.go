@@ -76,22 +76,8 @@ func TestECNYOfflineHeldUntilSyncEndToEnd(t *testing.T) {
 	do := func(r terminals.Request) {
 		t.Helper()
 		r.V, r.TID, r.TS = 1, tm.tid, clk.now().UnixMilli()
-		e.HandleMessage("scp/v1/t/"+tm.tid+"/req", tm.s.Seal(nil, r.AppendJSON(nil)))
-		select {
-		case raw := <-p.ch:
-			body, err := tm.s.Open(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := terminals.DecodeReply(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rep.Code != terminals.CodeApproved {
-				t.Fatalf("%s: %s", r.Type, rep.Code)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("no reply")
+		if rep := tm.do(t, e, p, r); rep.Code != terminals.CodeApproved {
+			t.Fatalf("%s: %s", r.Type, rep.Code)
 		}
 	}
 	// Day 1: w-1 pays 15 CNY double offline (uploaded by the stall), w-2

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"scenepay/settlement/store/pgtest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"scenepay/settlement/store/pgtest"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,6 +33,28 @@ func (p *pub) Publish(_ string, b []byte) { p.ch <- b }
 type terminal struct {
 	tid, merchant, kind string
 	s                   *terminals.Signer
+}
+
+// do sends r, sealed by tm, through e's request path and returns the
+// reply published on p.
+func (tm *terminal) do(t testing.TB, e *engine.Engine, p *pub, r terminals.Request) *terminals.Reply {
+	t.Helper()
+	e.HandleMessage("scp/v1/t/"+tm.tid+"/req", tm.s.Seal(nil, r.AppendJSON(nil)))
+	select {
+	case raw := <-p.ch:
+		body, err := tm.s.Open(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := terminals.DecodeReply(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reply")
+		return nil
+	}
 }
 
 // ledger is what the terminals were told: per merchant, approved count and net fen.
@@ -69,24 +92,7 @@ func drive(t *testing.T, dir string, n int) (*engine.Engine, ledger) {
 		}
 	}
 	led := ledger{count: map[string]int64{}, net: map[string]int64{}}
-	do := func(tm *terminal, r terminals.Request) *terminals.Reply {
-		e.HandleMessage("scp/v1/t/"+tm.tid+"/req", tm.s.Seal(nil, r.AppendJSON(nil)))
-		select {
-		case raw := <-p.ch:
-			body, err := tm.s.Open(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := terminals.DecodeReply(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return rep
-		case <-time.After(5 * time.Second):
-			t.Fatal("no reply")
-			return nil
-		}
-	}
+	do := func(tm *terminal, r terminals.Request) *terminals.Reply { return tm.do(t, e, p, r) }
 	for i := 1; i <= n; i++ {
 		tm := &terms[i%2]
 		inst := terminals.Instrument{Kind: terminals.InstCounty, ID: fmt.Sprintf("C%d", 1+i%3%2)}

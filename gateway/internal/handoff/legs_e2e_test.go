@@ -56,22 +56,7 @@ func TestLegsSettleEndToEnd(t *testing.T) {
 	do := func(tm *terminal, r terminals.Request) *terminals.Reply {
 		t.Helper()
 		r.V, r.TID, r.TS = 1, tm.tid, time.Now().UnixMilli()
-		e.HandleMessage("scp/v1/t/"+tm.tid+"/req", tm.s.Seal(nil, r.AppendJSON(nil)))
-		select {
-		case raw := <-p.ch:
-			body, err := tm.s.Open(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := terminals.DecodeReply(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return rep
-		case <-time.After(5 * time.Second):
-			t.Fatal("no reply")
-			return nil
-		}
+		return tm.do(t, e, p, r)
 	}
 	code, err := market.Issue(market.IssuerKey(master, 1), 1, "county:C1", market.ClassB, time.Now(), 1)
 	if err != nil {
