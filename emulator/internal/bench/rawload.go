@@ -12,13 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"scenepay/internal/mqttwire"
 	"scenepay/terminals"
 )
 
 // Raw load client bounds.
 const (
 	// rawReadBuf is a connection's first read buffer; it grows (up to
-	// mqttPacketMax) only for a packet that does not fit.
+	// mqttwire.PacketMax) only for a packet that does not fit.
 	rawReadBuf = 8 << 10
 	// rawWriteBuf is a connection's write buffer, flushed once per tick.
 	rawWriteBuf = 16 << 10
@@ -242,8 +243,8 @@ func (rn *rawNet) dial(ctx context.Context, c *rawConn, clientID string) error {
 	for i, t := range c.terms {
 		filters[i] = t.reply
 	}
-	out := appendConnect(nil, clientID, user, pass, 0)
-	out = appendSubscribe(out, 1, filters...)
+	out := mqttwire.AppendConnect(nil, clientID, user, pass, 0)
+	out = mqttwire.AppendSubscribe(out, 1, filters...)
 	nc.SetDeadline(time.Now().Add(connectTimeout))
 	if _, err := nc.Write(out); err != nil {
 		nc.Close()
@@ -260,7 +261,7 @@ func (rn *rawNet) dial(ctx context.Context, c *rawConn, clientID string) error {
 		}
 		w += m
 		for !subacked {
-			p, k, err := parsePacket(buf[r:w])
+			p, k, err := mqttwire.Parse(buf[r:w])
 			if err == nil && k == 0 && w == len(buf) {
 				err = errors.New("handshake larger than the read buffer")
 			}
@@ -273,18 +274,18 @@ func (rn *rawNet) dial(ctx context.Context, c *rawConn, clientID string) error {
 			}
 			r += k
 			switch {
-			case p.typ == pktConnack && !connacked:
-				if p.code != 0 {
+			case p.Type == mqttwire.TypeConnack && !connacked:
+				if p.Code != 0 {
 					nc.Close()
-					return fmt.Errorf("bench: raw connect %s: CONNACK return code %d", clientID, p.code)
+					return fmt.Errorf("bench: raw connect %s: CONNACK return code %d", clientID, p.Code)
 				}
 				connacked = true
-			case p.typ == pktSuback && connacked && p.id == 1:
-				if len(p.payload) != len(filters) {
+			case p.Type == mqttwire.TypeSuback && connacked && p.ID == 1:
+				if len(p.Payload) != len(filters) {
 					nc.Close()
-					return fmt.Errorf("bench: raw subscribe %s: %d codes for %d filters", clientID, len(p.payload), len(filters))
+					return fmt.Errorf("bench: raw subscribe %s: %d codes for %d filters", clientID, len(p.Payload), len(filters))
 				}
-				for _, g := range p.payload {
+				for _, g := range p.Payload {
 					if g > 2 {
 						nc.Close()
 						return fmt.Errorf("bench: raw subscribe %s refused (0x%02x)", clientID, g)
@@ -293,7 +294,7 @@ func (rn *rawNet) dial(ctx context.Context, c *rawConn, clientID string) error {
 				subacked = true
 			default:
 				nc.Close()
-				return fmt.Errorf("bench: raw connect %s: unexpected packet type %d", clientID, p.typ)
+				return fmt.Errorf("bench: raw connect %s: unexpected packet type %d", clientID, p.Type)
 			}
 		}
 	}
@@ -352,7 +353,7 @@ func (rn *rawNet) read(c *rawConn, buf []byte, r, w int) {
 		now := time.Now().UnixNano()
 		acks = acks[:0]
 		for {
-			p, k, err := parsePacket(buf[r:w])
+			p, k, err := mqttwire.Parse(buf[r:w])
 			if err != nil {
 				rn.fail(fmt.Errorf("bench: raw read: %w", err))
 				c.nc.Close()
@@ -362,15 +363,15 @@ func (rn *rawNet) read(c *rawConn, buf []byte, r, w int) {
 				break
 			}
 			r += k
-			switch p.typ {
-			case pktPublish:
-				if t := c.termFor(p.topic); t != nil {
-					t.onPayload(p.payload, now)
+			switch p.Type {
+			case mqttwire.TypePublish:
+				if t := c.termFor(p.Topic); t != nil {
+					t.onPayload(p.Payload, now)
 				}
-				if p.qos() == 1 {
-					acks = appendPuback(acks, p.id)
+				if p.QoS() == 1 {
+					acks = mqttwire.AppendPuback(acks, p.ID)
 				}
-			case pktPuback:
+			case mqttwire.TypePuback:
 				c.unacked.Add(-1)
 			}
 		}
@@ -525,7 +526,7 @@ func (s *rawShard) emit(rn *rawNet, t *term, due time.Time, nowMs int64) {
 	if c.nextID++; c.nextID == 0 {
 		c.nextID = 1
 	}
-	s.hdr = appendPublishHeader(s.hdr[:0], t.req, id, len(s.sealed))
+	s.hdr = mqttwire.AppendPublishHeader(s.hdr[:0], t.req, id, false, len(s.sealed))
 	c.w.Write(s.hdr)
 	c.w.Write(s.sealed)
 	c.unacked.Add(1)
@@ -613,7 +614,7 @@ func (rn *rawNet) close() {
 				continue
 			}
 			c.wmu.Lock()
-			c.w.Write(disconnectPacket)
+			c.w.Write(mqttwire.AppendDisconnect(nil))
 			c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 			c.w.Flush()
 			c.wmu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"scenepay/internal/mqttwire"
 	"scenepay/terminals"
 )
 
@@ -33,29 +34,6 @@ type ScaleResult struct {
 	FirstErr  string        `json:"first_error,omitempty"`
 }
 
-// mqttString appends an MQTT UTF-8 string (2-byte length prefix).
-func mqttString(b []byte, s string) []byte {
-	return append(append(b, byte(len(s)>>8), byte(len(s))), s...)
-}
-
-// mqttPacket frames body under the fixed-header byte h.
-func mqttPacket(h byte, body []byte) []byte {
-	p := []byte{h}
-	n := len(body)
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		p = append(p, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(p, body...)
-}
-
 // rawTerminal connects like a terminal at its least: MQTT 3.1.1 CONNECT
 // (clean session, keep-alive 0 so the broker never times it out) and a QoS 1
 // SUBSCRIBE to its reply topic, over a bare net.Conn with no goroutine and
@@ -68,13 +46,13 @@ func rawTerminal(ctx context.Context, addr, tid string, topics terminals.Topics)
 	}
 	c.SetDeadline(time.Now().Add(scaleStepTimeout))
 	var connect []byte
-	connect = mqttString(connect, "MQTT")
+	connect = mqttwire.AppendString(connect, "MQTT")
 	connect = append(connect, 4, 0x02, 0, 0) // level 4, clean session, keep-alive 0
-	connect = mqttString(connect, tid)
+	connect = mqttwire.AppendString(connect, tid)
 	sub := []byte{0, 1} // packet id 1
-	sub = mqttString(sub, topics.Reply(tid))
+	sub = mqttwire.AppendString(sub, topics.Reply(tid))
 	sub = append(sub, 1)
-	if _, err := c.Write(append(mqttPacket(0x10, connect), mqttPacket(0x82, sub)...)); err != nil {
+	if _, err := c.Write(append(mqttwire.Frame(0x10, connect), mqttwire.Frame(0x82, sub)...)); err != nil {
 		c.Close()
 		return nil, err
 	}
