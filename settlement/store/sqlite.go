@@ -18,7 +18,8 @@ import (
 // One connection: SQLite has one writer anyway, and a single connection
 // makes every transaction serial without busy retries.
 type SQLite struct {
-	db *sql.DB
+	db     *sql.DB
+	chunks sqliteStmts // Ingest's multi-row INSERTs (sqlite_chunk.go)
 }
 
 var _ Store = (*SQLite)(nil)
@@ -36,6 +37,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	s := &SQLite{db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
+		return nil, err
+	}
+	if err := s.prepareChunks(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -75,7 +80,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error { return errors.Join(s.closeChunks(), s.db.Close()) }
 
 // Ingest implements Store.
 func (s *SQLite) Ingest(ctx context.Context, b *handoff.Batch) (IngestResult, error) {
@@ -120,41 +125,11 @@ func (s *SQLite) Ingest(ctx context.Context, b *handoff.Batch) (IngestResult, er
 	if b.FirstLSN > uint64(hw)+1 {
 		return res, &Error{Code: CodeGap, Reason: fmt.Sprintf("batch %s starts after high water %d + 1", b.ID, hw)}
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO txns (source, lsn, at, merchant, terminal, scene, op, inst_kind,
-		account, amount, auth, txn, orig, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+	// The rows, and the legs of those it adds, in multi-row chunks
+	// (sqlite_chunk.go).
+	res, err = s.ingestRowsSQLite(ctx, tx, b)
 	if err != nil {
-		return res, fmt.Errorf("settlement store: ingest: %w", err)
-	}
-	defer ins.Close()
-	for i := range b.Rows {
-		r := &b.Rows[i]
-		out, err := ins.ExecContext(ctx, r.Source, int64(r.LSN), r.At.UnixMicro(), r.Merchant, r.Terminal, r.Scene, r.Op,
-			r.InstKind, r.Account, r.Amount, r.Auth, int64(r.Txn), int64(r.Orig), b.ID)
-		if err != nil {
-			return IngestResult{}, fmt.Errorf("settlement store: ingest: %w", err)
-		}
-		if n, _ := out.RowsAffected(); n == 1 {
-			if err := sqliteInsertLegs(ctx, tx, r); err != nil {
-				return IngestResult{}, err
-			}
-			res.Inserted++
-			continue
-		}
-		old, err := scanSQLiteRows(tx.QueryContext(ctx, `SELECT `+sqliteCols+` FROM txns WHERE source = ? AND lsn = ?`, r.Source, int64(r.LSN)))
-		if err != nil {
-			return IngestResult{}, err
-		}
-		if len(old) != 1 || !sameRow(&old[0], r) {
-			return IngestResult{}, &Error{Code: CodeConflict, Reason: fmt.Sprintf("%s LSN %d was ingested with other content", r.Source, r.LSN)}
-		}
-		oldLegs, err := sqliteLegs(ctx, tx, r.Source, r.LSN)
-		if err != nil {
-			return IngestResult{}, err
-		}
-		if !sameLegs(oldLegs, r.Legs) {
-			return IngestResult{}, &Error{Code: CodeConflict, Reason: fmt.Sprintf("%s LSN %d was ingested with other legs", r.Source, r.LSN)}
-		}
-		res.Skipped++
+		return IngestResult{}, err
 	}
 	// e-CNY offline receipts and wallet syncs (ecny.go).
 	if err := ingestECNYSQLite(ctx, tx, b, uint64(hw)); err != nil {
