@@ -1,36 +1,38 @@
-// Package ingress owns the gateway's MQTT connections (paho.mqtt.golang):
-// it consumes every terminal's request topic through a shared subscription,
-// hands each message to the engine, and publishes the engine's replies. It
+// Package ingress owns the gateway's MQTT connections: it consumes every
+// terminal's request topic through a shared subscription, hands each
+// message to the engine, and publishes the engine's replies. It speaks MQTT
+// 3.1.1 through the project's lean client (internal/mqttclient) and
 // reconnects and resubscribes by itself after a broker restart.
+//
+// Why not paho: the gateway used paho.mqtt.golang, which starts a goroutine
+// per received message (OrderMatters(false)), allocates a token with a
+// channel per publication, and passes every packet through two more
+// goroutines and channels before the socket. In the end-to-end benchmark
+// that was most of the gateway's CPU outside the journal. Here a
+// connection's reader decodes packets from one large read and calls the
+// handler itself (the engine never blocks a handler on the journal, so the
+// reader keeps reading and PUBACKs go out promptly), and every packet sent
+// is appended to the connection's buffer and written by its flusher
+// (internal/mqttclient), many packets per system call.
+//
+// Per-terminal order does not depend on the reader: a shared subscription
+// spreads one terminal's requests over the connections anyway, and the
+// idempotency store decides resends whatever order they arrive in.
 //
 // Retained messages (the signed config documents and deny lists) are the
 // engine's to publish again after a broker restart, which loses them when
 // the broker keeps no persistence: whenever a (re)connect leaves every
 // connection up, Ingress calls the hook set with OnConnected (the engine
-// sets it in SetPublisher) to publish the current version of each. Paho
-// never resends a retained publication by itself: one in flight when a
-// connection drops is not kept for resending (retainedStore), and one
-// asked for while its connection is down fails at once. Otherwise paho
-// would resend it after the reconnect, possibly after the newer version the
-// hook published, and leave a stale version retained.
-//
-// Messages are handled concurrently (paho's OrderMatters(false)); the engine
-// never blocks a handler on the journal, so paho acknowledges QoS 1 messages
-// promptly and the broker's per-client in-flight window is not the limit.
-// Per-terminal order does not depend on it: a shared subscription spreads
-// one terminal's requests over the connections anyway, and the idempotency
-// store decides resends whatever order they arrive in. Handling
-// in paho's router goroutine instead (OrderMatters(true)) was measured with
-// the end-to-end benchmark and was no cheaper: 91 against 86 µs of gateway
-// CPU per transaction at 6,591/s, highest passing rate 7,580 against
-// 8,568/s.
-//
-// The connections are buffered (bufConn, bufconn.go): paho's packet reads
-// come from a read buffer and its packet writes are coalesced, about half
-// the system calls per transaction, the same bytes in the same order.
+// sets it in SetPublisher) to publish the current version of each. Nothing
+// is resent by the connection itself: sessions are clean, and a publication
+// whose PUBACK had not come when its connection dropped is forgotten (a
+// reply is sent again when the terminal retries and gets the stored reply;
+// a retained document is published again by the hook, never a stale
+// version after a newer one).
 package ingress
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,21 +42,30 @@ import (
 	"sync/atomic"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"scenepay/internal/mqttclient"
 	"scenepay/terminals"
 )
 
+// statusSuffix ends a terminal's status topic (terminals.Topics.Status):
+// the one plain subscription, on the first connection.
+const statusSuffix = "/status"
+
+// retainedAckTimeout bounds PublishRetained's wait for the PUBACK.
+const retainedAckTimeout = 10 * time.Second
+
 // Config of the ingress.
 type Config struct {
-	BrokerURL string // tcp://host:port
-	ClientID  string // base client id; connection i gets "-i" appended
-	Username  string
-	Password  string
-	Conns     int // MQTT connections in the shared group
-	Topics    terminals.Topics
+	BrokerURL string // tcp://host:port, or ssl://host:port for TLS
+	// TLS configures ssl:// and the other TLS schemes; nil: the system
+	// roots and the URL's host name.
+	TLS      *tls.Config
+	ClientID string // base client id; connection i gets "-i" appended
+	Username string
+	Password string
+	Conns    int // MQTT connections in the shared group
+	Topics   terminals.Topics
 	// ConnectTimeout bounds the first connection attempt.
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
@@ -66,18 +77,19 @@ type Config struct {
 	StatusHandler Handler
 }
 
-// Handler consumes one request message.
+// Handler consumes one message. It owns topic and payload.
 type Handler func(topic string, payload []byte)
 
 // Ingress is a set of MQTT connections.
 type Ingress struct {
 	cfg        Config
-	clients    []paho.Client
+	conns      []*mqttclient.Conn
 	log        *slog.Logger
 	reconnects prometheus.Counter
 	connected  prometheus.Gauge
 	pubErrors  prometheus.Counter
 	up         atomic.Int32
+	sessions   atomic.Int64 // sessions started, to tell reconnects from first connects
 
 	hook    atomic.Pointer[func()] // OnConnected
 	kick    chan struct{}          // a (re)connect left every connection up
@@ -85,9 +97,10 @@ type Ingress struct {
 	closing sync.Once
 }
 
-// Start connects cfg.Conns clients and subscribes each to the shared request
-// filter. It fails if the first connection cannot be made within
-// ConnectTimeout; later losses are retried forever with backoff.
+// Start connects cfg.Conns connections and subscribes each to the shared
+// request filter (the first also to the status filter). It fails if the
+// connections are not up and subscribed within ConnectTimeout; later losses
+// are retried forever with backoff.
 func Start(cfg Config, h Handler) (*Ingress, error) {
 	if cfg.Conns <= 0 {
 		cfg.Conns = 1
@@ -116,84 +129,70 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(in.reconnects, in.connected, in.pubErrors)
 	}
-	filter := cfg.Topics.SharedRequestFilter()
+	// Status messages come on the first connection's plain (not shared)
+	// subscription: every gateway instance keeps the whole fleet's status
+	// for its operators.
+	route := h
+	if sh := cfg.StatusHandler; sh != nil {
+		route = func(topic string, payload []byte) {
+			if strings.HasSuffix(topic, statusSuffix) {
+				sh(topic, payload)
+				return
+			}
+			h(topic, payload)
+		}
+	}
 	for i := 0; i < cfg.Conns; i++ {
-		first := true
-		o := paho.NewClientOptions()
-		o.AddBroker(cfg.BrokerURL)
-		o.SetClientID(cfg.ClientID + "-" + strconv.Itoa(i))
-		o.SetUsername(cfg.Username)
-		o.SetPassword(cfg.Password)
-		// Clean session: a persistent session of a stopped or killed gateway
-		// would stay in the shared group and keep receiving its share of
-		// requests while nobody reads them. Requests sent while no gateway is
-		// connected are retried by the terminals (safety is end to end).
-		o.SetCleanSession(true)
-		o.SetOrderMatters(false)
-		o.SetAutoReconnect(true)
-		o.SetConnectRetry(true)
-		o.SetConnectRetryInterval(time.Second)
-		o.SetMaxReconnectInterval(5 * time.Second)
-		o.SetKeepAlive(20 * time.Second)
-		o.SetPingTimeout(5 * time.Second)
-		o.SetWriteTimeout(5 * time.Second)
-		o.SetStore(retainedStore{paho.NewMemoryStore()})
-		if bufferedScheme(cfg.BrokerURL) {
-			// Buffered reads and coalesced writes (bufConn): far fewer
-			// system calls per message, the same bytes in the same order.
-			o.SetCustomOpenConnectionFn(openBuffered)
+		filters := []string{cfg.Topics.SharedRequestFilter()}
+		if i == 0 && cfg.StatusHandler != nil {
+			filters = append(filters, cfg.Topics.StatusFilter())
 		}
-		o.SetConnectionLostHandler(func(_ paho.Client, err error) {
-			in.connected.Dec()
-			in.up.Add(-1)
-			in.log.Warn("MQTT connection lost; reconnecting", "conn", i, "err", err)
+		c, err := mqttclient.Start(mqttclient.Config{
+			BrokerURL: cfg.BrokerURL, TLS: cfg.TLS, ClientID: cfg.ClientID + "-" + strconv.Itoa(i),
+			Username: cfg.Username, Password: cfg.Password, Filters: filters,
+			ConnectTimeout: cfg.ConnectTimeout, Logger: in.log.With("conn", i), Handler: route,
+			OnUp: func() { in.sessionUp(i) }, OnDown: in.sessionDown,
 		})
-		o.SetOnConnectHandler(func(c paho.Client) {
-			in.connected.Inc()
-			all := in.up.Add(1) >= int32(cfg.Conns)
-			if !first {
-				in.reconnects.Inc()
-				in.log.Info("MQTT reconnected", "conn", i)
-			}
-			first = false
-			// Subscribe on every connect: a broker that lost our session
-			// (restart without persistence) must get the subscription again.
-			tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
-				h(m.Topic(), m.Payload())
-			})
-			if i == 0 && cfg.StatusHandler != nil {
-				sf := cfg.Topics.StatusFilter()
-				st := c.Subscribe(sf, 1, func(_ paho.Client, m paho.Message) { cfg.StatusHandler(m.Topic(), m.Payload()) })
-				go func() {
-					if st.WaitTimeout(10*time.Second) && st.Error() != nil {
-						in.log.Error("subscribe failed", "filter", sf, "err", st.Error())
-					}
-				}()
-			}
-			go func() {
-				if tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
-					in.log.Error("subscribe failed", "filter", filter, "err", tok.Error())
-				}
-			}()
-			if all {
-				in.connectedAll()
-			}
-		})
-		c := paho.NewClient(o)
-		tok := c.Connect()
-		if !tok.WaitTimeout(cfg.ConnectTimeout) {
+		if err != nil {
 			in.Close()
-			c.Disconnect(0)
-			return nil, fmt.Errorf("ingress: no MQTT connection to %s within %s (is the broker running?)", cfg.BrokerURL, cfg.ConnectTimeout)
+			return nil, fmt.Errorf("ingress: %w", err)
 		}
-		if err := tok.Error(); err != nil {
+		in.conns = append(in.conns, c)
+	}
+	deadline := time.NewTimer(cfg.ConnectTimeout)
+	defer deadline.Stop()
+	for _, c := range in.conns {
+		select {
+		case <-c.Ready():
+		case <-deadline.C:
 			in.Close()
-			return nil, fmt.Errorf("ingress: connect %s: %w", cfg.BrokerURL, err)
+			msg := fmt.Sprintf("ingress: no MQTT connection to %s within %s (is the broker running?)", cfg.BrokerURL, cfg.ConnectTimeout)
+			if err := c.Err(); err != nil {
+				return nil, fmt.Errorf("%s: %w", msg, err)
+			}
+			return nil, errors.New(msg)
 		}
-		in.clients = append(in.clients, c)
 	}
 	go in.republishLoop()
 	return in, nil
+}
+
+// sessionUp counts a connection that came up.
+func (in *Ingress) sessionUp(i int) {
+	in.connected.Inc()
+	if in.sessions.Add(1) > int64(in.cfg.Conns) {
+		in.reconnects.Inc()
+		in.log.Info("MQTT reconnected", "conn", i)
+	}
+	if in.up.Add(1) >= int32(in.cfg.Conns) {
+		in.connectedAll()
+	}
+}
+
+// sessionDown counts a connection that went down.
+func (in *Ingress) sessionDown() {
+	in.connected.Dec()
+	in.up.Add(-1)
 }
 
 // OnConnected sets f to be called after every reconnect that leaves all
@@ -226,38 +225,20 @@ func (in *Ingress) republishLoop() {
 	}
 }
 
-// retainedStore is paho's outbound store without retained publications:
-// paho resends what its store holds after a reconnect, and a stale retained
-// version resent after the current one would stay retained. The OnConnected
-// hook publishes the current versions instead. A retained publication lost
-// that way keeps its message id until the client closes (paho frees ids
-// only through the store); there is at most one per topic and loss.
-type retainedStore struct{ paho.Store }
-
-func (s retainedStore) Put(key string, m packets.ControlPacket) {
-	if p, ok := m.(*packets.PublishPacket); ok && p.Retain && strings.HasPrefix(key, "o.") {
-		return
-	}
-	s.Store.Put(key, m)
-}
-
-// Publish sends a reply at QoS 1 on one of the connections, without waiting
-// for the broker's acknowledgement.
+// Publish sends a reply at QoS 1 on one of the connections, without
+// waiting for the broker's acknowledgement. It never waits for the
+// network: a reply that cannot be buffered (connection down, buffer full)
+// is counted as a publish error; the terminal retries and gets the stored
+// reply.
 func (in *Ingress) Publish(topic string, payload []byte) {
-	n := len(in.clients)
+	n := len(in.conns)
 	if n == 0 {
 		return
 	}
 	// One connection per topic: messages to one terminal (a reply and the
 	// notice that follows it) leave in the order they were published.
-	c := in.clients[topicConn(topic, n)]
-	tok := c.Publish(topic, 1, false, payload)
-	select {
-	case <-tok.Done():
-		if tok.Error() != nil {
-			in.pubErrors.Inc()
-		}
-	default:
+	if err := in.conns[topicConn(topic, n)].Publish(topic, payload, false, nil); err != nil {
+		in.pubErrors.Inc()
 	}
 }
 
@@ -265,23 +246,28 @@ func (in *Ingress) Publish(topic string, payload []byte) {
 // and waits for the broker's acknowledgement, so the caller knows whether
 // the broker holds it for terminals that connect later.
 func (in *Ingress) PublishRetained(topic string, payload []byte) error {
-	n := len(in.clients)
+	n := len(in.conns)
 	if n == 0 {
 		return errors.New("ingress: no MQTT connection")
 	}
-	c := in.clients[topicConn(topic, n)]
-	if !c.IsConnectionOpen() {
-		// Not queued for the reconnect (retainedStore): the OnConnected
-		// hook publishes the current version once every connection is up.
+	ack := make(chan error, 1)
+	err := in.conns[topicConn(topic, n)].Publish(topic, payload, true, ack)
+	if errors.Is(err, mqttclient.ErrNotConnected) {
+		// Not queued for the reconnect: the OnConnected hook publishes the
+		// current version once every connection is up.
 		in.pubErrors.Inc()
 		return fmt.Errorf("ingress: retained publish to %s: not connected; published again on reconnect", topic)
 	}
-	tok := c.Publish(topic, 1, true, payload)
-	if !tok.WaitTimeout(10 * time.Second) {
-		in.pubErrors.Inc()
-		return fmt.Errorf("ingress: retained publish to %s: no acknowledgement within 10s", topic)
+	if err == nil {
+		t := time.NewTimer(retainedAckTimeout)
+		defer t.Stop()
+		select {
+		case err = <-ack:
+		case <-t.C:
+			err = fmt.Errorf("no acknowledgement within %s", retainedAckTimeout)
+		}
 	}
-	if err := tok.Error(); err != nil {
+	if err != nil {
 		in.pubErrors.Inc()
 		return fmt.Errorf("ingress: retained publish to %s: %w", topic, err)
 	}
@@ -296,12 +282,16 @@ func (in *Ingress) Connected() error {
 	return errors.New("no MQTT connection")
 }
 
-// Close disconnects every client, letting queued publications go out.
+// Close disconnects every connection, letting buffered publications go
+// out first, and waits for the connections' goroutines.
 func (in *Ingress) Close() {
 	in.closing.Do(func() { close(in.done) })
-	for _, c := range in.clients {
-		c.Disconnect(500)
+	var wg sync.WaitGroup
+	for _, c := range in.conns {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Close() }()
 	}
+	wg.Wait()
 }
 
 // topicConn picks the connection for topic: FNV-1a of the topic, so every

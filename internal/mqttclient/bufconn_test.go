@@ -1,4 +1,4 @@
-package ingress
+package mqttclient
 
 import (
 	"bytes"
@@ -10,12 +10,12 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
+	"scenepay/internal/mqttwire"
 )
 
 // fakeConn records every Write (one per system call of a real connection)
@@ -85,24 +85,35 @@ func (f *fakeConn) snapshot() (writes [][]byte, closed bool, deadlines int) {
 
 func joined(ws [][]byte) []byte { return bytes.Join(ws, nil) }
 
-// Writes below the size bound stay buffered (no flusher here); the write that passes the bound sends everything
-// in one write, in order.
-func TestBufConnFlushBySize(t *testing.T) {
+// Writes never send by themselves without a flusher, and never block:
+// past the bound a Write is refused whole (errBufFull) and the connection
+// stays usable; Flush sends everything in one write, in order, with a
+// write deadline.
+func TestBufConnBoundsUnsentBytes(t *testing.T) {
 	f := newFakeConn(nil)
 	b := newBufConn(f, 100, time.Second, false)
 	defer b.Close()
 	if n, err := b.Write(bytes.Repeat([]byte("a"), 60)); n != 60 || err != nil {
 		t.Fatal(n, err)
 	}
-	if ws, _, _ := f.snapshot(); len(ws) != 0 {
-		t.Fatalf("60 of 100 bytes flushed already: %d writes", len(ws))
+	if n, err := b.Write(bytes.Repeat([]byte("b"), 60)); n != 0 || !errors.Is(err, errBufFull) {
+		t.Fatalf("write past the bound: n=%d err=%v", n, err)
 	}
-	if n, err := b.Write(bytes.Repeat([]byte("b"), 60)); n != 60 || err != nil {
-		t.Fatal(n, err)
+	if err := b.write2([]byte("hh"), bytes.Repeat([]byte("c"), 39)); !errors.Is(err, errBufFull) {
+		t.Fatalf("header and payload past the bound: %v", err)
+	}
+	if err := b.write2([]byte("hh"), bytes.Repeat([]byte("c"), 38)); err != nil {
+		t.Fatal(err)
+	}
+	if ws, _, _ := f.snapshot(); len(ws) != 0 {
+		t.Fatalf("bytes left without a flusher or Flush: %d writes", len(ws))
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	ws, _, dl := f.snapshot()
-	if len(ws) != 1 || string(ws[0]) != string(bytes.Repeat([]byte("a"), 60))+string(bytes.Repeat([]byte("b"), 60)) {
-		t.Fatalf("want one write of 120 bytes in order, got %q", ws)
+	if len(ws) != 1 || string(ws[0]) != strings.Repeat("a", 60)+"hh"+strings.Repeat("c", 38) {
+		t.Fatalf("want one write of 100 bytes in order, got %q", ws)
 	}
 	if dl == 0 {
 		t.Fatal("the flush set no write deadline on the connection")
@@ -147,12 +158,13 @@ func TestBufConnFlusherSends(t *testing.T) {
 	}
 }
 
-// Concurrent writers (paho's writer, the flusher and size flushes) never
+// Concurrent writers (the reader's PUBACKs, replies from the committer)
+// and the flusher never
 // reorder or lose a writer's bytes: each packet arrives whole and in its
 // writer's order.
 func TestBufConnKeepsOrder(t *testing.T) {
 	f := newFakeConn(nil)
-	b := newBufConn(f, 256, time.Second, true)
+	b := newBufConn(f, 1<<20, time.Second, true)
 	const writers, per = 4, 2000
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -212,7 +224,7 @@ func TestBufConnWriteErrorClosesAndSticks(t *testing.T) {
 		t.Fatalf("Flush: %v, want %v", err, boom)
 	}
 	if _, closed, _ := f.snapshot(); !closed {
-		t.Fatal("a failed flush left the connection open (paho would not see the loss)")
+		t.Fatal("a failed flush left the connection open (the reader would not see the loss)")
 	}
 	if _, err := b.Write([]byte("more")); !errors.Is(err, boom) {
 		t.Fatalf("Write after a failed flush: %v, want %v", err, boom)
@@ -228,13 +240,12 @@ func TestBufConnWriteErrorClosesAndSticks(t *testing.T) {
 	}
 }
 
-// Close sends what is buffered (paho's DISCONNECT) before closing; a
+// Close sends what is buffered (the DISCONNECT) before closing; a
 // Write after Close fails.
 func TestBufConnCloseFlushes(t *testing.T) {
 	f := newFakeConn(nil)
 	b := newBufConn(f, 1<<20, time.Second, false)
-	disc := packets.NewControlPacket(packets.Disconnect)
-	if err := disc.Write(b); err != nil {
+	if _, err := b.Write(mqttwire.AppendDisconnect(nil)); err != nil {
 		t.Fatal(err)
 	}
 	if ws, _, _ := f.snapshot(); len(ws) != 0 {
@@ -255,32 +266,29 @@ func TestBufConnCloseFlushes(t *testing.T) {
 	}
 }
 
-// Paho's packet reader on a bufConn reads many packets per read of the
-// connection, each packet the same as unbuffered.
+// The connection's packet reader on a bufConn reads many packets per read
+// of the connection, each packet whole and in order.
 func TestBufConnReadsPacketsInBulk(t *testing.T) {
 	var stream bytes.Buffer
 	const n = 200
 	for i := range n {
-		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
-		p.TopicName, p.Qos, p.MessageID, p.Payload = "scp/v1/t/K1/req", 1, uint16(i+1), []byte(fmt.Sprintf(`{"n":%d}`, i))
-		if err := p.Write(&stream); err != nil {
-			t.Fatal(err)
-		}
+		payload := fmt.Sprintf(`{"n":%d}`, i)
+		stream.Write(append(mqttwire.AppendPublishHeader(nil, "scp/v1/t/K1/req", uint16(i+1), false, len(payload)), payload...))
 	}
 	f := newFakeConn(stream.Bytes())
 	b := newBufConn(f, 1<<20, time.Second, false)
 	defer b.Close()
+	rd := &reader{buf: make([]byte, readBufBytes)}
 	for i := range n {
-		cp, err := packets.ReadPacket(b)
+		p, err := rd.next(b)
 		if err != nil {
 			t.Fatal(i, err)
 		}
-		p := cp.(*packets.PublishPacket)
-		if p.MessageID != uint16(i+1) || string(p.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
-			t.Fatalf("packet %d: id %d payload %q", i, p.MessageID, p.Payload)
+		if p.ID != uint16(i+1) || string(p.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("packet %d: id %d payload %q", i, p.ID, p.Payload)
 		}
 	}
-	if _, err := packets.ReadPacket(b); !errors.Is(err, io.EOF) {
+	if _, err := rd.next(b); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last packet: %v", err)
 	}
 	f.mu.Lock()
@@ -291,9 +299,9 @@ func TestBufConnReadsPacketsInBulk(t *testing.T) {
 	}
 }
 
-// openBuffered dials the schemes paho dials without a proxy and wraps the
-// connection; a TCP connection carries bytes both ways through it.
-func TestOpenBufferedTCP(t *testing.T) {
+// dialBroker dials the plain schemes and wraps the connection; a TCP
+// connection carries bytes both ways through it.
+func TestDialBrokerTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -308,14 +316,11 @@ func TestOpenBufferedTCP(t *testing.T) {
 		io.Copy(c, c) // echo
 	}()
 	u, _ := url.Parse("tcp://" + ln.Addr().String())
-	c, err := openBuffered(u, *paho.NewClientOptions())
+	c, err := dialBroker(u, nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, ok := c.(*bufConn); !ok {
-		t.Fatalf("connection %T is not buffered", c)
-	}
 	if _, err := c.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
 	}
@@ -325,20 +330,20 @@ func TestOpenBufferedTCP(t *testing.T) {
 		t.Fatalf("echo %q %v (the flusher should have sent the write)", got, err)
 	}
 	for _, s := range []string{"tcp://h:1", "mqtt://h:1", "ssl://h:1", "tls://h:1", "mqtts://h:1", "unix:///tmp/s"} {
-		if !bufferedScheme(s) {
-			t.Errorf("%s not buffered", s)
+		if _, err := ParseURL(s); err != nil {
+			t.Errorf("%s: %v", s, err)
 		}
 	}
 	for _, s := range []string{"ws://h:1/mqtt", "wss://h:1/mqtt", "::bad"} {
-		if bufferedScheme(s) {
-			t.Errorf("%s buffered; paho's own connection expected", s)
+		if _, err := ParseURL(s); err == nil {
+			t.Errorf("%s accepted", s)
 		}
 	}
 }
 
-// A TLS broker URL gets the TLS connection (with the options' TLS
-// configuration) wrapped in a bufConn: bytes go both ways encrypted.
-func TestOpenBufferedTLS(t *testing.T) {
+// A TLS broker URL gets the TLS connection (with the given configuration)
+// wrapped in a bufConn: bytes go both ways encrypted.
+func TestDialBrokerTLS(t *testing.T) {
 	srv := httptest.NewUnstartedServer(nil)
 	srv.StartTLS()
 	defer srv.Close()
@@ -357,16 +362,14 @@ func TestOpenBufferedTLS(t *testing.T) {
 	}()
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
-	o := paho.NewClientOptions()
-	o.SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "example.com"})
 	u, _ := url.Parse("ssl://" + ln.Addr().String())
-	c, err := openBuffered(u, *o)
+	c, err := dialBroker(u, &tls.Config{RootCAs: roots, ServerName: "example.com"}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, ok := c.(*bufConn).Conn.(*tls.Conn); !ok {
-		t.Fatalf("ssl:// connection %T is not TLS", c.(*bufConn).Conn)
+	if _, ok := c.Conn.(*tls.Conn); !ok {
+		t.Fatalf("ssl:// connection %T is not TLS", c.Conn)
 	}
 	if _, err := c.Write([]byte("secret")); err != nil {
 		t.Fatal(err)
@@ -375,5 +378,11 @@ func TestOpenBufferedTLS(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != "secret" {
 		t.Fatalf("echo %q %v", got, err)
+	}
+	// Without a configuration the system roots are used: this server's
+	// certificate is not among them.
+	if c, err := dialBroker(u, nil, 5*time.Second); err == nil {
+		c.Close()
+		t.Fatal("an unknown certificate was accepted with the default configuration")
 	}
 }

@@ -1,4 +1,4 @@
-package ingress
+package mqttclient
 
 import (
 	"bufio"
@@ -11,29 +11,30 @@ import (
 	"sync"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/net/proxy"
 )
 
-// Write coalescing of the MQTT connections. Paho writes every packet
-// (each reply PUBLISH, each PUBACK) with its own write system call and
-// reads each packet's fixed header byte, remaining length and body with
-// separate unbuffered reads; under load that is most of the ingress's
-// system calls. bufConn buffers both directions without changing what goes
-// on the wire or its order.
+// Write coalescing of the MQTT connections: every packet the gateway sends
+// (each reply PUBLISH, each PUBACK) is appended to the connection's buffer
+// and the connection's flusher writes what has gathered with one system
+// call; reads fill a large buffer with one system call for many packets.
 const (
 	// bufReadBytes is the read buffer: many small packets per read.
 	bufReadBytes = 32 << 10
-	// bufFlushBytes: a Write that leaves at least this much buffered
-	// flushes at once (and waits for it: back-pressure on paho's writer).
-	bufFlushBytes = 16 << 10
-	// bufWriteTimeout bounds one flush (the deadline paho sets on the
-	// connection applies to its Write, which only buffers).
+	// bufMaxBytes bounds what one connection holds unsent: past it a
+	// Write is refused (errBufFull) instead of blocking its caller, which
+	// may be the journal's committer publishing replies. A refused reply
+	// is a lost publication: the terminal retries and gets the stored one.
+	bufMaxBytes = 8 << 20
+	// bufWriteTimeout bounds one flush.
 	bufWriteTimeout = 5 * time.Second
 )
 
+// errBufFull is returned by Write when bufMaxBytes are already unsent.
+var errBufFull = errors.New("mqtt: connection write buffer full")
+
 // errBufConnClosed is returned by Write and Flush after Close.
-var errBufConnClosed = errors.New("ingress: connection closed")
+var errBufConnClosed = errors.New("mqtt: connection closed")
 
 // bufConn is a net.Conn with a read buffer and coalesced writes: Write
 // appends to a buffer and wakes the connection's flusher goroutine, which
@@ -42,16 +43,17 @@ var errBufConnClosed = errors.New("ingress: connection closed")
 // leaves at once (no timer: Go's timers below a millisecond fire after
 // about one when the process is idle, which would add a millisecond to
 // every reply), and under load the writes coalesce by themselves. A Write
-// that leaves flushBytes or more buffered flushes itself, and Flush and
-// Close flush too. Bytes leave in the order they were written. A failed flush closes the connection (paho's reader then sees
-// the loss and reconnects) and its error is returned by the next Write
-// or Flush. Read deadlines pass through; write deadlines are the
-// connection's own (writeTimeout per flush).
+// never waits for the network: past maxBytes unsent it is refused
+// (errBufFull). Flush and Close write what is buffered. Bytes leave in the
+// order they were written. A failed flush closes the connection (the
+// reader then sees the loss and reconnects) and its error is returned by
+// the next Write or Flush. Read deadlines pass through; write deadlines
+// are the connection's own (writeTimeout per flush).
 type bufConn struct {
 	net.Conn
 	r *bufio.Reader
 
-	flushBytes   int
+	maxBytes     int
 	writeTimeout time.Duration
 	kick         chan struct{} // wakes the flusher; nil: no flusher
 	done         chan struct{} // closed by Close: the flusher returns
@@ -65,10 +67,10 @@ type bufConn struct {
 	closeOnce sync.Once
 }
 
-// newBufConn wraps c. Without a flusher (flusher false) bytes leave only
-// by size, Flush and Close.
-func newBufConn(c net.Conn, flushBytes int, writeTimeout time.Duration, flusher bool) *bufConn {
-	b := &bufConn{Conn: c, r: bufio.NewReaderSize(c, bufReadBytes), flushBytes: flushBytes,
+// newBufConn wraps c, holding at most maxBytes unsent. Without a flusher
+// (flusher false) bytes leave only by Flush and Close.
+func newBufConn(c net.Conn, maxBytes int, writeTimeout time.Duration, flusher bool) *bufConn {
+	b := &bufConn{Conn: c, r: bufio.NewReaderSize(c, bufReadBytes), maxBytes: maxBytes,
 		writeTimeout: writeTimeout, done: make(chan struct{})}
 	if flusher {
 		b.kick = make(chan struct{}, 1)
@@ -97,28 +99,37 @@ func (b *bufConn) flusher() {
 // Read reads from the buffer, refilling it with one read of the connection.
 func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-// Write buffers p. It returns the error of an earlier failed flush, if any.
+// Write buffers p. It returns the error of an earlier failed flush, if any,
+// and errBufFull (p not taken) when maxBytes would be exceeded.
 func (b *bufConn) Write(p []byte) (int, error) {
+	if err := b.write2(p, nil); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// write2 buffers a then c as one unit (a packet's header and payload):
+// both or neither.
+func (b *bufConn) write2(a, c []byte) error {
 	b.mu.Lock()
 	if b.err != nil {
 		err := b.err
 		b.mu.Unlock()
-		return 0, err
+		return err
 	}
-	b.buf = append(b.buf, p...)
-	full := len(b.buf) >= b.flushBytes
+	if len(b.buf)+len(a)+len(c) > b.maxBytes {
+		b.mu.Unlock()
+		return errBufFull
+	}
+	b.buf = append(append(b.buf, a...), c...)
 	b.mu.Unlock()
-	if full {
-		if err := b.Flush(); err != nil {
-			return 0, err
-		}
-	} else if b.kick != nil {
+	if b.kick != nil {
 		select {
 		case b.kick <- struct{}{}:
 		default: // the flusher is awake already and takes these bytes too
 		}
 	}
-	return len(p), nil
+	return nil
 }
 
 // Flush writes what is buffered. It returns the first flush error.
@@ -149,12 +160,12 @@ func (b *bufConn) Flush() error {
 	err = b.err
 	b.mu.Unlock()
 	if err != nil {
-		b.Conn.Close() // paho's reader sees the loss and reconnects
+		b.Conn.Close() // the reader sees the loss and reconnects
 	}
 	return err
 }
 
-// Close flushes what is buffered (paho's DISCONNECT among it) and closes
+// Close flushes what is buffered (a DISCONNECT among it) and closes
 // the connection.
 func (b *bufConn) Close() error {
 	ferr := b.Flush()
@@ -178,15 +189,13 @@ func (b *bufConn) SetDeadline(t time.Time) error { return b.Conn.SetReadDeadline
 // deadline of its own.
 func (b *bufConn) SetWriteDeadline(time.Time) error { return nil }
 
-// openBuffered is paho's connection function for tcp, mqtt, unix and the
-// TLS schemes: it dials as paho v1.5.1 does (openConnection in its
-// netconn.go, the proxy from the environment included) and wraps the
-// connection, the TLS connection for TLS, in a bufConn.
-func openBuffered(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
-	d := o.Dialer
-	if d == nil {
-		d = &net.Dialer{Timeout: 30 * time.Second}
-	}
+// dialBroker connects to the broker URL's host: tcp, mqtt and unix
+// schemes in the clear, ssl, tls, mqtts, mqtt+ssl and tcps with TLS
+// (tlsConf, or the system roots and the URL's host name when nil), through
+// the proxy from the environment as paho does, and wraps the connection in
+// a bufConn with its flusher.
+func dialBroker(u *url.URL, tlsConf *tls.Config, timeout time.Duration) (*bufConn, error) {
+	d := &net.Dialer{Timeout: timeout}
 	var (
 		c   net.Conn
 		err error
@@ -201,39 +210,43 @@ func openBuffered(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		}
 		c, err = d.Dial("unix", addr)
 	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
+		if tlsConf == nil {
+			tlsConf = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		}
 		if os.Getenv("all_proxy") == "" {
-			c, err = tls.DialWithDialer(d, "tcp", u.Host, o.TLSConfig)
+			c, err = tls.DialWithDialer(d, "tcp", u.Host, tlsConf)
 			break
 		}
 		var raw net.Conn
 		if raw, err = proxy.FromEnvironment().Dial("tcp", u.Host); err != nil {
 			return nil, err
 		}
-		tc := tls.Client(raw, o.TLSConfig)
+		tc := tls.Client(raw, tlsConf)
+		tc.SetDeadline(time.Now().Add(timeout))
 		if err = tc.Handshake(); err != nil {
 			raw.Close()
 			return nil, err
 		}
+		tc.SetDeadline(time.Time{})
 		c = tc
 	default:
-		return nil, errors.New("ingress: unsupported broker scheme " + u.Scheme)
+		return nil, errors.New("mqtt: unsupported broker scheme " + u.Scheme + " (tcp, mqtt, unix, ssl, tls, mqtts, mqtt+ssl, tcps)")
 	}
 	if err != nil {
 		return nil, err
 	}
-	return newBufConn(c, bufFlushBytes, bufWriteTimeout, true), nil
+	return newBufConn(c, bufMaxBytes, bufWriteTimeout, true), nil
 }
 
-// bufferedScheme reports whether openBuffered handles the broker URL's
-// scheme; other schemes (websockets) keep paho's own connection.
-func bufferedScheme(brokerURL string) bool {
-	u, err := url.Parse(brokerURL)
+// ParseURL parses and checks a broker URL.
+func ParseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
 	if err != nil {
-		return false
+		return nil, err
 	}
 	switch u.Scheme {
 	case "mqtt", "tcp", "unix", "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
-		return true
+		return u, nil
 	}
-	return false
+	return nil, errors.New("mqtt: unsupported broker scheme " + u.Scheme + " (tcp, mqtt, unix, ssl, tls, mqtts, mqtt+ssl, tcps)")
 }
