@@ -5,20 +5,22 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
+	"scenepay/internal/mqttclient"
 	"scenepay/terminals"
 )
 
 // Echo is the bare responder of the reference arm: it takes requests from
 // the gateway's shared subscription and publishes each payload unchanged on
 // the terminal's reply topic at QoS 1. It does no parsing, no MAC check, no
-// ledger and no journal, so its rate is what the broker and the MQTT client
-// library allow on this machine.
+// ledger and no journal. It uses the gateway's own MQTT client
+// (internal/mqttclient, the same connections, buffering and reader), so
+// the two arms differ only by what the gateway does with a message: the
+// ratio is the cost of the gateway's work, not of a different client.
 type Echo struct {
-	clients []mqtt.Client
-	echoed  atomic.Int64
+	conns  []*mqttclient.Conn
+	echoed atomic.Int64
 }
 
 // StartEcho connects conns clients as the gateway user (the ACL lets only
@@ -28,24 +30,33 @@ func StartEcho(ctx context.Context, url, user, password string, topics terminals
 	e := &Echo{}
 	filter := topics.SharedRequestFilter()
 	for i := range conns {
-		o := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("scenepay-echo-%d", i)).
-			SetUsername(user).SetPassword(password).SetCleanSession(true).
-			SetAutoReconnect(false).SetConnectTimeout(connectTimeout)
-		c := mqtt.NewClient(o)
-		if err := wait(ctx, c.Connect()); err != nil {
-			e.Close()
-			return nil, fmt.Errorf("bench: echo connect: %w", err)
-		}
-		e.clients = append(e.clients, c)
-		err := wait(ctx, c.Subscribe(filter, 1, func(c mqtt.Client, m mqtt.Message) {
-			// Topic {root}/t/{tid}/req -> {root}/t/{tid}/resp.
-			topic := strings.TrimSuffix(m.Topic(), "req") + "resp"
-			c.Publish(topic, 1, false, m.Payload())
-			e.echoed.Add(1)
-		}))
+		// The handler can run as soon as Start returns: it finds its
+		// connection through self.
+		var self atomic.Pointer[mqttclient.Conn]
+		c, err := mqttclient.Start(mqttclient.Config{
+			BrokerURL: url, ClientID: fmt.Sprintf("scenepay-echo-%d", i), Username: user, Password: password,
+			Filters: []string{filter}, ConnectTimeout: connectTimeout,
+			Handler: func(topic string, payload []byte) {
+				// Topic {root}/t/{tid}/req -> {root}/t/{tid}/resp.
+				if c := self.Load(); c != nil && c.Publish(strings.TrimSuffix(topic, "req")+"resp", payload, false, nil) == nil {
+					e.echoed.Add(1)
+				}
+			},
+		})
 		if err != nil {
 			e.Close()
-			return nil, fmt.Errorf("bench: echo subscribe %s: %w", filter, err)
+			return nil, fmt.Errorf("bench: echo: %w", err)
+		}
+		self.Store(c)
+		e.conns = append(e.conns, c)
+		select {
+		case <-c.Ready():
+		case <-ctx.Done():
+			e.Close()
+			return nil, ctx.Err()
+		case <-time.After(connectTimeout):
+			e.Close()
+			return nil, fmt.Errorf("bench: echo connect and subscribe %s: %v", filter, c.Err())
 		}
 	}
 	return e, nil
@@ -56,7 +67,7 @@ func (e *Echo) Echoed() int64 { return e.echoed.Load() }
 
 // Close disconnects the responder; its clean sessions end its subscription.
 func (e *Echo) Close() {
-	for _, c := range e.clients {
-		c.Disconnect(50)
+	for _, c := range e.conns {
+		c.Close()
 	}
 }
