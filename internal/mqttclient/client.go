@@ -339,9 +339,19 @@ func (c *Conn) down(bc *bufConn) {
 	}
 }
 
-// readLoop reads and handles packets until the connection fails.
+// readLoop reads and handles packets until the connection fails. The
+// PUBACKs of the packets one read brought are sent together, when no
+// complete packet is left to handle: one buffer append and one wake-up of
+// the flusher per read, not per message.
 func (c *Conn) readLoop(bc *bufConn, rd *reader) error {
+	var acks []byte
 	for {
+		if len(acks) > 0 && !rd.ready() {
+			if err := bc.write2(acks, nil); err != nil {
+				return err
+			}
+			acks = acks[:0]
+		}
 		p, err := rd.next(bc)
 		if err != nil {
 			return err
@@ -349,8 +359,13 @@ func (c *Conn) readLoop(bc *bufConn, rd *reader) error {
 		c.recv.Store(time.Now().UnixNano())
 		switch p.Type {
 		case mqttwire.TypePublish:
-			if err := c.deliver(bc, &p); err != nil {
-				return err
+			if p.QoS() > 1 {
+				return errors.New("PUBLISH at QoS 2 (subscriptions are at QoS 1)")
+			}
+			// The handler gets its own copies: it may keep them.
+			c.cfg.Handler(string(p.Topic), append([]byte(nil), p.Payload...))
+			if p.QoS() == 1 {
+				acks = mqttwire.AppendPuback(acks, p.ID)
 			}
 		case mqttwire.TypePuback:
 			c.acked(p.ID, nil)
@@ -365,20 +380,6 @@ func (c *Conn) readLoop(bc *bufConn, rd *reader) error {
 			return fmt.Errorf("unexpected packet type %d", p.Type)
 		}
 	}
-}
-
-// deliver hands a PUBLISH to the handler and acknowledges it. The handler
-// gets its own copies: it may keep them.
-func (c *Conn) deliver(bc *bufConn, p *mqttwire.Packet) error {
-	if p.QoS() > 1 {
-		return errors.New("PUBLISH at QoS 2 (subscriptions are at QoS 1)")
-	}
-	c.cfg.Handler(string(p.Topic), append([]byte(nil), p.Payload...))
-	if p.QoS() == 1 {
-		var ack [4]byte
-		return bc.write2(mqttwire.AppendPuback(ack[:0], p.ID), nil)
-	}
-	return nil
 }
 
 // acked frees packet id and tells its waiter, if any.
@@ -463,6 +464,12 @@ func (c *Conn) Publish(topic string, payload []byte, retain bool, wait chan<- er
 type reader struct {
 	buf  []byte
 	r, w int
+}
+
+// ready reports whether a complete packet is buffered (next will not read).
+func (rd *reader) ready() bool {
+	_, n, err := mqttwire.Parse(rd.buf[rd.r:rd.w])
+	return n > 0 || err != nil
 }
 
 func (rd *reader) next(bc *bufConn) (mqttwire.Packet, error) {

@@ -1,9 +1,14 @@
 package mqttclient
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 	"time"
+
+	"scenepay/internal/mqttwire"
 )
 
 // Packet ids: never 0, never one that awaits its ack, freed by the ack;
@@ -33,5 +38,38 @@ func TestPacketIDs(t *testing.T) {
 	}
 	if err := c.Publish("t", []byte("x"), false, nil); !errors.Is(err, ErrIDsExhausted) {
 		t.Fatalf("publish with no id free: %v", err)
+	}
+}
+
+// The PUBACKs of the messages one read brought leave together, after the
+// handler has seen every message, in order: one buffer append (one wake-up
+// of the flusher) per read, not per message.
+func TestReaderAcksOneReadTogether(t *testing.T) {
+	var stream []byte
+	const n = 50
+	for i := range n {
+		payload := fmt.Sprintf("m%d", i)
+		stream = append(mqttwire.AppendPublishHeader(stream, "t/x/req", uint16(i+1), false, len(payload)), payload...)
+	}
+	var got []string
+	c := &Conn{cfg: Config{Handler: func(topic string, payload []byte) { got = append(got, topic+" "+string(payload)) }}}
+	bc := newBufConn(newFakeConn(stream), 1<<20, time.Second, false)
+	bc.kick = make(chan struct{}, 1000) // counts appends; no flusher drains it
+	rd := &reader{buf: make([]byte, readBufBytes)}
+	if err := c.readLoop(bc, rd); !errors.Is(err, io.EOF) {
+		t.Fatalf("readLoop: %v, want EOF at the end of the stream", err)
+	}
+	if len(got) != n || got[0] != "t/x/req m0" || got[n-1] != fmt.Sprintf("t/x/req m%d", n-1) {
+		t.Fatalf("handler saw %d messages: %q", len(got), got)
+	}
+	if k := len(bc.kick); k != 1 {
+		t.Fatalf("%d appends for the PUBACKs of one read, want 1", k)
+	}
+	var want []byte
+	for i := range n {
+		want = mqttwire.AppendPuback(want, uint16(i+1))
+	}
+	if !bytes.Equal(bc.buf, want) {
+		t.Fatalf("buffered % x, want the %d PUBACKs in order", bc.buf, n)
 	}
 }
