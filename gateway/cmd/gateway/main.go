@@ -137,6 +137,7 @@ func run() error {
 	batchRows := flag.Int("handoff-batch-rows", envInt("SCENEPAY_HANDOFF_BATCH_ROWS", handoff.DefaultBatchRowsMax), "rows per handoff batch [SCENEPAY_HANDOFF_BATCH_ROWS]")
 	batchAge := flag.Duration("handoff-batch-age", envDur("SCENEPAY_HANDOFF_BATCH_AGE", handoff.DefaultBatchAge), "seal a handoff batch this old; idle watermark interval [SCENEPAY_HANDOFF_BATCH_AGE]")
 	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 120*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
+	commitInterval := flag.Duration("journal-commit-interval", envDur("SCENEPAY_JOURNAL_COMMIT_INTERVAL", time.Millisecond), "least time between the starts of two journal fsyncs: under load more records share one fsync, idle a record still waits for none [SCENEPAY_JOURNAL_COMMIT_INTERVAL]")
 	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address, a loopback one (no authentication); empty = off [SCENEPAY_PPROF_LISTEN]")
 	sweepEvery, sweepBatch := sweepFlags(flag.CommandLine, def)
 	tokenFile, walletFile := tokenFlags(flag.CommandLine)
@@ -243,7 +244,7 @@ func run() error {
 	cfg.SweepEvery, cfg.SweepBatchMax = *sweepEvery, *sweepBatch
 	cfg.Logger = log
 	cfg.Metrics = engine.NewMetrics(reg)
-	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync}
+	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync, CommitInterval: *commitInterval}
 	// Retention waits for the handoff: set once it exists; 0 (keep the
 	// whole journal) until the store has answered.
 	var handed atomic.Pointer[handoff.Handoff]

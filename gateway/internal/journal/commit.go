@@ -22,6 +22,16 @@ package journal
 //     by itself to fill the fsync latency; idle, a lone record is written at
 //     once (no timer, no added latency).
 //
+//     With Options.CommitInterval set, the committer starts a group write
+//     at most once per interval: a group that would start sooner waits out
+//     the rest of the interval first, gathering the records appended
+//     meanwhile (a sealed, full group does not wait). Idle, the first
+//     record still goes at once (the last write is long past). This trades
+//     at most one interval of latency under load for fewer fsyncs: on a
+//     virtual disk an fsync costs 50-100 µs of CPU, and at thousands of
+//     requests per second the unpaced committer fsyncs back to back with
+//     two or three records each.
+//
 //  3. Complete (the same goroutine). Publish DurableLSN, then call each
 //     Completion of the group in LSN order, then release the buffer's bytes.
 //
@@ -93,6 +103,11 @@ type Options struct {
 	// OnSync, if set, is called by the committer after each successful
 	// write+fsync with its duration, record count and byte count.
 	OnSync func(d time.Duration, records int, bytes int)
+
+	// CommitInterval is the least time between the starts of two
+	// consecutive group writes of the current group (0: none); see stage 2
+	// above.
+	CommitInterval time.Duration
 }
 
 // Defaults of Options.
@@ -347,7 +362,14 @@ func (j *Journal) takeLocked() *batch {
 func (j *Journal) commitLoop() {
 	defer close(j.done)
 	var failed error // committer's copy of j.failed
+	var lastStart time.Time
+	pace := time.NewTimer(time.Hour)
+	pace.Stop()
+	defer pace.Stop()
 	for {
+		if iv := j.opts.CommitInterval; iv > 0 && failed == nil {
+			j.pace(lastStart.Add(iv), pace)
+		}
 		j.mu.Lock()
 		b := j.takeLocked()
 		closing := j.closing
@@ -361,6 +383,7 @@ func (j *Journal) commitLoop() {
 		}
 		if failed == nil {
 			start := time.Now()
+			lastStart = start
 			if err := j.writeGroup(b); err != nil {
 				failed = err
 			} else if j.opts.OnSync != nil {
@@ -388,6 +411,32 @@ func (j *Journal) commitLoop() {
 			j.free = append(j.free, b)
 		}
 		j.mu.Unlock()
+	}
+}
+
+// pace waits until next (CommitInterval after the last group write
+// started) while the current group gathers records. It does not wait with
+// nothing to write, for a sealed (full) group, or while closing, and a
+// Close during the wait ends it.
+func (j *Journal) pace(next time.Time, t *time.Timer) {
+	for {
+		d := time.Until(next)
+		if d <= 0 {
+			return
+		}
+		j.mu.Lock()
+		wait := j.cur.n > 0 && len(j.full) == 0 && !j.closing
+		j.mu.Unlock()
+		if !wait {
+			return
+		}
+		t.Reset(d)
+		select {
+		case <-t.C:
+			return
+		case <-j.kick: // an Append or Close: look again
+			t.Stop()
+		}
 	}
 }
 
