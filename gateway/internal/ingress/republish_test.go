@@ -121,16 +121,23 @@ func readState(t *testing.T, url string, key []byte, cfgTopic, fullTopic, deltaT
 		t.Fatalf("retained transit document: %v", err)
 	}
 	s.cfg, s.fare = env.Version, tc.Routes[0].Fare
-	full, ok := denyMessage(t, key, retained(t, url, fullTopic))
-	if !ok {
-		return s, "no retained full deny list"
-	}
 	delta, ok := denyMessage(t, key, retained(t, url, deltaTopic))
 	if !ok {
 		return s, "no retained deny delta"
 	}
-	if delta.From != full.Version {
-		t.Fatalf("retained delta from %d, the retained full list is %d", delta.From, full.Version)
+	// The reader's rule (docs/protocol.md section 16), holding no list
+	// (h = 0): a delta from 0 applies directly; a delta from F > 0 needs
+	// the retained full list of version F first. (A gateway that started
+	// with an empty list publishes its first change as a delta from 0: no
+	// full list exists until the next start, reconnect or full cut.)
+	var full engine.DenyMessage
+	if delta.From > 0 {
+		if full, ok = denyMessage(t, key, retained(t, url, fullTopic)); !ok {
+			return s, "no retained full deny list"
+		}
+		if delta.From != full.Version {
+			t.Fatalf("retained delta from %d, the retained full list is %d", delta.From, full.Version)
+		}
 	}
 	list := map[string]bool{}
 	for _, c := range full.Cards {
