@@ -10,7 +10,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -263,33 +262,4 @@ func collectLegs(rows rowScanner) (map[string][]Division, error) {
 	}
 	out.sort()
 	return out, nil
-}
-
-// sqliteLegs reads one stored row's legs.
-func sqliteLegs(ctx context.Context, tx *sql.Tx, source string, lsn uint64) ([]handoff.Leg, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT kind, payee, amount FROM txn_legs WHERE source = ? AND lsn = ?`, source, int64(lsn))
-	if err != nil {
-		return nil, fmt.Errorf("settlement store: ingest legs: %w", err)
-	}
-	defer rows.Close()
-	var out []handoff.Leg
-	for rows.Next() {
-		var l handoff.Leg
-		if err := rows.Scan(&l.Kind, &l.Payee, &l.Amount); err != nil {
-			return nil, fmt.Errorf("settlement store: ingest legs: %w", err)
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
-}
-
-// sqliteInsertLegs writes one new row's legs.
-func sqliteInsertLegs(ctx context.Context, tx *sql.Tx, r *handoff.Txn) error {
-	for _, l := range r.Legs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO txn_legs (source, lsn, kind, payee, amount, merchant, at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, r.Source, int64(r.LSN), l.Kind, l.Payee, l.Amount, r.Merchant, r.At.UnixMicro()); err != nil {
-			return fmt.Errorf("settlement store: ingest legs: %w", err)
-		}
-	}
-	return nil
 }
