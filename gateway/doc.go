@@ -8,7 +8,7 @@
 //	journal   durable segmented log with group commit, and snapshots
 //	vfs       filesystem seam for fault injection
 //	engine    the request path: verify, dedupe, shard writers, journal, reply, recovery
-//	ingress   MQTT (paho) connections and the shared subscription
+//	ingress   MQTT connections (internal/mqttclient) and the shared subscription
 //	broker    embedded MQTT broker (mochi) for the single-process default
 //	opapi     operator HTTP API, /metrics, /healthz, /readyz (fasthttp)
 package gateway
