@@ -307,28 +307,14 @@ func TestDialBrokerTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c) // echo
-	}()
+	go echoOnce(ln)
 	u, _ := url.Parse("tcp://" + ln.Addr().String())
 	c, err := dialBroker(u, nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 4)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
-		t.Fatalf("echo %q %v (the flusher should have sent the write)", got, err)
-	}
+	roundTrip(t, c, "ping")
 	for _, s := range []string{"tcp://h:1", "mqtt://h:1", "ssl://h:1", "tls://h:1", "mqtts://h:1", "unix:///tmp/s"} {
 		if _, err := ParseURL(s); err != nil {
 			t.Errorf("%s: %v", s, err)
@@ -352,14 +338,7 @@ func TestDialBrokerTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
+	go echoOnce(ln)
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
 	u, _ := url.Parse("ssl://" + ln.Addr().String())
@@ -371,18 +350,35 @@ func TestDialBrokerTLS(t *testing.T) {
 	if _, ok := c.Conn.(*tls.Conn); !ok {
 		t.Fatalf("ssl:// connection %T is not TLS", c.Conn)
 	}
-	if _, err := c.Write([]byte("secret")); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 6)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != "secret" {
-		t.Fatalf("echo %q %v", got, err)
-	}
+	roundTrip(t, c, "secret")
 	// Without a configuration the system roots are used: this server's
 	// certificate is not among them.
 	if c, err := dialBroker(u, nil, 5*time.Second); err == nil {
 		c.Close()
 		t.Fatal("an unknown certificate was accepted with the default configuration")
+	}
+}
+
+// echoOnce accepts one connection and echoes what it reads.
+func echoOnce(ln net.Listener) {
+	c, err := ln.Accept()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	io.Copy(c, c)
+}
+
+// roundTrip writes msg through c (its flusher sends it) and reads it back
+// from the echo server.
+func roundTrip(t *testing.T, c *bufConn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("echo %q %v (the flusher should have sent the write)", got, err)
 	}
 }
