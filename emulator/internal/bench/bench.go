@@ -282,6 +282,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		fmt.Fprintf(out, "%-8s %8.0f %8d %7d %6d %9.2f %9.2f %9.2f %9.2f %10.1f %10s %10.1f %8s %8.1f %s\n",
 			arm, rate, w.Sent, w.Failures(), w.Stray, ms(w.P50), ms(w.P99), ms(w.P999), ms(w.Max),
 			us(w.CPUPerTxn["broker"]), gwCPU, us(w.CPUPerTxn["load"]), gwSC, w.SyscallsPerTxn["load"], verdict)
+		if w.Internals != nil {
+			fmt.Fprintf(out, "         %s\n", w.Internals)
+		}
 		return w, nil
 	}
 	record := func(a *ArmResult, w Window) {
@@ -442,6 +445,7 @@ func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Bro
 	pids := map[string]int{"broker": br.Pid(), "load": os.Getpid()}
 	var stop func() error
 	check := false
+	api := "" // the gateway's operator API, in the gateway arm
 	switch arm {
 	case ArmEcho:
 		e, err := StartEcho(ctx, br.URL(), gatewayUser, password, topics, o.Conns)
@@ -457,6 +461,7 @@ func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Bro
 		pids[ArmGateway] = g.Pid()
 		stop = g.Stop
 		check = true
+		api = g.API
 	}
 	before := map[string]time.Duration{}
 	beforeSC := map[string]int64{}
@@ -482,6 +487,11 @@ func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Bro
 		}
 	}
 	w.Pass = o.Objective.Meets(w)
+	if api != "" {
+		if in, err := GatewayInternals(ctx, api); err == nil {
+			w.Internals = &in
+		}
+	}
 	if err := stop(); err != nil {
 		return w, err
 	}

@@ -312,7 +312,9 @@ type Window struct {
 	CPUPerTxn map[string]time.Duration `json:"-"`
 	// System calls (reads and writes) per answered request, by process.
 	SyscallsPerTxn map[string]float64 `json:"-"`
-	Pass           bool               `json:"pass"`
+	// Internals is the gateway's own account of the window (gateway arm).
+	Internals *Internals `json:"-"`
+	Pass      bool       `json:"pass"`
 }
 
 // Failures is every request that did not end in a timely expected answer.
