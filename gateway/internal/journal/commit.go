@@ -22,15 +22,15 @@ package journal
 //     by itself to fill the fsync latency; idle, a lone record is written at
 //     once (no timer, no added latency).
 //
-//     With Options.CommitInterval set, the committer starts a group write
-//     at most once per interval: a group that would start sooner waits out
-//     the rest of the interval first, gathering the records appended
-//     meanwhile (a sealed, full group does not wait). Idle, the first
-//     record still goes at once (the last write is long past). This trades
-//     at most one interval of latency under load for fewer fsyncs: on a
-//     virtual disk an fsync costs 50-100 µs of CPU, and at thousands of
-//     requests per second the unpaced committer fsyncs back to back with
-//     two or three records each.
+//     With Options.CommitInterval set, the committer paces itself under
+//     load: when records arrived during the last write (the current group
+//     holds two or more) and that write started less than an interval ago,
+//     it waits out the rest of the interval first, gathering the records
+//     appended meanwhile. A lone record goes at once, and a sealed (full)
+//     group never waits. This trades at most one interval of latency under
+//     load for fewer fsyncs: on a virtual disk an fsync costs 50-100 µs of
+//     CPU, and at thousands of requests per second the unpaced committer
+//     fsyncs back to back with two or three records each.
 //
 //  3. Complete (the same goroutine). Publish DurableLSN, then call each
 //     Completion of the group in LSN order, then release the buffer's bytes.
@@ -415,9 +415,14 @@ func (j *Journal) commitLoop() {
 }
 
 // pace waits until next (CommitInterval after the last group write
-// started) while the current group gathers records. It does not wait with
-// nothing to write, for a sealed (full) group, or while closing, and a
-// Close during the wait ends it.
+// started) while the current group gathers records. It waits only when
+// records are arriving faster than the committer writes them: when the
+// current group already holds paceSiblings records (they came during the
+// last write). A lone record goes at once, so a lightly loaded gateway
+// keeps its latency (a wait below a millisecond would oversleep to about
+// one on an idle Go process). It never waits with nothing to write, for a
+// sealed (full) group, or while closing, and a Close during the wait ends
+// it.
 func (j *Journal) pace(next time.Time, t *time.Timer) {
 	for {
 		d := time.Until(next)
@@ -425,7 +430,7 @@ func (j *Journal) pace(next time.Time, t *time.Timer) {
 			return
 		}
 		j.mu.Lock()
-		wait := j.cur.n > 0 && len(j.full) == 0 && !j.closing
+		wait := j.cur.n >= paceSiblings && len(j.full) == 0 && !j.closing
 		j.mu.Unlock()
 		if !wait {
 			return
@@ -439,6 +444,11 @@ func (j *Journal) pace(next time.Time, t *time.Timer) {
 		}
 	}
 }
+
+// paceSiblings is how many records the current group must hold for the
+// committer to wait out its CommitInterval (PostgreSQL's commit_siblings
+// is the same idea).
+const paceSiblings = 2
 
 // writeGroup writes one group and fsyncs it, rotating first if needed. Any
 // error it returns is sticky.
