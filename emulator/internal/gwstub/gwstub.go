@@ -31,6 +31,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"scenepay/emulator/internal/wallet"
+	"scenepay/internal/mochistop"
 	"scenepay/terminals"
 )
 
@@ -150,7 +151,7 @@ func Start(o Options) (*Stub, error) {
 	}
 	go s.broker.Serve()
 	if err := waitListening(s.brkAddr, 5*time.Second); err != nil {
-		s.broker.Close()
+		mochistop.Close(s.broker)
 		return nil, err
 	}
 	subscribed := make(chan error, 1)
@@ -166,7 +167,7 @@ func Start(o Options) (*Stub, error) {
 			}
 		}))
 	if t := s.client.Connect(); !t.WaitTimeout(5*time.Second) || t.Error() != nil {
-		s.broker.Close()
+		mochistop.Close(s.broker)
 		return nil, fmt.Errorf("gwstub: responder connect: %v", t.Error())
 	}
 	select {
@@ -210,7 +211,7 @@ func (s *Stub) Close() {
 		s.http.Close()
 	}
 	s.client.Disconnect(100)
-	s.broker.Close()
+	mochistop.Close(s.broker)
 }
 
 // Unknown is how many requests came from unknown terminals (not answered).

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	"scenepay/internal/mochistop"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -77,7 +79,7 @@ func (b *Broker) URL() string { return "tcp://" + b.addr }
 func (b *Broker) Addr() string { return b.addr }
 
 // Close stops the broker.
-func (b *Broker) Close() error { return b.srv.Close() }
+func (b *Broker) Close() error { return mochistop.Close(b.srv) }
 
 // CheckFree reports whether addr can be listened on, with a clear error.
 func CheckFree(addr string) error {

@@ -1,0 +1,86 @@
+package mochistop
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"scenepay/internal/mqttwire"
+)
+
+// Close returns, and the listener stops accepting, while connected clients
+// leave during it: each leaving client's Clients.Delete queues for the
+// write lock, the case that can hang mochi's own Server.Close (its closer
+// takes the read lock twice). The hang needs a writer to arrive between
+// those two read locks, a window too narrow to hit on demand: this test
+// runs the path 20 times; it does not prove the window closed (the
+// argument for that is in the package comment).
+func TestCloseWhileClientsLeave(t *testing.T) {
+	for round := range 20 {
+		srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err := srv.AddHook(new(allowAll), nil); err != nil {
+			t.Fatal(err)
+		}
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve()
+		var conns []net.Conn
+		for i := range 64 {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write(mqttwire.AppendConnect(nil, fmt.Sprintf("c%d-%d", round, i), "", "", 0))
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, make([]byte, 4)); err != nil { // CONNACK: attached
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.Close() }()
+		}
+		done := make(chan error, 1)
+		go func() { done <- Close(srv) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: Close did not return while clients left", round)
+		}
+		wg.Wait()
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatal("the listener still accepts after Close")
+		}
+	}
+}
+
+// allowAll lets every client in and everything through.
+type allowAll struct{ mqtt.HookBase }
+
+func (allowAll) ID() string { return "allow-all" }
+
+func (allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
