@@ -194,16 +194,7 @@ func (r *runner) undenyCheck(ctx context.Context, cards []string) (bool, uint64)
 		r.heartbeat(ctx, s) // report the version applied
 	}
 	lag, err := r.api().DenyLagging(ctx)
-	var behind []string
-	ours := map[string]bool{}
-	for _, s := range readers {
-		ours[s.spec.TID] = true
-	}
-	for _, l := range lag.Lagging {
-		if ours[l.TID] {
-			behind = append(behind, fmt.Sprintf("%s@%d", l.TID, l.Reported))
-		}
-	}
+	behind := laggingReaders(lag, readers)
 	r.check("the gateway lists none of the readers as lagging after the repayment", err == nil && len(behind) == 0 && lag.Version <= v,
 		fmt.Sprintf("gateway version %d, readers' lowest %d, lagging %v, err %v", lag.Version, v, behind, err))
 	return len(still) == 0, v

@@ -230,6 +230,20 @@ func (l *Ledger) debit(acct, tid string, txn uint64, amt int64) {
 	l.merchantAdd(tid, txn, amt, false)
 }
 
+// refund records an approved refund of amt to acct at terminal tid; false
+// (an anomaly) when the account's refunds would overflow.
+func (l *Ledger) refund(acct, tid string, txn uint64, amt int64) bool {
+	p := l.position(acct)
+	v, ok := add(p.Refunds, amt)
+	if !ok {
+		l.anomaly("%s: refunds overflow", acct)
+		return false
+	}
+	p.Refunds = v
+	l.merchantAdd(tid, txn, -amt, false)
+	return true
+}
+
 // uncertain records that amt may or may not have been debited.
 func (l *Ledger) uncertain(acct, tid string, amt int64) {
 	p := l.position(acct)

@@ -141,14 +141,9 @@ func (l *Ledger) observeScene(o device.Outcome) {
 		// a hold moves no balance
 	case terminals.TypeRefund:
 		amt = o.Amt
-		p := l.position(acct)
-		v, ok := add(p.Refunds, amt)
-		if !ok {
-			l.anomaly("%s: refunds overflow", acct)
+		if !l.refund(acct, o.TID, o.Txn, amt) {
 			return
 		}
-		p.Refunds = v
-		l.merchantAdd(o.TID, o.Txn, -amt, false)
 	case terminals.TypePurchase, terminals.TypeOfflineUpload:
 		// The reply's amt is what was charged: the self-pay of an insured
 		// bill, the charged taps of an upload.

@@ -42,14 +42,7 @@ func (l *Ledger) WalletRefunded(acct, tid string, txn uint64, amt int64) {
 		return
 	}
 	l.wallet[idKey{tid, txn}] = true
-	p := l.position(acct)
-	v, ok := add(p.Refunds, amt)
-	if !ok {
-		l.anomaly("%s: refunds overflow", acct)
-		return
-	}
-	p.Refunds = v
-	l.merchantAdd(tid, txn, -amt, false)
+	l.refund(acct, tid, txn, amt)
 }
 
 // WalletPending records a wallet call (by its id) that got no answer: it

@@ -489,16 +489,7 @@ func (r *runner) denyCheck(ctx context.Context) {
 		op = opclient.New(r.o.Rig.API(), r.o.Token, nil) // a restart moved it
 	}
 	lag, err := op.DenyLagging(ctx)
-	var behind []string
-	ours := map[string]bool{}
-	for _, s := range readers {
-		ours[s.spec.TID] = true
-	}
-	for _, l := range lag.Lagging {
-		if ours[l.TID] {
-			behind = append(behind, fmt.Sprintf("%s@%d", l.TID, l.Reported))
-		}
-	}
+	behind := laggingReaders(lag, readers)
 	r.check("the gateway lists none of the readers as lagging", err == nil && len(behind) == 0,
 		fmt.Sprintf("gateway version %d, lagging %v, err %v", lag.Version, behind, err))
 }
@@ -568,4 +559,21 @@ func fenString(v *int64) string {
 		return "absent"
 	}
 	return fmt.Sprintf("%d fen", *v)
+}
+
+// laggingReaders names this run's readers (as tid@reported version) that
+// the gateway lists as lagging behind its deny list; readers of other
+// fleets may be listed too and are not named.
+func laggingReaders(lag opclient.DenyLagging, readers []*slot) []string {
+	ours := map[string]bool{}
+	for _, s := range readers {
+		ours[s.spec.TID] = true
+	}
+	var behind []string
+	for _, l := range lag.Lagging {
+		if ours[l.TID] {
+			behind = append(behind, fmt.Sprintf("%s@%d", l.TID, l.Reported))
+		}
+	}
+	return behind
 }
