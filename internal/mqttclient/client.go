@@ -464,17 +464,28 @@ func (c *Conn) Publish(topic string, payload []byte, retain bool, wait chan<- er
 type reader struct {
 	buf  []byte
 	r, w int
+	// The parse of buf[r:w] that ready made, kept for next (ready runs
+	// before every next in the read loop: one parse per packet, not two).
+	peeked bool
+	peekP  mqttwire.Packet
+	peekN  int
+	peekE  error
 }
 
 // ready reports whether a complete packet is buffered (next will not read).
 func (rd *reader) ready() bool {
-	_, n, err := mqttwire.Parse(rd.buf[rd.r:rd.w])
-	return n > 0 || err != nil
+	if !rd.peeked {
+		rd.peekP, rd.peekN, rd.peekE = mqttwire.Parse(rd.buf[rd.r:rd.w])
+		rd.peeked = true
+	}
+	return rd.peekN > 0 || rd.peekE != nil
 }
 
 func (rd *reader) next(bc *bufConn) (mqttwire.Packet, error) {
 	for {
-		p, n, err := mqttwire.Parse(rd.buf[rd.r:rd.w])
+		rd.ready()
+		p, n, err := rd.peekP, rd.peekN, rd.peekE
+		rd.peeked = false
 		if err != nil {
 			return p, err
 		}
