@@ -165,3 +165,32 @@ var coreAllowed = map[string]bool{
 	"scenepay/gateway/internal/scene/market":  true,
 	"scenepay/internal/strictjson":            true, // pure: its own import test
 }
+
+// BenchmarkSnapshot: the snapshot of a shard with 100k accounts and a full
+// reversible-purchase table (what the gateway's writers wait on while a
+// snapshot copies their state).
+func BenchmarkSnapshot(b *testing.B) {
+	s, keys := loaded(b, 100_000)
+	var out Output
+	in := Input{Op: OpPurchase, Amount: 200, Merchant: "m-bus", Hash: 1, TID: "bus-0001"}
+	for txn := uint64(1); txn <= DefaultReversibleMax; txn++ {
+		in.Account, in.Txn = keys[txn%uint64(len(keys))], txn
+		s.Step(t0, &in, &out)
+		if out.Code != terminals.CodeApproved {
+			b.Fatalf("purchase %d: %s", txn, out.Code)
+		}
+	}
+	var n countWriter
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Snapshot(&n); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(n) / int64(b.N))
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
