@@ -117,6 +117,7 @@ type Engine struct {
 	pub      atomic.Pointer[pubHolder]
 	inflt    chan struct{}
 	snapMu   sync.Mutex // serializes snapshots and terminal registrations
+	snapRun  sync.Mutex // one Snapshot at a time, from parking to written
 	since    atomic.Int64
 	snapCh   chan struct{}
 	failed   atomic.Pointer[error]

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"time"
@@ -74,6 +75,11 @@ type shard struct {
 	ch chan *work
 
 	hosp hospShard // open hospital deposits of this shard's accounts (hospital.go)
+
+	// snap is the ledger's snapshot encoding, made by the writer as it
+	// parks for Engine.Snapshot (all writers encode at once, while the
+	// journal syncs) and kept, with its capacity, for the next one.
+	snap bytes.Buffer
 }
 
 func (e *Engine) shardFor(r *terminals.Request) *shard {
@@ -101,6 +107,10 @@ func (s *shard) run() {
 		}
 		switch w.kind {
 		case workBarrier:
+			s.snap.Reset()
+			if err := s.c.Snapshot(&s.snap); err != nil {
+				panic(fmt.Sprintf("engine: shard %d snapshot into memory: %v", s.id, err)) // cannot fail on a bytes.Buffer
+			}
 			w.parked.Done()
 			<-w.resume
 		case workBalance:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"scenepay/gateway/internal/bincur"
+	"scenepay/gateway/internal/idem"
 	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/scene/hospital"
@@ -42,7 +43,14 @@ var (
 // the idempotency store), copies the state, resumes the writers and writes
 // the copy. The copy is the state after exactly the records up to the
 // snapshot LSN.
+//
+// The pause is kept short: each writer encodes its own ledger as it parks
+// (in parallel, and while the journal syncs), the idempotency store is
+// frozen rather than encoded (idem.Frozen), and its replies are encoded
+// while the image is written, after the writers resume.
 func (e *Engine) Snapshot() error {
+	e.snapRun.Lock() // the shards' encodings are in use until written
+	defer e.snapRun.Unlock()
 	start := time.Now()
 	e.snapMu.Lock()
 	var parked sync.WaitGroup
@@ -73,21 +81,23 @@ func (e *Engine) Snapshot() error {
 	// resent decline would be decided again. Completions run (also on a
 	// journal failure) without any shard, so this cannot wait on itself.
 	e.journaling.Wait()
-	var data []byte
+	var img stateImage
 	if err == nil {
-		data = e.appendState(nil)
+		img = e.captureState()
 	}
 	close(resume)
 	e.snapMu.Unlock()
-	e.m.SnapshotPause.Observe(time.Since(start).Seconds())
+	pause := time.Since(start)
+	e.m.SnapshotPause.Observe(pause.Seconds())
 	if err != nil {
 		return fmt.Errorf("engine: snapshot: sync: %w", err)
 	}
 	if lsn == e.lastSnp.Load() {
 		return nil // nothing new
 	}
-	if err := journal.WriteSnapshot(e.fs, e.snapshotDir(), lsn, func(w io.Writer) error {
-		_, err := w.Write(data)
+	var size int64
+	if err := journal.WriteSnapshot(e.fs, e.snapshotDir(), lsn, func(w io.Writer) (err error) {
+		size, err = img.writeTo(w)
 		return err
 	}); err != nil {
 		return fmt.Errorf("engine: snapshot: %w", err)
@@ -96,11 +106,62 @@ func (e *Engine) Snapshot() error {
 	e.retainJournal(prev)
 	e.m.Snapshots.Inc()
 	e.m.SnapshotSeconds.Observe(time.Since(start).Seconds())
-	e.log.Info("snapshot written", "lsn", lsn, "bytes", len(data), "took", time.Since(start).String())
+	e.log.Info("snapshot written", "lsn", lsn, "bytes", size, "pause", pause.String(), "took", time.Since(start).String())
 	return nil
 }
 
-func (e *Engine) appendState(dst []byte) []byte {
+// stateImage is the state copied while the writers are parked: the
+// idempotency store frozen (idem.Frozen) and every other part already
+// encoded. The stored replies, the bulk of a snapshot, are encoded by
+// writeTo after the writers resume, so the pause does not grow with them.
+type stateImage struct {
+	head   []byte // magic, shard count, terminals
+	idem   *idem.Frozen
+	shards [][]byte // each shard's ledger, encoded by its writer as it parked
+	tail   []byte   // config, deposits, deny list, stall codes
+}
+
+// writeTo writes the image, a snapshot's payload, to w and returns how
+// many bytes that was.
+func (im stateImage) writeTo(w io.Writer) (int64, error) {
+	n, err := w.Write(im.head)
+	if err != nil {
+		return int64(n), err
+	}
+	total := int64(n)
+	k, err := im.idem.WriteTo(w)
+	total += k
+	if err != nil {
+		return total, err
+	}
+	for _, b := range im.shards {
+		n, err = w.Write(binary.AppendUvarint(nil, uint64(len(b))))
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		n, err = w.Write(b)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	n, err = w.Write(im.tail)
+	return total + int64(n), err
+}
+
+func (e *Engine) captureState() stateImage {
+	var im stateImage
+	im.head = e.appendHead(nil)
+	im.idem = e.idem.Freeze()
+	for _, s := range e.shards {
+		im.shards = append(im.shards, s.snap.Bytes())
+	}
+	im.tail = e.appendTail(nil)
+	return im
+}
+
+func (e *Engine) appendHead(dst []byte) []byte {
 	dst = append(dst, snapMagic...)
 	dst = binary.AppendUvarint(dst, uint64(len(e.shards)))
 	ts := e.reg.All()
@@ -110,16 +171,10 @@ func (e *Engine) appendState(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(b)))
 		dst = append(dst, b...)
 	}
-	dst = e.idem.AppendSnapshot(dst)
-	var buf bytes.Buffer
-	for _, s := range e.shards {
-		buf.Reset()
-		if err := s.c.Snapshot(&buf); err != nil {
-			panic(fmt.Sprintf("engine: shard %d snapshot into memory: %v", s.id, err)) // cannot fail on a bytes.Buffer
-		}
-		dst = binary.AppendUvarint(dst, uint64(buf.Len()))
-		dst = append(dst, buf.Bytes()...)
-	}
+	return dst
+}
+
+func (e *Engine) appendTail(dst []byte) []byte {
 	dst = e.conf.store.AppendSnapshot(dst)
 	for _, s := range e.shards {
 		dst = binary.AppendUvarint(dst, uint64(len(s.hosp.deps)))

@@ -167,6 +167,61 @@ func TestSnapshotRoundTripAndRestore(t *testing.T) {
 	}
 }
 
+// A frozen store is the state at Freeze: completions, corrected retries,
+// tombstones, window evictions and new terminals after it do not reach its
+// encoding, and WriteTo (in chunks) writes what AppendTo appends.
+func TestFrozenIsThePastState(t *testing.T) {
+	s := New(Config{Window: 8, TerminalsMax: 100})
+	reply := bytes.Repeat([]byte("r"), 900) // enough terminals x entries to flush WriteTo several times
+	for k := 0; k < 60; k++ {
+		tid := fmt.Sprintf("T%02d", k)
+		for txn := uint64(1); txn <= 8; txn++ {
+			class := terminals.ClassApproved
+			if txn == 8 {
+				class = terminals.ClassDecline
+			}
+			admit(t, s, Request{TID: tid, Txn: txn, Hash: txn})
+			s.Complete(tid, txn, txn, class, append([]byte(tid), reply...))
+		}
+	}
+	admit(t, s, Request{TID: "T00", Txn: 9, Hash: 9}) // pending at Freeze
+	want := s.AppendSnapshot(nil)
+	f := s.Freeze()
+
+	s.Complete("T00", 9, 9, terminals.ClassApproved, []byte("late"))
+	admit(t, s, Request{TID: "T01", Txn: 8, Hash: 80}) // corrected retry of a decline
+	s.Complete("T01", 8, 80, terminals.ClassApproved, []byte("corrected"))
+	admit(t, s, Request{TID: "T02", Txn: 30, Hash: 1, Reversal: true, Orig: 25}) // evicts all of T02's entries
+	admit(t, s, Request{TID: "new", Txn: 1, Hash: 1})
+	s.Complete("new", 1, 1, terminals.ClassApproved, []byte("n"))
+	if bytes.Equal(s.AppendSnapshot(nil), want) {
+		t.Fatal("the changes after Freeze changed nothing: the test proves nothing")
+	}
+
+	if got := f.AppendTo(nil); !bytes.Equal(got, want) {
+		t.Fatalf("frozen encoding (%d bytes) differs from the state at Freeze (%d bytes)", len(got), len(want))
+	}
+	var w chunkWriter
+	n, err := f.WriteTo(&w)
+	if err != nil || n != int64(len(want)) || !bytes.Equal(w.buf.Bytes(), want) {
+		t.Fatalf("WriteTo: %d bytes, err %v, equal %v (want %d bytes)", n, err, bytes.Equal(w.buf.Bytes(), want), len(want))
+	}
+	if w.writes < 2 {
+		t.Fatalf("WriteTo wrote in %d calls: the chunking was not exercised", w.writes)
+	}
+	var empty chunkWriter
+	if n, err := New(Config{}).Freeze().WriteTo(&empty); err != nil || n != 1 || !bytes.Equal(empty.buf.Bytes(), []byte{0}) {
+		t.Fatalf("empty store: %d bytes %x, %v", n, empty.buf.Bytes(), err)
+	}
+}
+
+type chunkWriter struct {
+	buf    bytes.Buffer
+	writes int
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) { c.writes++; return c.buf.Write(p) }
+
 func TestRestoreReplacesDeclineWithCorrection(t *testing.T) {
 	s := New(Config{Window: 8, TerminalsMax: 10})
 	if err := s.Restore("T", 2, 1, terminals.ClassDecline, []byte("d"), 0); err != nil {
