@@ -66,6 +66,18 @@ func envDur(name string, def time.Duration) time.Duration {
 	return def
 }
 
+func envBool(name string, def bool) bool {
+	if v, ok := os.LookupEnv(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gateway: %s=%q is not true or false\n", name, v)
+			os.Exit(2)
+		}
+		return b
+	}
+	return def
+}
+
 // sweepFlags defines the flags of the periodic sweep (engine/sweep.go) on
 // fs, with defaults from the environment and then from def.
 func sweepFlags(fs *flag.FlagSet, def engine.Config) (every *time.Duration, batch *int) {
@@ -138,6 +150,7 @@ func run() error {
 	batchAge := flag.Duration("handoff-batch-age", envDur("SCENEPAY_HANDOFF_BATCH_AGE", handoff.DefaultBatchAge), "seal a handoff batch this old; idle watermark interval [SCENEPAY_HANDOFF_BATCH_AGE]")
 	journalRetain := flag.Duration("journal-retain", envDur("SCENEPAY_JOURNAL_RETAIN", 120*time.Hour), "keep journal segments until their records are this old, so that settlement can reconcile settled windows against GET /v1/journal/totals; 0 keeps only what recovery and the handoff need [SCENEPAY_JOURNAL_RETAIN]")
 	commitInterval := flag.Duration("journal-commit-interval", envDur("SCENEPAY_JOURNAL_COMMIT_INTERVAL", time.Millisecond), "least time between the starts of two journal fsyncs: under load more records share one fsync, idle a record still waits for none [SCENEPAY_JOURNAL_COMMIT_INTERVAL]")
+	preallocate := flag.Bool("journal-preallocate", envBool("SCENEPAY_JOURNAL_PREALLOCATE", true), "zero-fill the next journal segment in the background, so that group fsyncs flush data, not a growing file [SCENEPAY_JOURNAL_PREALLOCATE]")
 	pprofListen := flag.String("pprof-listen", env("SCENEPAY_PPROF_LISTEN", ""), "profiling endpoint (/debug/pprof/) listen address, a loopback one (no authentication); empty = off [SCENEPAY_PPROF_LISTEN]")
 	sweepEvery, sweepBatch := sweepFlags(flag.CommandLine, def)
 	tokenFile, walletFile := tokenFlags(flag.CommandLine)
@@ -244,7 +257,7 @@ func run() error {
 	cfg.SweepEvery, cfg.SweepBatchMax = *sweepEvery, *sweepBatch
 	cfg.Logger = log
 	cfg.Metrics = engine.NewMetrics(reg)
-	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync, CommitInterval: *commitInterval}
+	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync, CommitInterval: *commitInterval, Preallocate: *preallocate}
 	// Retention waits for the handoff: set once it exists; 0 (keep the
 	// whole journal) until the store has answered.
 	var handed atomic.Pointer[handoff.Handoff]

@@ -108,6 +108,12 @@ type Options struct {
 	// consecutive group writes of the current group (0: none); see stage 2
 	// above.
 	CommitInterval time.Duration
+
+	// Preallocate zero-fills each next segment to SegmentBytesMax in the
+	// background, so that group fsyncs flush data, not a growing file
+	// (prealloc.go). The first segment of a new journal, and the last one
+	// at Open, still grow.
+	Preallocate bool
 }
 
 // Defaults of Options.
@@ -206,6 +212,13 @@ type Journal struct {
 	// Owned by the committer after Open.
 	active  vfs.File
 	segSize int64
+
+	// The spare segment (prealloc.go).
+	spareMu   sync.Mutex
+	spare     vfs.File // zero-filled, ready for the next rotation
+	spareBusy bool     // a fill is running
+	spareStop bool     // Close: start no fill, drop the running one
+	spareWG   sync.WaitGroup
 
 	segMu    sync.Mutex
 	segments []segment // oldest first; the last is active
@@ -331,6 +344,17 @@ func (j *Journal) Close() error {
 	default:
 	}
 	<-j.done
+	j.stopSpare()
+	j.mu.Lock()
+	failed := j.failed
+	j.mu.Unlock()
+	if failed == nil { // the committer has returned: no group write runs any more
+		if err := j.cutTail(); err != nil {
+			j.mu.Lock()
+			j.failed = err
+			j.mu.Unlock()
+		}
+	}
 	cerr := j.active.Close()
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -478,8 +502,17 @@ func (j *Journal) rotate(first uint64) error {
 	if err := old.Sync(); err != nil {
 		return &IOError{Op: "fsync", Path: old.Name(), Err: err, sticky: true}
 	}
+	if err := j.cutTail(); err != nil {
+		return err
+	}
 	name := segmentName(first)
-	f, err := createSegment(j.opts.FS, j.opts.Dir, name, first)
+	var f vfs.File
+	var err error
+	if sp := j.takeSpare(); sp != nil {
+		f, err = j.segmentFromSpare(sp, name, first)
+	} else {
+		f, err = createSegment(j.opts.FS, j.opts.Dir, name, first)
+	}
 	if err != nil {
 		return &IOError{Op: "rotate", Path: filepath.Join(j.opts.Dir, name), Err: err, sticky: true}
 	}
@@ -488,6 +521,7 @@ func (j *Journal) rotate(first uint64) error {
 	j.segMu.Unlock()
 	j.active = f
 	j.segSize = segmentHeaderLen
+	j.prepareSpare()
 	// Every byte of old is durable (fsynced above); a close error cannot
 	// lose data any more, so it does not fail the journal.
 	_ = old.Close()

@@ -169,6 +169,11 @@ func Open(o Options) (*Journal, error) {
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, &IOError{Op: "mkdir", Path: dir, Err: err}
 	}
+	if o.Preallocate {
+		if err := removeSpare(&o); err != nil {
+			return nil, err
+		}
+	}
 	segs, err := listSegments(fs, dir)
 	if err != nil {
 		return nil, &IOError{Op: "readdir", Path: dir, Err: err}
@@ -213,6 +218,7 @@ func Open(o Options) (*Journal, error) {
 	j.durable.Store(j.nextLSN - 1)
 	j.cur = j.newBatchLocked()
 	go j.commitLoop()
+	j.prepareSpare()
 	return j, nil
 }
 

@@ -1,0 +1,151 @@
+package journal
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"scenepay/gateway/internal/vfs"
+)
+
+// waitSpare waits until the background fill has a spare ready.
+func waitSpare(t *testing.T, j *Journal) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		j.spareMu.Lock()
+		ready := j.spare != nil
+		j.spareMu.Unlock()
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no spare segment was filled in 10 s")
+		}
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// copyDir copies every file of src into a new directory: the disk as a
+// crash at this instant would leave it (every group here was fsynced).
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// With Preallocate every rotation takes the zero-filled spare: the active
+// segment has its full size, older segments end at their last record (Open
+// refuses a segment that is not the last with anything after it), a crash
+// leaves a zero tail that Open cuts, and Close cuts the active segment and
+// removes the spare.
+func TestPreallocatedSegments(t *testing.T) {
+	dir := t.TempDir()
+	o := smallOpts(dir)
+	o.Preallocate = true
+	j := mustOpen(t, o)
+	for i := 0; i < 300; i++ {
+		waitSpare(t, j) // so that every rotation finds one
+		appendN(t, j, 1)
+	}
+	segs := segmentFiles(t, dir)
+	if len(segs) < 5 {
+		t.Fatalf("only %d segments; rotation did not happen", len(segs))
+	}
+	for _, s := range segs[1:] {
+		// Every segment after the first came from a spare; the older ones
+		// were cut at rotation, so only the active one still has its zero tail.
+		size := fileSize(t, filepath.Join(dir, s))
+		if active := s == segs[len(segs)-1]; active != (size == o.SegmentBytesMax) {
+			t.Fatalf("segment %s (active %v) is %d bytes", s, active, size)
+		}
+	}
+	if fileSize(t, filepath.Join(dir, spareName)) != o.SegmentBytesMax {
+		t.Fatal("the next spare is not filled")
+	}
+	n := 0
+	if last, err := j.ReadDurable(0, 0, func(uint64, []byte) error { n++; return nil }); err != nil || last != 300 || n != 300 {
+		t.Fatalf("ReadDurable over preallocated segments: last %d, %d records, %v", last, n, err)
+	}
+
+	crashed := copyDir(t, dir)
+	c := mustOpen(t, Options{Dir: crashed, SegmentBytesMax: o.SegmentBytesMax, GroupBytesMax: o.GroupBytesMax,
+		BufferBytesMax: o.BufferBytesMax, RecordBytesMax: o.RecordBytesMax, Preallocate: true})
+	if c.LastLSN() != 300 {
+		t.Fatalf("after a crash: LastLSN %d, want 300", c.LastLSN())
+	}
+	checkRange(t, replayAll(t, c, 0), 1, 300)
+	if size := fileSize(t, lastSegmentPath(t, crashed)); size >= o.SegmentBytesMax {
+		t.Fatalf("after a crash the zero tail was not cut: %d bytes", size)
+	}
+	appendN(t, c, 40)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, spareName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("spare after Close: %v", err)
+	}
+	last := lastSegmentPath(t, dir)
+	closed := fileSize(t, last)
+	if closed >= o.SegmentBytesMax {
+		t.Fatalf("Close did not cut the active segment: %d bytes", closed)
+	}
+	j = mustOpen(t, o)
+	if fileSize(t, last) != closed {
+		t.Fatal("Open repaired a cleanly closed journal")
+	}
+	checkRange(t, replayAll(t, j, 0), 1, 300)
+	appendN(t, j, 50)
+	j.Close()
+	j = mustOpen(t, o)
+	checkRange(t, replayAll(t, j, 0), 1, 350)
+	j.Close()
+}
+
+// A spare that cannot be made costs nothing but its speed: the rotation
+// creates its segment the plain way.
+func TestPreallocateFallsBackWithoutSpare(t *testing.T) {
+	dir := t.TempDir()
+	efs := vfs.NewErrorFS(vfs.Default)
+	efs.Inject(vfs.Rule{Op: vfs.OpCreate, Path: spareName, Sticky: true})
+	o := smallOpts(dir)
+	o.FS, o.Preallocate = efs, true
+	j := mustOpen(t, o)
+	appendN(t, j, 300)
+	if len(segmentFiles(t, dir)) < 5 {
+		t.Fatal("rotation did not happen")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = mustOpen(t, smallOpts(dir))
+	checkRange(t, replayAll(t, j, 0), 1, 300)
+	j.Close()
+}
