@@ -63,6 +63,12 @@ type bufConn struct {
 	buf   []byte     // written, not yet flushed
 	spare []byte     // the other buffer, swapped in while buf is written
 	err   error      // first flush error, or errBufConnClosed
+	lazy  bool       // bytes of writeLazy wait in buf, and lazyTimer runs
+
+	// lazyTimer wakes the flusher lazyDelay after bytes of writeLazy came
+	// into an otherwise idle buffer; nil: writeLazy is write2.
+	lazyTimer *time.Timer
+	lazyDelay time.Duration
 
 	closeOnce sync.Once
 }
@@ -111,6 +117,39 @@ func (b *bufConn) Write(p []byte) (int, error) {
 // write2 buffers a then c as one unit (a packet's header and payload):
 // both or neither.
 func (b *bufConn) write2(a, c []byte) error {
+	if err := b.add(a, c, false); err != nil {
+		return err
+	}
+	b.wake()
+	return nil
+}
+
+// setLazyDelay makes writeLazy hold its bytes for up to d (d > 0, and the
+// connection has a flusher).
+func (b *bufConn) setLazyDelay(d time.Duration) {
+	if d <= 0 || b.kick == nil {
+		return
+	}
+	b.lazyDelay = d
+	b.lazyTimer = time.AfterFunc(time.Hour, b.wake)
+	b.lazyTimer.Stop()
+}
+
+// writeLazy buffers p without waking the flusher: p leaves with the next
+// flush that a write2 causes, or lazyDelay after the first held bytes at
+// the latest. The PUBACKs the gateway owes the broker go this way: under
+// load they ride with the replies instead of costing a write (and a broker
+// read) of their own per read.
+func (b *bufConn) writeLazy(p []byte) error {
+	if b.lazyTimer == nil {
+		return b.write2(p, nil)
+	}
+	return b.add(p, nil, true)
+}
+
+// add appends a and c to the buffer, both or neither. A lazy add into a
+// buffer holding no lazy bytes starts the lazy timer.
+func (b *bufConn) add(a, c []byte, lazy bool) error {
 	b.mu.Lock()
 	if b.err != nil {
 		err := b.err
@@ -122,14 +161,23 @@ func (b *bufConn) write2(a, c []byte) error {
 		return errBufFull
 	}
 	b.buf = append(append(b.buf, a...), c...)
+	arm := lazy && !b.lazy
+	if arm {
+		b.lazy = true
+		b.lazyTimer.Reset(b.lazyDelay)
+	}
 	b.mu.Unlock()
+	return nil
+}
+
+// wake wakes the flusher.
+func (b *bufConn) wake() {
 	if b.kick != nil {
 		select {
 		case b.kick <- struct{}{}:
 		default: // the flusher is awake already and takes these bytes too
 		}
 	}
-	return nil
 }
 
 // Flush writes what is buffered. It returns the first flush error.
@@ -144,6 +192,10 @@ func (b *bufConn) Flush() error {
 	}
 	out := b.buf
 	b.buf, b.spare = b.spare[:0], nil
+	if b.lazy { // the held bytes leave now; a late tick finds nothing to write
+		b.lazy = false
+		b.lazyTimer.Stop()
+	}
 	b.mu.Unlock()
 
 	// Writes into the other buffer go on while this one is written.
@@ -174,7 +226,12 @@ func (b *bufConn) Close() error {
 		b.err = errBufConnClosed
 	}
 	b.mu.Unlock()
-	b.closeOnce.Do(func() { close(b.done) })
+	b.closeOnce.Do(func() {
+		close(b.done)
+		if b.lazyTimer != nil {
+			b.lazyTimer.Stop()
+		}
+	})
 	cerr := b.Conn.Close()
 	if ferr != nil && !errors.Is(ferr, errBufConnClosed) {
 		return ferr

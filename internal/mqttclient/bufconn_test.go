@@ -158,6 +158,68 @@ func TestBufConnFlusherSends(t *testing.T) {
 	}
 }
 
+// Lazy bytes (the PUBACKs owed to the broker) wait for the next write that
+// wakes the flusher and leave with it in one write; alone, they leave when
+// the lazy delay has passed.
+func TestBufConnLazyBytesRideWithTheNextWrite(t *testing.T) {
+	f := newFakeConn(nil)
+	b := newBufConn(f, 1<<20, time.Second, true)
+	defer b.Close()
+	const delay = 300 * time.Millisecond
+	b.setLazyDelay(delay)
+	if err := b.writeLazy([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay / 6) // the flusher would have sent a woken write long since
+	if ws, _, _ := f.snapshot(); len(ws) != 0 {
+		t.Fatalf("lazy bytes left alone at once: %q", ws)
+	}
+	if err := b.write2([]byte("R"), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the woken write never left")
+	}
+	if ws, _, _ := f.snapshot(); len(ws) != 1 || string(ws[0]) != "aR" {
+		t.Fatalf("writes %q, want one write \"aR\"", ws)
+	}
+
+	// Alone, lazy bytes leave after the delay.
+	start := time.Now()
+	if err := b.writeLazy([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.writeLazy([]byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("lazy bytes never left on their own")
+	}
+	if waited := time.Since(start); waited < delay {
+		t.Fatalf("lazy bytes left after %v, before their delay %v", waited, delay)
+	}
+	if ws, _, _ := f.snapshot(); len(ws) != 2 || string(ws[1]) != "bc" {
+		t.Fatalf("writes %q, want \"bc\" as the second", ws)
+	}
+
+	// Without a delay a lazy write is a plain one.
+	g := newFakeConn(nil)
+	p := newBufConn(g, 1<<20, time.Second, true)
+	defer p.Close()
+	if err := p.writeLazy([]byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lazy write without a delay was not sent")
+	}
+}
+
 // Concurrent writers (the reader's PUBACKs, replies from the committer)
 // and the flusher never
 // reorder or lose a writer's bytes: each packet arrives whole and in its

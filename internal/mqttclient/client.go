@@ -71,7 +71,16 @@ type Config struct {
 	// OnUp, if set, is called when a session is up (CONNACK accepted),
 	// OnDown when it ends; from the supervisor goroutine.
 	OnUp, OnDown func()
+	// AckDelay is how long the PUBACKs owed for received messages may wait
+	// to leave with the connection's next publication (0: they leave with
+	// one write per read). The broker counts them against its in-flight
+	// window (Mosquitto's max_inflight_messages) until they arrive.
+	AckDelay time.Duration
 }
+
+// DefaultAckDelay is the gateway's default Config.AckDelay (its flag
+// -mqtt-ack-delay), which the benchmark's echo responder uses too.
+const DefaultAckDelay = 2 * time.Millisecond
 
 // Conn is one MQTT connection and its supervisor goroutine.
 type Conn struct {
@@ -202,6 +211,7 @@ func (c *Conn) session() (up bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("dial %s: %w", c.url.Host, err)
 	}
+	bc.setLazyDelay(c.cfg.AckDelay)
 	defer bc.Close()
 	c.mu.Lock()
 	c.cur = bc
@@ -347,7 +357,7 @@ func (c *Conn) readLoop(bc *bufConn, rd *reader) error {
 	var acks []byte
 	for {
 		if len(acks) > 0 && !rd.ready() {
-			if err := bc.write2(acks, nil); err != nil {
+			if err := bc.writeLazy(acks); err != nil {
 				return err
 			}
 			acks = acks[:0]

@@ -35,7 +35,7 @@ func StartEcho(ctx context.Context, url, user, password string, topics terminals
 		var self atomic.Pointer[mqttclient.Conn]
 		c, err := mqttclient.Start(mqttclient.Config{
 			BrokerURL: url, ClientID: fmt.Sprintf("scenepay-echo-%d", i), Username: user, Password: password,
-			Filters: []string{filter}, ConnectTimeout: connectTimeout,
+			Filters: []string{filter}, ConnectTimeout: connectTimeout, AckDelay: mqttclient.DefaultAckDelay, // as the gateway's default
 			Handler: func(topic string, payload []byte) {
 				// Topic {root}/t/{tid}/req -> {root}/t/{tid}/resp.
 				if c := self.Load(); c != nil && c.Publish(strings.TrimSuffix(topic, "req")+"resp", payload, false, nil) == nil {

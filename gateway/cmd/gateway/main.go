@@ -32,6 +32,7 @@ import (
 	"scenepay/gateway/internal/ingress"
 	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/opapi"
+	"scenepay/internal/mqttclient"
 	"scenepay/settlement/store"
 	"scenepay/terminals"
 )
@@ -130,6 +131,7 @@ func run() error {
 		mqttUser     = flag.String("mqtt-user", env("SCENEPAY_MQTT_USER", "scenepay-gateway"), "MQTT username of the gateway [SCENEPAY_MQTT_USER]")
 		mqttPassword = flag.String("mqtt-password", env("SCENEPAY_MQTT_PASSWORD", ""), "MQTT password of the gateway (embedded: generated when empty) [SCENEPAY_MQTT_PASSWORD]")
 		mqttConns    = flag.Int("mqtt-conns", envInt("SCENEPAY_MQTT_CONNS", 4), "MQTT connections in the shared subscription [SCENEPAY_MQTT_CONNS]")
+		mqttAckDelay = flag.Duration("mqtt-ack-delay", envDur("SCENEPAY_MQTT_ACK_DELAY", mqttclient.DefaultAckDelay), "longest the PUBACKs for received requests wait to leave with the next reply (0: one write per read); counted against the broker's in-flight window [SCENEPAY_MQTT_ACK_DELAY]")
 		instance     = flag.String("instance", env("SCENEPAY_INSTANCE", "gw1"), "instance name, part of the MQTT client ids [SCENEPAY_INSTANCE]")
 		httpListen   = flag.String("http-listen", env("SCENEPAY_HTTP_LISTEN", "127.0.0.1:18080"), "operator API and /metrics listen address [SCENEPAY_HTTP_LISTEN]")
 		masterFile   = flag.String("master-key-file", env("SCENEPAY_MASTER_KEY_FILE", ""), "terminal master key file (64 hex chars); default {data-dir}/master.key, created if absent [SCENEPAY_MASTER_KEY_FILE]")
@@ -281,7 +283,7 @@ func run() error {
 
 	in, err := ingress.Start(ingress.Config{
 		BrokerURL: url, ClientID: "scenepay-" + *instance, Username: *mqttUser, Password: *mqttPassword,
-		Conns: *mqttConns, Topics: topics, Logger: log, Registerer: reg, StatusHandler: eng.HandleStatus,
+		Conns: *mqttConns, AckDelay: *mqttAckDelay, Topics: topics, Logger: log, Registerer: reg, StatusHandler: eng.HandleStatus,
 	}, eng.HandleMessage)
 	if err != nil {
 		return err

@@ -65,6 +65,8 @@ type Config struct {
 	Username string
 	Password string
 	Conns    int // MQTT connections in the shared group
+	// AckDelay: see mqttclient.Config.AckDelay.
+	AckDelay time.Duration
 	Topics   terminals.Topics
 	// ConnectTimeout bounds the first connection attempt.
 	ConnectTimeout time.Duration
@@ -151,7 +153,7 @@ func Start(cfg Config, h Handler) (*Ingress, error) {
 			BrokerURL: cfg.BrokerURL, TLS: cfg.TLS, ClientID: cfg.ClientID + "-" + strconv.Itoa(i),
 			Username: cfg.Username, Password: cfg.Password, Filters: filters,
 			ConnectTimeout: cfg.ConnectTimeout, Logger: in.log.With("conn", i), Handler: route,
-			OnUp: func() { in.sessionUp(i) }, OnDown: in.sessionDown,
+			OnUp: func() { in.sessionUp(i) }, OnDown: in.sessionDown, AckDelay: cfg.AckDelay,
 		})
 		if err != nil {
 			in.Close()
