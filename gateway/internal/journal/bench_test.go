@@ -3,6 +3,7 @@ package journal
 import (
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -99,4 +100,69 @@ func BenchmarkAppendNoWait(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFsyncGrowVsPreallocated: one 200-byte record per fsync (the
+// serial baseline) into a segment that grows with each write, and into a
+// segment made from a zero-filled spare (Options.Preallocate). cpu-us/fsync
+// is the process's CPU time (user and system) per group write.
+func BenchmarkFsyncGrowVsPreallocated(b *testing.B) {
+	for _, pre := range []bool{false, true} {
+		b.Run("preallocated="+strconv.FormatBool(pre), func(b *testing.B) {
+			var syncs atomic.Int64
+			j, err := Open(Options{Dir: b.TempDir(), SegmentBytesMax: 8 << 20, Preallocate: pre,
+				OnSync: func(time.Duration, int, int) { syncs.Add(1) }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer j.Close()
+			// Fill the first segment (which grows in both cases) so that
+			// the measured records go into the second.
+			big := make([]byte, 60<<10)
+			for j.segmentCount() < 2 {
+				if pre {
+					waitSpare(b, j)
+				}
+				lsn, err := j.Append(big, nil)
+				if err == nil {
+					err = j.Sync(lsn)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			p := make([]byte, 200)
+			b.SetBytes(200)
+			syncs.Store(0)
+			cpu0 := processCPU()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				lsn, err := j.Append(p, nil)
+				if err == nil {
+					err = j.Sync(lsn)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if n := syncs.Load(); n > 0 {
+				b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(n), "cpu-us/fsync")
+			}
+		})
+	}
+}
+
+func (j *Journal) segmentCount() int {
+	j.segMu.Lock()
+	defer j.segMu.Unlock()
+	return len(j.segments)
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

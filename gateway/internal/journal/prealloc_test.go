@@ -12,7 +12,7 @@ import (
 )
 
 // waitSpare waits until the background fill has a spare ready.
-func waitSpare(t *testing.T, j *Journal) {
+func waitSpare(t testing.TB, j *Journal) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		j.spareMu.Lock()
