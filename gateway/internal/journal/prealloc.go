@@ -10,7 +10,7 @@ package journal
 // the same reason).
 //
 // With Options.Preallocate a spare file (spareName) is zero-filled to
-// SegmentBytesMax in the background. A rotation writes the new segment's
+// SegmentBytesMax in the background (in paced chunks, paced.go). A rotation writes the new segment's
 // header into the spare, fsyncs it and renames it to the segment's name,
 // so the segment exists durably with its header before any record goes
 // into it, as with createSegment. Zero bytes never verify as a record, so
@@ -26,7 +26,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"scenepay/gateway/internal/vfs"
 )
@@ -34,14 +33,6 @@ import (
 // spareName is the zero-filled file the next rotation takes. Open removes
 // a spare left by a crash (it holds no record).
 const spareName = "segment.spare"
-
-// spareChunkBytes is how much of the spare is written and flushed at a
-// time, and spareChunkPause the pause after each chunk: the background fill
-// must not hold the disk for long at once while the committer fsyncs groups.
-const (
-	spareChunkBytes = 1 << 20
-	spareChunkPause = 2 * time.Millisecond
-)
 
 // removeSpare removes a spare left in dir.
 func removeSpare(o *Options) error {
@@ -81,33 +72,30 @@ func (j *Journal) prepareSpare() {
 	}()
 }
 
-// fillSpare creates the spare and writes and flushes SegmentBytesMax zero
-// bytes into it, a chunk at a time.
+// fillSpare creates the spare and writes SegmentBytesMax zero bytes into
+// it through a pacedWriter.
 func (j *Journal) fillSpare() (vfs.File, error) {
 	path := filepath.Join(j.opts.Dir, spareName)
 	sf, err := j.opts.FS.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	zero := make([]byte, spareChunkBytes)
-	for off := int64(0); off < j.opts.SegmentBytesMax; off += spareChunkBytes {
-		n := min(int64(spareChunkBytes), j.opts.SegmentBytesMax-off)
-		if _, err := sf.Write(zero[:n]); err != nil {
-			sf.Close()
-			return nil, err
-		}
-		if err := sf.Sync(); err != nil {
-			sf.Close()
-			return nil, err
-		}
+	stop := func() bool {
 		j.spareMu.Lock()
-		stop := j.spareStop
-		j.spareMu.Unlock()
-		if stop {
+		defer j.spareMu.Unlock()
+		return j.spareStop
+	}
+	w := &pacedWriter{f: sf, stop: stop}
+	zero := make([]byte, pacedChunkBytes)
+	for left := j.opts.SegmentBytesMax; left > 0; left -= pacedChunkBytes {
+		if _, err := w.Write(zero[:min(int64(pacedChunkBytes), left)]); err != nil {
 			sf.Close()
-			return nil, errors.New("journal closing")
+			return nil, err
 		}
-		time.Sleep(spareChunkPause)
+	}
+	if err := sf.Sync(); err != nil {
+		sf.Close()
+		return nil, err
 	}
 	return sf, nil
 }

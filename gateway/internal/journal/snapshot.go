@@ -127,7 +127,7 @@ func WriteSnapshot(fs vfs.FS, dir string, lsn uint64, write func(w io.Writer) er
 		fs.Remove(tmp)
 		return e
 	}
-	bw := bufio.NewWriterSize(f, 256<<10)
+	bw := bufio.NewWriterSize(&pacedWriter{f: f}, 256<<10) // small flushes (paced.go)
 	sw := &snapWriter{w: bw, crc: crc32.New(castagnoli)}
 	var h [snapHeaderLen]byte
 	copy(h[0:4], snapMagic)
