@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -32,19 +33,9 @@ type StallCodeSpec struct {
 	TTLSeconds    int64  `json:"ttl_seconds,omitempty"`
 }
 
-// StallCode is the operator view of a registered stall code.
-type StallCode struct {
-	Code          string `json:"code"` // the code's id, "SC…"
-	TID           string `json:"tid"`
-	Merchant      string `json:"merchant"`
-	Dynamic       bool   `json:"dynamic"`
-	Business      bool   `json:"business"`
-	StallBusiness bool   `json:"stall_business"`
-	Amount        int64  `json:"amount,omitempty"`
-	ShownAt       string `json:"shown_at"`
-	ExpiresAt     string `json:"expires_at,omitempty"`
-	State         string `json:"state"` // live, paid, expired, revoked
-}
+// StallCode is the operator view of a registered stall code (the
+// gateway's own shape, opwire.StallCode).
+type StallCode = opwire.StallCode
 
 // StallPayment is a wallet's report of a payment through a stall code.
 // Amount 0 on a dynamic code pays the code's own amount; Verified is the
@@ -58,25 +49,13 @@ type StallPayment struct {
 }
 
 // StallDecision is the gateway's stored answer to a payment or a refund
-// (Payment names the payment a refund is of). Replay is set when the
-// answer came with X-Idempotent-Replay: the stored bytes of an earlier call
-// under the same id; Raw holds the body as received.
+// (opwire.StallDecision; Payment names the payment a refund is of). Replay
+// is set when the answer came with X-Idempotent-Replay: the stored bytes of
+// an earlier call under the same id; Raw holds the body as received.
 type StallDecision struct {
-	ID        string         `json:"id"`
-	Payment   string         `json:"payment,omitempty"`
-	StallCode string         `json:"stall_code"`
-	Code      terminals.Code `json:"code"`
-	Name      string         `json:"name"`
-	Account   string         `json:"account"`
-	Amount    int64          `json:"amount"`
-	Class     string         `json:"class,omitempty"`
-	Merchant  string         `json:"merchant"`
-	TID       string         `json:"tid"`
-	Txn       uint64         `json:"txn"`
-	Auth      string         `json:"auth,omitempty"`
-	At        string         `json:"at"`
-	Replay    bool           `json:"-"`
-	Raw       []byte         `json:"-"`
+	opwire.StallDecision
+	Replay bool   `json:"-"`
+	Raw    []byte `json:"-"`
 }
 
 // RegisterStallCode registers a stall code (201).
@@ -107,10 +86,7 @@ func (c *Client) PayStallCode(ctx context.Context, code string, p StallPayment) 
 // wallet id payment through code, under the refund's own id; answered as
 // PayStallCode.
 func (c *Client) RefundStallPayment(ctx context.Context, code, payment string, amount int64, id string) (StallDecision, error) {
-	body := struct {
-		Amount int64  `json:"amount"`
-		ID     string `json:"id"`
-	}{amount, id}
+	body := opwire.StallRefund{Amount: amount, ID: id}
 	return c.stallDecision(ctx, "/v1/stall-codes/"+url.PathEscape(code)+"/payments/"+url.PathEscape(payment)+"/refunds", body)
 }
 

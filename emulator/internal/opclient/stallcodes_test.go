@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -42,7 +43,7 @@ func TestStallCodePaymentDecisions(t *testing.T) {
 		if p.Amount > 1000 {
 			code = terminals.CodeInsufficientFunds
 		}
-		b, _ := json.Marshal(StallDecision{ID: p.ID, StallCode: "SCAAAA", Code: code, Name: code.Name(), Account: p.Account,
+		b, _ := json.Marshal(opwire.StallDecision{ID: p.ID, StallCode: "SCAAAA", Code: code, Name: code.Name(), Account: p.Account,
 			Amount: p.Amount, Merchant: "M-1", TID: "STALL-1", Txn: 1<<62 | 7})
 		b = append(b, '\n')
 		stored[p.ID] = b

@@ -64,6 +64,7 @@ import (
 	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/scene/market"
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -331,29 +332,13 @@ type StallPay struct {
 }
 
 // StallPayResult is the answer to a StallPay: Body is the stored answer
-// (JSON) for everything the ledger decided, Reason a text for the rest.
+// (JSON, an opwire.StallDecision) for everything the ledger decided,
+// Reason a text for the rest.
 type StallPayResult struct {
 	Code      terminals.Code
 	Body      []byte
 	Reason    string
 	Duplicate bool
-}
-
-// StallPayment is the stored answer's shape.
-type StallPayment struct {
-	ID        string `json:"id"`
-	Payment   string `json:"payment,omitempty"` // a refund: the wallet's id of the payment refunded
-	StallCode string `json:"stall_code"`
-	Code      string `json:"code"`
-	Name      string `json:"name"`
-	Account   string `json:"account"`
-	Amount    int64  `json:"amount"`
-	Class     string `json:"class,omitempty"`
-	Merchant  string `json:"merchant"`
-	TID       string `json:"tid"`
-	Txn       uint64 `json:"txn"`
-	Auth      string `json:"auth,omitempty"`
-	At        string `json:"at"`
 }
 
 // StallTxn is the ledger txn id of wallet payment id: bit 62 set and 62
@@ -561,7 +546,7 @@ func (s *shard) stallPay(w *work) {
 		st.reg.MarkPaid(c.ID, p.ID)
 		flags = stallFlagUsed
 	}
-	ans := StallPayment{ID: p.ID, StallCode: c.ID, Code: string(code), Name: code.Name(), Account: p.Account,
+	ans := opwire.StallDecision{ID: p.ID, StallCode: c.ID, Code: code, Name: code.Name(), Account: p.Account,
 		Amount: amount, Merchant: stall.Merchant, TID: c.Stall, Txn: txn, At: now.UTC().Format(time.RFC3339Nano)}
 	if code == terminals.CodeApproved {
 		ans.Class, ans.Auth = class.String(), authRef(s.id, w.out.Seq)
@@ -841,7 +826,7 @@ type StallRefund struct {
 // stallRefund is a refund on its way: the original's stored answer.
 type stallRefund struct {
 	r    StallRefund
-	orig StallPayment
+	orig opwire.StallDecision
 }
 
 // refundKey is a refund's id in the idempotency table: wallet payment ids
@@ -878,7 +863,7 @@ func (e *Engine) refundStallPayment(ctx context.Context, r StallRefund) (StallPa
 	st := &e.stall
 	st.mu.Lock()
 	orig := st.pays[r.Payment]
-	var o StallPayment
+	var o opwire.StallDecision
 	ok := orig != nil && orig.durable.Load() && orig.code == terminals.CodeApproved && json.Unmarshal(orig.body, &o) == nil && o.StallCode == r.Code
 	st.mu.Unlock()
 	if !ok {
@@ -917,7 +902,7 @@ func (s *shard) stallRefund(w *work) {
 		j.res <- StallPayResult{Code: code, Reason: code.Name()}
 		return
 	}
-	ans := StallPayment{ID: r.ID, Payment: r.Payment, StallCode: r.Code, Code: string(code), Name: code.Name(), Account: o.Account,
+	ans := opwire.StallDecision{ID: r.ID, Payment: r.Payment, StallCode: r.Code, Code: code, Name: code.Name(), Account: o.Account,
 		Amount: r.Amount, Merchant: o.Merchant, TID: o.TID, Txn: txn, At: now.UTC().Format(time.RFC3339Nano)}
 	if code == terminals.CodeApproved {
 		ans.Auth = authRef(s.id, w.out.Seq)

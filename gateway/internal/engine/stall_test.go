@@ -13,6 +13,7 @@ import (
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/scene/market"
 	"scenepay/gateway/internal/vfs"
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -106,11 +107,11 @@ func runPays(t *testing.T, e *Engine, p *fakePub, clk *stallClock, cases []payCa
 			continue
 		}
 		if r.Body != nil {
-			var ans StallPayment
+			var ans opwire.StallDecision
 			if err := json.Unmarshal(r.Body, &ans); err != nil {
 				t.Fatalf("%s: answer %s: %v", c.name, r.Body, err)
 			}
-			if ans.Code != string(c.code) || ans.Class != c.class || ans.ID != c.pay.ID || ans.TID != stallTID || ans.Merchant != "M-STALL" ||
+			if ans.Code != c.code || ans.Class != c.class || ans.ID != c.pay.ID || ans.TID != stallTID || ans.Merchant != "M-STALL" ||
 				ans.Txn != StallTxn(c.pay.ID) || (c.code == terminals.CodeApproved) != (ans.Auth != "") {
 				t.Errorf("%s: answer %s", c.name, r.Body)
 			}

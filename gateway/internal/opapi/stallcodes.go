@@ -17,6 +17,7 @@ import (
 
 	"scenepay/gateway/internal/engine"
 	"scenepay/gateway/internal/scene/market"
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -33,26 +34,10 @@ type StallEngine interface {
 // stallListDefault is the page size of a listing without "limit".
 const stallListDefault = 100
 
-// stallCodeView is the JSON shape of a stall code.
-type stallCodeView struct {
-	Code          string `json:"code"`
-	TID           string `json:"tid"`
-	Merchant      string `json:"merchant"`
-	Dynamic       bool   `json:"dynamic"`
-	Business      bool   `json:"business"`
-	StallBusiness bool   `json:"stall_business"`
-	Amount        int64  `json:"amount,omitempty"`
-	ShownAt       string `json:"shown_at"`
-	ExpiresAt     string `json:"expires_at,omitempty"`
-	RevokedAt     string `json:"revoked_at,omitempty"`
-	PaidBy        string `json:"paid_by,omitempty"`
-	// State is live, paid (a used dynamic code), expired or revoked.
-	State string `json:"state"`
-}
-
-func (s *Server) stallView(v engine.StallCodeView) stallCodeView {
+// stallView is the operator view of a stall code, its state as of now.
+func (s *Server) stallView(v engine.StallCodeView) opwire.StallCode {
 	c := v.StallCode
-	out := stallCodeView{Code: c.ID, TID: c.Stall, Merchant: v.Merchant, Dynamic: c.Dynamic, Business: c.Business,
+	out := opwire.StallCode{Code: c.ID, TID: c.Stall, Merchant: v.Merchant, Dynamic: c.Dynamic, Business: c.Business,
 		StallBusiness: v.StallBusiness, Amount: c.Amount, ShownAt: rfc3339ms(c.ShownAt), ExpiresAt: rfc3339ms(c.Expires),
 		RevokedAt: rfc3339ms(c.Revoked), PaidBy: c.PaidBy, State: "live"}
 	switch {
@@ -67,8 +52,8 @@ func (s *Server) stallView(v engine.StallCodeView) stallCodeView {
 }
 
 type stallCodeList struct {
-	Merchant string          `json:"merchant"`
-	Codes    []stallCodeView `json:"codes"`
+	Merchant string             `json:"merchant"`
+	Codes    []opwire.StallCode `json:"codes"`
 	// Next is the "after" of the next page ("" on the last page).
 	Next string `json:"next,omitempty"`
 }
@@ -199,7 +184,7 @@ func (s *Server) listStallCodes(ctx *fasthttp.RequestCtx, se StallEngine) {
 		limit = n
 	}
 	list, more := se.StallCodes(merchant, after, limit)
-	out := stallCodeList{Merchant: merchant, Codes: make([]stallCodeView, len(list))}
+	out := stallCodeList{Merchant: merchant, Codes: make([]opwire.StallCode, len(list))}
 	for i, v := range list {
 		out.Codes[i] = s.stallView(v)
 	}
@@ -287,15 +272,10 @@ func (s *Server) payStallCode(ctx *fasthttp.RequestCtx, se StallEngine, code str
 	s.stored(ctx, r)
 }
 
-type stallRefundBody struct {
-	Amount int64  `json:"amount"`
-	ID     string `json:"id"` // the refund's own idempotency id
-}
-
 // refundStallPayment refunds part or all of a wallet's payment through a
 // stall code to the paying account, answered like a payment.
 func (s *Server) refundStallPayment(ctx *fasthttp.RequestCtx, se StallEngine, code, payment string) {
-	var b stallRefundBody
+	var b opwire.StallRefund
 	if !s.decode(ctx, &b) {
 		s.audit(ctx, "stall_code.refund", payment, string(terminals.CodeMalformed))
 		return
