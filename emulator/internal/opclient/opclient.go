@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -160,19 +161,12 @@ func (c *Client) TopUp(ctx context.Context, key string, amt int64, ref string) (
 	return out, err
 }
 
-// DenyLag is a bus reader whose reported deny-list version is behind.
-type DenyLag struct {
-	TID      string `json:"tid"`
-	Reported uint64 `json:"reported"` // 0: never reported
-}
+// DenyLag is a bus reader whose reported deny-list version is behind
+// (opwire.DenyLag).
+type DenyLag = opwire.DenyLag
 
-// DenyLagging is the answer of GET /v1/denylist/lagging.
-type DenyLagging struct {
-	Version uint64    `json:"version"`
-	Count   int       `json:"count"`  // every lagging bus reader
-	Listed  int       `json:"listed"` // how many are in Lagging
-	Lagging []DenyLag `json:"lagging"`
-}
+// DenyLagging is the answer of GET /v1/denylist/lagging (opwire.DenyLagging).
+type DenyLagging = opwire.DenyLagging
 
 // DenyLagging reads the registered bus readers behind the current deny-list version.
 func (c *Client) DenyLagging(ctx context.Context) (DenyLagging, error) {

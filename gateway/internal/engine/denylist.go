@@ -62,6 +62,7 @@ import (
 	"scenepay/gateway/internal/core"
 	"scenepay/gateway/internal/registry"
 	"scenepay/gateway/internal/scene/transit"
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -315,16 +316,10 @@ func (e *Engine) DenyListed(card string) bool {
 	return e.deny.list.Has(card)
 }
 
-// DenyLag is one bus reader behind the current deny-list version.
-type DenyLag struct {
-	TID      string `json:"tid"`
-	Reported uint64 `json:"reported"` // 0: never reported
-}
-
 // DenyLagging lists the registered bus readers whose reported deny-list
 // version is below the current one, or that never reported one (sorted by
 // id, at most DenyLagListMax; total counts them all).
-func (e *Engine) DenyLagging() (cur uint64, list []DenyLag, total int) {
+func (e *Engine) DenyLagging() (cur uint64, list []opwire.DenyLag, total int) {
 	ts := e.reg.All()
 	e.deny.lmu.Lock()
 	cur = e.deny.list.Version()
@@ -343,7 +338,7 @@ func (e *Engine) DenyLagging() (cur uint64, list []DenyLag, total int) {
 		if v := reported[t.TID]; v < cur {
 			total++
 			if len(list) < DenyLagListMax {
-				list = append(list, DenyLag{TID: t.TID, Reported: v})
+				list = append(list, opwire.DenyLag{TID: t.TID, Reported: v})
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"scenepay/gateway/internal/engine"
 	"scenepay/gateway/internal/scene/transit"
+	"scenepay/gateway/opwire"
 	"scenepay/terminals"
 )
 
@@ -21,7 +22,7 @@ type DenyEngine interface {
 	DenyAdd(card string) (uint64, error)
 	DenyRemove(card string) (uint64, error)
 	DenyDelta(since uint64) transit.Delta
-	DenyLagging() (cur uint64, list []engine.DenyLag, total int)
+	DenyLagging() (cur uint64, list []opwire.DenyLag, total int)
 }
 
 // denyView answers a change and GET /v1/denylist?since=V.
@@ -31,13 +32,6 @@ type denyView struct {
 	Full    bool     `json:"full"` // since was older than the kept history: Add is the whole list
 	Add     []string `json:"add"`
 	Remove  []string `json:"remove"`
-}
-
-type denyLagView struct {
-	Version uint64           `json:"version"`
-	Count   int              `json:"count"`  // all lagging bus readers
-	Listed  int              `json:"listed"` // how many are listed here (at most engine.DenyLagListMax)
-	Lagging []engine.DenyLag `json:"lagging"`
 }
 
 // denylist routes:
@@ -66,11 +60,12 @@ func (s *Server) denylist(ctx *fasthttp.RequestCtx, parts []string) {
 		d := de.DenyDelta(since)
 		s.json(ctx, fasthttp.StatusOK, deltaView(d))
 	case len(parts) == 2 && parts[1] == "lagging" && ctx.IsGet():
+		// At most engine.DenyLagListMax are listed; Count is all of them.
 		cur, list, total := de.DenyLagging()
 		if list == nil {
-			list = []engine.DenyLag{}
+			list = []opwire.DenyLag{}
 		}
-		s.json(ctx, fasthttp.StatusOK, denyLagView{Version: cur, Count: total, Listed: len(list), Lagging: list})
+		s.json(ctx, fasthttp.StatusOK, opwire.DenyLagging{Version: cur, Count: total, Listed: len(list), Lagging: list})
 	case len(parts) == 2 && (ctx.IsPost() || ctx.IsDelete()):
 		card := parts[1]
 		action, change := "denylist.add", de.DenyAdd
