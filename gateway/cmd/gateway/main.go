@@ -44,40 +44,25 @@ func env(name, def string) string {
 	return def
 }
 
-func envInt(name string, def int) int {
+// envAs reads name with parse, or returns def when it is not set; a value
+// that does not parse stops the gateway with a message naming the variable.
+func envAs[T any](name string, def T, parse func(string) (T, error), what string) T {
 	if v, ok := os.LookupEnv(name); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
+		x, err := parse(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gateway: %s=%q is not %s\n", name, v, what)
+			os.Exit(2)
 		}
-		fmt.Fprintf(os.Stderr, "gateway: %s=%q is not a number\n", name, v)
-		os.Exit(2)
+		return x
 	}
 	return def
 }
 
+func envInt(name string, def int) int { return envAs(name, def, strconv.Atoi, "a number") }
 func envDur(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "gateway: %s=%q is not a duration\n", name, v)
-			os.Exit(2)
-		}
-		return d
-	}
-	return def
+	return envAs(name, def, time.ParseDuration, "a duration")
 }
-
-func envBool(name string, def bool) bool {
-	if v, ok := os.LookupEnv(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "gateway: %s=%q is not true or false\n", name, v)
-			os.Exit(2)
-		}
-		return b
-	}
-	return def
-}
+func envBool(name string, def bool) bool { return envAs(name, def, strconv.ParseBool, "true or false") }
 
 // sweepFlags defines the flags of the periodic sweep (engine/sweep.go) on
 // fs, with defaults from the environment and then from def.
