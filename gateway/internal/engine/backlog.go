@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/registry"
 	"scenepay/terminals"
 )
@@ -118,7 +119,9 @@ func (e *Engine) backlogTotals() (taps map[string]uint64, oldestAge map[string]f
 	return taps, oldestAge
 }
 
-// journalSizeBytes sums the sizes of the journal's segment files.
+// journalSizeBytes sums the sizes of the journal's segment files and of
+// its spare segment: the disk the journal holds, the zeros of the active
+// and the spare segment included (journal.Options.Preallocate).
 func (e *Engine) journalSizeBytes() (int64, bool) {
 	dir := e.journalDir()
 	names, err := e.fs.ReadDir(dir)
@@ -127,7 +130,7 @@ func (e *Engine) journalSizeBytes() (int64, bool) {
 	}
 	var sum int64
 	for _, n := range names {
-		if !strings.HasSuffix(n, journalSegmentSuffix) {
+		if !strings.HasSuffix(n, journalSegmentSuffix) && n != journal.SpareName {
 			continue
 		}
 		fi, err := e.fs.Stat(dir + "/" + n)
@@ -155,7 +158,7 @@ func newBacklogCollector() *backlogCollector {
 			"Age of the oldest offline tap waiting for upload among those reports (0 when none waits), by kind.",
 			[]string{"kind"}, nil),
 		journalSize: prometheus.NewDesc("scenepay_journal_size_bytes",
-			"Bytes of the journal's segment files on disk.", nil, nil),
+			"Bytes of the journal's segment files on disk, with the preallocated spare segment.", nil, nil),
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"scenepay/gateway/internal/journal"
 	"scenepay/gateway/internal/registry"
 	"scenepay/terminals"
 )
@@ -123,14 +124,15 @@ func TestBacklogTableBound(t *testing.T) {
 	}
 }
 
-// The journal size gauge is the sum of the segment files on disk and grows
-// with approvals.
+// The journal size gauge is the sum of the segment files on disk, the
+// preallocated spare included, and grows with approvals.
 func TestJournalSizeGauge(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := DefaultConfig(t.TempDir())
 	cfg.Shards = 2
 	cfg.SnapshotEvery = 0
 	cfg.Metrics = NewMetrics(reg)
+	cfg.Journal.Preallocate, cfg.Journal.SegmentBytesMax = true, 8<<20
 	e, err := Open(cfg, master)
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +169,15 @@ func TestJournalSizeGauge(t *testing.T) {
 			n += fi.Size()
 		}
 		return float64(n)
+	}
+	spare := e.journalDir() + "/" + journal.SpareName
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if fi, err := e.fs.Stat(spare); err == nil && fi.Size() == 8<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the journal's spare segment was not filled")
+		}
 	}
 	before := size()
 	if before != onDisk() {

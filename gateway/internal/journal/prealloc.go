@@ -9,7 +9,7 @@ package journal
 // write grows the file (PostgreSQL recycles zero-filled WAL segments for
 // the same reason).
 //
-// With Options.Preallocate a spare file (spareName) is zero-filled to
+// With Options.Preallocate a spare file (SpareName) is zero-filled to
 // SegmentBytesMax in the background (in paced chunks, paced.go). A rotation writes the new segment's
 // header into the spare, fsyncs it and renames it to the segment's name,
 // so the segment exists durably with its header before any record goes
@@ -30,15 +30,17 @@ import (
 	"scenepay/gateway/internal/vfs"
 )
 
-// spareName is the zero-filled file the next rotation takes. Open removes
-// a spare left by a crash (it holds no record).
-const spareName = "segment.spare"
+// SpareName is the zero-filled file the next rotation takes (in the
+// journal's directory). Open removes a spare left by a crash (it holds no
+// record).
+const SpareName = "segment.spare"
+
 
 // removeSpare removes a spare left in dir.
 func removeSpare(o *Options) error {
-	err := o.FS.Remove(filepath.Join(o.Dir, spareName))
+	err := o.FS.Remove(filepath.Join(o.Dir, SpareName))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return &IOError{Op: "remove", Path: filepath.Join(o.Dir, spareName), Err: err}
+		return &IOError{Op: "remove", Path: filepath.Join(o.Dir, SpareName), Err: err}
 	}
 	return nil
 }
@@ -75,7 +77,7 @@ func (j *Journal) prepareSpare() {
 // fillSpare creates the spare and writes SegmentBytesMax zero bytes into
 // it through a pacedWriter.
 func (j *Journal) fillSpare() (vfs.File, error) {
-	path := filepath.Join(j.opts.Dir, spareName)
+	path := filepath.Join(j.opts.Dir, SpareName)
 	sf, err := j.opts.FS.Create(path)
 	if err != nil {
 		return nil, err
@@ -126,7 +128,7 @@ func (j *Journal) segmentFromSpare(sp vfs.File, name string, first uint64) (vfs.
 		err = cerr
 	}
 	if err == nil {
-		err = j.opts.FS.Rename(filepath.Join(dir, spareName), filepath.Join(dir, name))
+		err = j.opts.FS.Rename(filepath.Join(dir, SpareName), filepath.Join(dir, name))
 	}
 	if err == nil {
 		err = j.opts.FS.SyncDir(dir)

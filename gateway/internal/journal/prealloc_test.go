@@ -83,7 +83,7 @@ func TestPreallocatedSegments(t *testing.T) {
 			t.Fatalf("segment %s (active %v) is %d bytes", s, active, size)
 		}
 	}
-	if fileSize(t, filepath.Join(dir, spareName)) != o.SegmentBytesMax {
+	if fileSize(t, filepath.Join(dir, SpareName)) != o.SegmentBytesMax {
 		t.Fatal("the next spare is not filled")
 	}
 	n := 0
@@ -109,7 +109,7 @@ func TestPreallocatedSegments(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, spareName)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, SpareName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("spare after Close: %v", err)
 	}
 	last := lastSegmentPath(t, dir)
@@ -134,7 +134,7 @@ func TestPreallocatedSegments(t *testing.T) {
 func TestPreallocateFallsBackWithoutSpare(t *testing.T) {
 	dir := t.TempDir()
 	efs := vfs.NewErrorFS(vfs.Default)
-	efs.Inject(vfs.Rule{Op: vfs.OpCreate, Path: spareName, Sticky: true})
+	efs.Inject(vfs.Rule{Op: vfs.OpCreate, Path: SpareName, Sticky: true})
 	o := smallOpts(dir)
 	o.FS, o.Preallocate = efs, true
 	j := mustOpen(t, o)
