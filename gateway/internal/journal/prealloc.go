@@ -35,7 +35,6 @@ import (
 // record).
 const SpareName = "segment.spare"
 
-
 // removeSpare removes a spare left in dir.
 func removeSpare(o *Options) error {
 	err := o.FS.Remove(filepath.Join(o.Dir, SpareName))
