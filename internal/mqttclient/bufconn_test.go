@@ -85,6 +85,17 @@ func (f *fakeConn) snapshot() (writes [][]byte, closed bool, deadlines int) {
 
 func joined(ws [][]byte) []byte { return bytes.Join(ws, nil) }
 
+// awaitWrite waits for the next Write to f, failing with what if none
+// comes within 10 s.
+func (f *fakeConn) awaitWrite(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-f.wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal(what)
+	}
+}
+
 // Writes never send by themselves without a flusher, and never block:
 // past the bound a Write is refused whole (errBufFull) and the connection
 // stays usable; Flush sends everything in one write, in order, with a
@@ -133,11 +144,7 @@ func TestBufConnFlusherSends(t *testing.T) {
 	}
 	got := []byte{}
 	for len(got) < 3 {
-		select {
-		case <-f.wrote:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("buffered bytes never flushed by the flusher (have %q)", got)
-		}
+		f.awaitWrite(t, fmt.Sprintf("buffered bytes never flushed by the flusher (have %q)", got))
 		ws, _, _ := f.snapshot()
 		got = joined(ws)
 	}
@@ -148,11 +155,7 @@ func TestBufConnFlusherSends(t *testing.T) {
 	if _, err := b.Write([]byte("!")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-f.wrote:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a write after a flush was never flushed")
-	}
+	f.awaitWrite(t, "a write after a flush was never flushed")
 	if ws, _, _ := f.snapshot(); string(joined(ws)) != "xyz!" {
 		t.Fatalf("got %q", joined(ws))
 	}
@@ -177,11 +180,7 @@ func TestBufConnLazyBytesRideWithTheNextWrite(t *testing.T) {
 	if err := b.write2([]byte("R"), nil); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-f.wrote:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the woken write never left")
-	}
+	f.awaitWrite(t, "the woken write never left")
 	if ws, _, _ := f.snapshot(); len(ws) != 1 || string(ws[0]) != "aR" {
 		t.Fatalf("writes %q, want one write \"aR\"", ws)
 	}
@@ -194,11 +193,7 @@ func TestBufConnLazyBytesRideWithTheNextWrite(t *testing.T) {
 	if err := b.writeLazy([]byte("c")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-f.wrote:
-	case <-time.After(10 * time.Second):
-		t.Fatal("lazy bytes never left on their own")
-	}
+	f.awaitWrite(t, "lazy bytes never left on their own")
 	if waited := time.Since(start); waited < delay {
 		t.Fatalf("lazy bytes left after %v, before their delay %v", waited, delay)
 	}
@@ -213,11 +208,7 @@ func TestBufConnLazyBytesRideWithTheNextWrite(t *testing.T) {
 	if err := p.writeLazy([]byte("z")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-g.wrote:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a lazy write without a delay was not sent")
-	}
+	g.awaitWrite(t, "a lazy write without a delay was not sent")
 }
 
 // Concurrent writers (the reader's PUBACKs, replies from the committer)
