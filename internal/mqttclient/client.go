@@ -350,9 +350,10 @@ func (c *Conn) down(bc *bufConn) {
 }
 
 // readLoop reads and handles packets until the connection fails. The
-// PUBACKs of the packets one read brought are sent together, when no
-// complete packet is left to handle: one buffer append and one wake-up of
-// the flusher per read, not per message.
+// PUBACKs of the packets one read brought are buffered together, when no
+// complete packet is left to handle: one buffer append per read, not per
+// message. With AckDelay they wait for the next publication (writeLazy);
+// without, they wake the flusher.
 func (c *Conn) readLoop(bc *bufConn, rd *reader) error {
 	var acks []byte
 	for {

@@ -10,8 +10,9 @@ package journal
 // the same reason).
 //
 // With Options.Preallocate a spare file (SpareName) is zero-filled to
-// SegmentBytesMax in the background (in paced chunks, paced.go). A rotation writes the new segment's
-// header into the spare, fsyncs it and renames it to the segment's name,
+// SegmentBytesMax in the background, in paced chunks (paced.go). A
+// rotation writes the new segment's header into the spare, fsyncs it and
+// renames it to the segment's name,
 // so the segment exists durably with its header before any record goes
 // into it, as with createSegment. Zero bytes never verify as a record, so
 // after a crash the unused zero tail of the last segment is a torn tail and
