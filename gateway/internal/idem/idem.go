@@ -66,6 +66,9 @@ const (
 	tombstone
 )
 
+// entry is one txn id's state. Once done or a tombstone it is never changed
+// in place (a frozen store shares it, snapshot.go): only pending entries are
+// written to, and a corrected retry of a decline gets a new entry.
 type entry struct {
 	hash    uint64
 	st      state
