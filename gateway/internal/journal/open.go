@@ -10,6 +10,7 @@ package journal
 // *CorruptionError rather than silently dropping approved payments.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -110,7 +111,12 @@ func (s *scanner) scanRecordsFrom(off int64, first uint64, fn func(lsn uint64, p
 
 // validRecordAfter reports the offset of a checksummed record with an LSN of
 // at least minLSN that starts after off, if there is one. A cheap LSN range
-// test skips almost every offset before any checksum is computed.
+// test skips almost every offset before any checksum is computed, and a run
+// of zero bytes is passed over in one step: a record's LSN field (bytes 8
+// to 15 of its header) is never zero, since LSNs start at 1, so no record
+// starts where that field would lie inside the run. The zero tail of a
+// preallocated segment (up to a whole segment after a crash) is thus
+// checked at memory speed instead of one offset at a time.
 func (s *scanner) validRecordAfter(off int64, minLSN uint64) (int64, bool, error) {
 	for p := off + 1; p+recordHeaderLen <= s.size; p++ {
 		h, err := s.span(p, recordHeaderLen)
@@ -118,6 +124,16 @@ func (s *scanner) validRecordAfter(off int64, minLSN uint64) (int64, bool, error
 			return 0, false, err
 		}
 		lsn := leU64(h[8:16])
+		if lsn == 0 {
+			// Bytes p+8 .. q-1 are zero: the first start whose LSN field
+			// reaches byte q is q-8-7 (> p, as q >= p+16).
+			q, err := s.nextNonZero(p + 16)
+			if err != nil {
+				return 0, false, err
+			}
+			p = q - 15 - 1 // the loop's p++ makes it q-15
+			continue
+		}
 		if lsn < minLSN || lsn-minLSN > uint64(s.size-p)/recordHeaderLen {
 			continue
 		}
@@ -134,6 +150,34 @@ func (s *scanner) validRecordAfter(off int64, minLSN uint64) (int64, bool, error
 		}
 	}
 	return 0, false, nil
+}
+
+// zeroBlock is compared against to pass over zero bytes a block at a time.
+var zeroBlock [4096]byte
+
+// nextNonZero returns the offset of the first nonzero byte at or after off,
+// or the file size when there is none.
+func (s *scanner) nextNonZero(off int64) (int64, error) {
+	for off < s.size {
+		b, err := s.span(off, int(min(scanChunkBytes, s.size-off)))
+		if err != nil {
+			return 0, err
+		}
+		if len(b) == 0 {
+			break
+		}
+		i := 0
+		for i+len(zeroBlock) <= len(b) && bytes.Equal(b[i:i+len(zeroBlock)], zeroBlock[:]) {
+			i += len(zeroBlock)
+		}
+		for ; i < len(b); i++ {
+			if b[i] != 0 {
+				return off + int64(i), nil
+			}
+		}
+		off += int64(len(b))
+	}
+	return s.size, nil
 }
 
 func leU32(b []byte) uint32 {
