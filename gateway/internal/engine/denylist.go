@@ -24,9 +24,15 @@ package engine
 // delta would list more than DenyDeltaCardsMax cards or DenyFullEvery
 // versions have passed since F, and at every start and broker reconnect
 // (republish; F starts at 0, the empty list, before any full list was
-// published). The full
-// message goes out before the delta, so a delta's From always names a
-// full list the broker holds. Readers report the version they applied as
+// published). The republish happens whatever the version, also for a list
+// never changed (version 0: a full list at 0 without cards and an empty
+// delta from 0 to 0): the broker may still hold retained deny-list
+// messages of an earlier data directory (the gateway's data wiped, or
+// restored from an older backup, with broker persistence on), and those
+// must not stay. A reader holding such a stale version h > V takes the
+// full list the delta's From names, so it ends on the gateway's list. The
+// full message goes out before the delta, so a delta's From always names
+// a full list the broker holds. Readers report the version they applied as
 // "deny" in the heartbeat's cfg object; GET /v1/denylist/lagging lists the
 // registered bus readers below the current version (or never reporting).
 //
@@ -360,19 +366,18 @@ func (e *Engine) noteDenyReport(tid string, v *terminals.CfgVersions) {
 }
 
 // RepublishDeny publishes a full list and an empty delta at the current
-// version (start-up, a new publisher, a reconnect); a list never changed
-// (version 0) without stopped first-ride routes publishes nothing: a
-// reader without a list is current. Holding mu, it is ordered with every
-// change's publication, so the current version is the one left retained.
+// version (start-up, a new publisher, a reconnect), always, also when the
+// list was never changed (version 0: an empty full list and a delta from 0
+// to 0). The broker may hold retained messages of an earlier list (a wiped
+// or restored data directory with broker persistence on); publishing
+// nothing would leave readers refusing cards from that stale list until
+// the first change. Readers ahead of the current version take the full
+// list (the reader rule for a delta below h). Holding mu, it is ordered
+// with every change's publication, so the current version is the one left
+// retained.
 func (e *Engine) RepublishDeny() {
 	e.deny.mu.Lock()
 	defer e.deny.mu.Unlock()
-	e.deny.lmu.Lock()
-	idle := e.deny.list.Version() == 0 && len(e.deny.stop) == 0
-	e.deny.lmu.Unlock()
-	if idle {
-		return
-	}
 	e.publishDenyLocked(true)
 }
 

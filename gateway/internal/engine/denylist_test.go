@@ -49,6 +49,11 @@ func TestDenyListChangesPublishReportAndSurviveRestart(t *testing.T) {
 	rp := newRetainedPub()
 	e.SetPublisher(rp)
 	full, delta := DenyTopicFull(e.cfg.Topics), DenyTopicDelta(e.cfg.Topics)
+	// The start-up republish, at version 0 (a fresh engine has no config
+	// documents): the full list, then the delta.
+	if a, b := rp.wait(t), rp.wait(t); a != full || b != delta {
+		t.Fatalf("start-up republish on %s, %s", a, b)
+	}
 	for _, tm := range []registry.Terminal{{TID: "T1", Kind: "bus", Merchant: "M", KeyVersion: 1},
 		{TID: "T2", Kind: "bus", Merchant: "M", KeyVersion: 1}, {TID: "S1", Kind: "stall", Merchant: "M", KeyVersion: 1}} {
 		if err := e.RegisterTerminal(tm); err != nil {
