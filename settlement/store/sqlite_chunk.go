@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -142,6 +143,12 @@ func (s *SQLite) ingestRowsSQLite(ctx context.Context, tx *sql.Tx, b *handoff.Ba
 			return IngestResult{}, err
 		}
 		rows = rows[n:]
+		// A chunk is about a millisecond of CPU; a batch of thousands of
+		// rows is tens. Yield between chunks so that, in the gateway's
+		// process (the embedded store is written by the handoff there),
+		// goroutines answering terminals that became runnable meanwhile
+		// run now instead of waiting for the scheduler's 10 ms preemption.
+		runtime.Gosched()
 	}
 	if err := w.flushLegs(); err != nil {
 		return IngestResult{}, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,13 @@ type Store interface {
 	Ingest(ctx context.Context, b *settle.Batch) (store.IngestResult, error)
 	HighWater(ctx context.Context, source string) (uint64, error)
 }
+
+// fillYieldEvery is how many journal records the handoff turns into rows
+// between yields of the processor (about a millisecond of work): the
+// handoff is background work sharing the gateway's few processors with the
+// goroutines that answer terminals, and a goroutine that does not block is
+// otherwise preempted only after 10 ms.
+const fillYieldEvery = 256
 
 // Steps named for Config.Hook (crash tests).
 const (
@@ -341,9 +349,13 @@ func (h *Handoff) fill(p *pending, now time.Time) error {
 		room = int(durable - after)
 	}
 	var rec core.Record
+	n := 0
 	_, err := h.cfg.Journal.ReadDurable(after, room, func(lsn uint64, payload []byte) error {
 		if len(p.rows) >= h.cfg.BatchRowsMax {
 			return errBatchFull
+		}
+		if n++; n%fillYieldEvery == 0 {
+			runtime.Gosched() // see fillYieldEvery
 		}
 		if len(p.syncs) >= settle.SyncsMax/2 {
 			return errBatchFull
