@@ -148,9 +148,7 @@ func run() error {
 		}
 		// Off by default: profiles expose internals and cost CPU while taken.
 		// A mux of its own keeps /debug/pprof off the operator API.
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux := pprofMux()
 		go func() { slog.Error("pprof endpoint stopped", "err", http.ListenAndServe(*pprofListen, mux)) }()
 	}
 
@@ -321,6 +319,18 @@ func run() error {
 	in.Close()
 	_ = api.Close()
 	return runErr
+}
+
+// pprofMux serves the named profiles (/debug/pprof/heap, goroutine, ...),
+// CPU profiles (/debug/pprof/profile) and execution traces
+// (/debug/pprof/trace: scheduling delays, GC pauses, blocking), which show
+// what a CPU profile cannot: where a request waited.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // startHandoff opens the settlement store (lazily: a database that is down
