@@ -34,6 +34,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 
 	"scenepay/settlement/handoff"
 )
@@ -110,6 +111,17 @@ func chunkLen(n int) int {
 	return 1 << (bits.Len(uint(n)) - 1)
 }
 
+type chunkPauseKey struct{}
+
+// WithChunkPause returns ctx carrying pause, which the embedded store's
+// Ingest calls between its multi-row chunks with the time the chunk took,
+// instead of only yielding the processor. The gateway's handoff rests
+// there, so that the settlement feed, which runs in the gateway's process,
+// leaves the machine's cores to the goroutines answering terminals.
+func WithChunkPause(ctx context.Context, pause func(took time.Duration)) context.Context {
+	return context.WithValue(ctx, chunkPauseKey{}, pause)
+}
+
 // pendingLeg is a leg of a row this Ingest wrote, not yet written.
 type pendingLeg struct {
 	r *handoff.Txn
@@ -137,8 +149,10 @@ type sqliteIngest struct {
 func (s *SQLite) ingestRowsSQLite(ctx context.Context, tx *sql.Tx, b *handoff.Batch) (IngestResult, error) {
 	w := &sqliteIngest{ctx: ctx, tx: tx, b: b, cached: &s.chunks, source: b.Source, batchID: b.ID,
 		args: make([]any, 0, sqliteChunk*sqliteRowCols)}
+	pause, _ := ctx.Value(chunkPauseKey{}).(func(time.Duration))
 	for rows := b.Rows; len(rows) > 0; {
 		n := chunkLen(len(rows))
+		start := time.Now()
 		if err := w.chunk(rows[:n]); err != nil {
 			return IngestResult{}, err
 		}
@@ -148,7 +162,11 @@ func (s *SQLite) ingestRowsSQLite(ctx context.Context, tx *sql.Tx, b *handoff.Ba
 		// process (the embedded store is written by the handoff there),
 		// goroutines answering terminals that became runnable meanwhile
 		// run now instead of waiting for the scheduler's 10 ms preemption.
-		runtime.Gosched()
+		if pause != nil {
+			pause(time.Since(start))
+		} else {
+			runtime.Gosched()
+		}
 	}
 	if err := w.flushLegs(); err != nil {
 		return IngestResult{}, err

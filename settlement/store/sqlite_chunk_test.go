@@ -202,3 +202,28 @@ func onesCount(x int) int {
 	}
 	return c
 }
+
+// Under WithChunkPause, Ingest calls the pause once after each chunk it
+// writes, with the time the chunk took.
+func TestSQLiteIngestPausesBetweenChunks(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "settlement.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := uint64(2*sqliteChunk + 11) // chunks of 128, 128, 8, 2, 1
+	var pauses []time.Duration
+	pctx := WithChunkPause(ctx, func(took time.Duration) { pauses = append(pauses, took) })
+	if res, err := s.Ingest(pctx, chunkBatch(1, n, func(uint64) bool { return true })); err != nil || res.Inserted != int(n) {
+		t.Fatalf("Ingest = %+v, %v", res, err)
+	}
+	if len(pauses) != 5 {
+		t.Fatalf("%d pauses, want one after each of 5 chunks", len(pauses))
+	}
+	for i, d := range pauses {
+		if d <= 0 {
+			t.Errorf("pause %d was told the chunk took %v", i, d)
+		}
+	}
+}

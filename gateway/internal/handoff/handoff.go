@@ -470,7 +470,7 @@ func (h *Handoff) send(ctx context.Context, b *settle.Batch) error {
 		go h.cfg.Hook(StepDuringIngest)
 	}
 	start := time.Now()
-	res, err := h.cfg.Store.Ingest(ctx, b)
+	res, err := h.cfg.Store.Ingest(store.WithChunkPause(ctx, h.rest), b)
 	h.m.ingestSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		result := "error"
@@ -499,6 +499,21 @@ func (h *Handoff) hook(step string) {
 	if h.cfg.Hook != nil {
 		h.cfg.Hook(step)
 	}
+}
+
+// rest is called between the embedded store's chunks with the time the
+// chunk took. While the handoff keeps up (a backlog of at most two
+// batches) it sleeps as long: the settlement feed then takes at most half
+// of a core in short steps instead of a whole one for tens of
+// milliseconds, which on a small machine is time taken from the broker and
+// from the goroutines answering terminals. Behind, it only yields, and
+// catches up at full speed.
+func (h *Handoff) rest(took time.Duration) {
+	if h.Backlog() > 2*uint64(h.cfg.BatchRowsMax) {
+		runtime.Gosched()
+		return
+	}
+	time.Sleep(took)
 }
 
 // checkBacklog switches Busy with hysteresis: on past BacklogMax, off under
