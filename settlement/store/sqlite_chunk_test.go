@@ -82,13 +82,21 @@ func wantChunkStore(t *testing.T, s *SQLite, hw uint64, batches ...*handoff.Batc
 // content or other legs is refused wherever it lies (the first one in
 // batch order is named) and leaves the store as it was, and the new rows
 // and their legs are all written.
-func TestSQLiteIngestAcrossChunks(t *testing.T) {
-	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "settlement.db"))
+// openChunkStore opens an embedded store in a temporary directory, closed
+// when the test ends.
+func openChunkStore(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "settlement.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestSQLiteIngestAcrossChunks(t *testing.T) {
+	ctx := context.Background()
+	s := openChunkStore(t)
 
 	// Re-cut rows 1..n: three full chunks, then 8 + 2 + 1. Every third
 	// LSN up to n-5 is stored first.
@@ -207,11 +215,7 @@ func onesCount(x int) int {
 // writes, with the time the chunk took.
 func TestSQLiteIngestPausesBetweenChunks(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "settlement.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openChunkStore(t)
 	n := uint64(2*sqliteChunk + 11) // chunks of 128, 128, 8, 2, 1
 	var pauses []time.Duration
 	pctx := WithChunkPause(ctx, func(took time.Duration) { pauses = append(pauses, took) })

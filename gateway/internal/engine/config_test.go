@@ -96,10 +96,7 @@ func TestConfigSurvivesRestartAndIsPublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Crash: no closing snapshot; the journal has the two changes.
-	e2.closed.Store(true)
-	close(e2.stop)
-	e2.wg.Wait()
-	e2.j.Close()
+	crash(e2)
 
 	e3, _ := openEngine(t, dir, vfs.Default)
 	defer e3.Close()

@@ -287,10 +287,7 @@ func TestRecoveryFromSnapshotAndJournal(t *testing.T) {
 	}
 	want := balance(t, e)
 	// Simulate a crash: stop the writers without the closing snapshot.
-	e.closed.Store(true)
-	close(e.stop)
-	e.wg.Wait()
-	e.j.Close()
+	crash(e)
 
 	e2, p2 := openEngine(t, dir, vfs.Default)
 	defer e2.Close()

@@ -63,10 +63,7 @@ func TestConcessionProfilesTapAndRestart(t *testing.T) {
 		t.Fatalf("bank profile: %v %v, want MALFORMED", r.Code, err)
 	}
 	// Crash: no closing snapshot.
-	e.closed.Store(true)
-	close(e.stop)
-	e.wg.Wait()
-	e.j.Close()
+	crash(e)
 
 	e2, p2 := openEngine(t, dir, vfs.Default)
 	defer e2.Close()

@@ -97,10 +97,7 @@ func TestTransitFarePushLiveAndAfterRestart(t *testing.T) {
 	}
 	want := map[string]int64{"C1": 9_800, "C2": 9_650, "C3": 9_650}
 	// Crash: no closing snapshot, the journal holds the change and the taps.
-	e.closed.Store(true)
-	close(e.stop)
-	e.wg.Wait()
-	e.j.Close()
+	crash(e)
 
 	e2, p2 := openEngine(t, dir, vfs.Default)
 	for id, b := range want {

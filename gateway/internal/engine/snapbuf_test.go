@@ -85,10 +85,7 @@ func TestSnapshotReleasesShardBuffers(t *testing.T) {
 	checkSnapBuffersReleased(t, e)
 	// Crash right after the second snapshot: no closing snapshot, nothing
 	// in the journal after it, so the state below comes from that snapshot.
-	e.closed.Store(true)
-	close(e.stop)
-	e.wg.Wait()
-	e.j.Close()
+	crash(e)
 
 	e2, _ := openEngine(t, dir, vfs.Default)
 	defer e2.Close()

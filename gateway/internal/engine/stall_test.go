@@ -390,10 +390,7 @@ func TestStallRestartKeepsRegistry(t *testing.T) {
 			}
 			want := accountBalance(t, e, "county:R1")
 			// Crash: no closing snapshot.
-			e.closed.Store(true)
-			close(e.stop)
-			e.wg.Wait()
-			e.j.Close()
+			crash(e)
 
 			e2, p2 := openStallEngine(t, dir, clk)
 			defer e2.Close()
@@ -556,10 +553,7 @@ func TestStallRefunds(t *testing.T) {
 	runPays(t, e, p, clk, []payCase{
 		{name: "pay 200 again", pay: pay("p3", 20_000), code: terminals.CodeApproved, class: "D", stored: true, noticeTo: true},
 	})
-	e.closed.Store(true)
-	close(e.stop)
-	e.wg.Wait()
-	e.j.Close()
+	crash(e)
 	e2, _ := openStallEngine(t, dir, clk)
 	defer e2.Close()
 	r, err := e2.RefundStallPayment(context.Background(), StallRefund{Code: sc.ID, Payment: "p1", ID: "r1", Amount: 20_000})
