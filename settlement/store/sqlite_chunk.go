@@ -114,8 +114,9 @@ func chunkLen(n int) int {
 type chunkPauseKey struct{}
 
 // WithChunkPause returns ctx carrying pause, which the embedded store's
-// Ingest calls between its multi-row chunks with the time the chunk took,
-// instead of only yielding the processor. The gateway's handoff rests
+// Ingest calls after each of its multi-row chunks (the last one too, before
+// the commit) with the time the chunk took, instead of only yielding the
+// processor. The gateway's handoff rests
 // there, so that the settlement feed, which runs in the gateway's process,
 // leaves the machine's cores to the goroutines answering terminals.
 func WithChunkPause(ctx context.Context, pause func(took time.Duration)) context.Context {
