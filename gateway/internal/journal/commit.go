@@ -204,6 +204,7 @@ type Journal struct {
 	failed    error // sticky; wraps ErrFailed
 	closing   bool
 	appended  bool
+	pacing    bool // the committer waits out CommitInterval; only a sealed group or Close wakes it
 
 	durable atomic.Uint64
 	kick    chan struct{} // capacity 1: "there may be work"
@@ -212,6 +213,14 @@ type Journal struct {
 	// Owned by the committer after Open.
 	active  vfs.File
 	segSize int64
+	// activeGrows: the active segment was not preallocated (the first of a
+	// new journal, the last one at Open, or created without a spare), so
+	// each group write grows it. With Preallocate the committer leaves it
+	// for the spare as soon as one is ready (writeGroup).
+	activeGrows bool
+	// Pace waits, and wakeups during them by a kick; read by tests after
+	// Close.
+	paceWaits, paceWakes int
 
 	// The spare segment (prealloc.go).
 	spareMu   sync.Mutex
@@ -269,10 +278,12 @@ func (j *Journal) Append(payload []byte, c Completion) (uint64, error) {
 		return 0, fmt.Errorf("%w: LSN space exhausted", ErrLSNRange)
 	}
 	b := j.cur
+	sealed := false
 	if b.n > 0 && len(b.buf)+need > j.opts.GroupBytesMax {
 		j.full = append(j.full, b)
 		b = j.newBatchLocked()
 		j.cur = b
+		sealed = true
 	}
 	lsn := j.nextLSN
 	j.nextLSN++
@@ -287,10 +298,16 @@ func (j *Journal) Append(payload []byte, c Completion) (uint64, error) {
 	}
 	j.buffered += need
 	j.appended = true
+	// A pacing committer waits for the interval with this group already
+	// gathering: one more record changes nothing for it, and waking it for
+	// each would cost a goroutine switch per record under load.
+	wake := !j.pacing || sealed
 	j.mu.Unlock()
-	select {
-	case j.kick <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
 	}
 	return lsn, nil
 }
@@ -445,9 +462,18 @@ func (j *Journal) commitLoop() {
 // last write). A lone record goes at once, so a lightly loaded gateway
 // keeps its latency (a wait below a millisecond would oversleep to about
 // one on an idle Go process). It never waits with nothing to write, for a
-// sealed (full) group, or while closing, and a Close during the wait ends
-// it.
+// sealed (full) group, or while closing, and a sealed group or a Close
+// during the wait ends it. While it waits, Appends that only add to the
+// gathering group do not wake it (Journal.pacing).
 func (j *Journal) pace(next time.Time, t *time.Timer) {
+	waited := false // only the committer sets j.pacing
+	defer func() {
+		if waited {
+			j.mu.Lock()
+			j.pacing = false
+			j.mu.Unlock()
+		}
+	}()
 	for {
 		d := time.Until(next)
 		if d <= 0 {
@@ -455,15 +481,21 @@ func (j *Journal) pace(next time.Time, t *time.Timer) {
 		}
 		j.mu.Lock()
 		wait := j.cur.n >= paceSiblings && len(j.full) == 0 && !j.closing
+		j.pacing = wait
 		j.mu.Unlock()
 		if !wait {
 			return
 		}
+		if !waited {
+			j.paceWaits++
+		}
+		waited = true
 		t.Reset(d)
 		select {
 		case <-t.C:
 			return
-		case <-j.kick: // an Append or Close: look again
+		case <-j.kick: // a sealed group, Close, or a kick from before the wait: look again
+			j.paceWakes++
 			t.Stop()
 		}
 	}
@@ -477,7 +509,8 @@ const paceSiblings = 2
 // writeGroup writes one group and fsyncs it, rotating first if needed. Any
 // error it returns is sticky.
 func (j *Journal) writeGroup(b *batch) error {
-	if j.segSize > segmentHeaderLen && j.segSize+int64(len(b.buf)) > j.opts.SegmentBytesMax {
+	used := j.segSize > segmentHeaderLen // a segment never ends empty
+	if used && (j.segSize+int64(len(b.buf)) > j.opts.SegmentBytesMax || j.activeGrows && j.spareReady()) {
 		if err := j.rotate(b.first); err != nil {
 			return err
 		}
@@ -508,7 +541,8 @@ func (j *Journal) rotate(first uint64) error {
 	name := segmentName(first)
 	var f vfs.File
 	var err error
-	if sp := j.takeSpare(); sp != nil {
+	sp := j.takeSpare()
+	if sp != nil {
 		f, err = j.segmentFromSpare(sp, name, first)
 	} else {
 		f, err = createSegment(j.opts.FS, j.opts.Dir, name, first)
@@ -521,6 +555,7 @@ func (j *Journal) rotate(first uint64) error {
 	j.segMu.Unlock()
 	j.active = f
 	j.segSize = segmentHeaderLen
+	j.activeGrows = sp == nil
 	j.prepareSpare()
 	// Every byte of old is durable (fsynced above); a close error cannot
 	// lose data any more, so it does not fail the journal.

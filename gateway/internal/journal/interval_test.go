@@ -76,6 +76,12 @@ func TestCommitIntervalSpacesGroupWrites(t *testing.T) {
 	if total != writers*each {
 		t.Fatalf("%d records durable, want %d", total, writers*each)
 	}
+	// Records added to a group that is waiting out the interval do not wake
+	// the committer: at most one wakeup per wait, by a kick left from
+	// before it (no group here is sealed).
+	if j.paceWaits == 0 || j.paceWakes > j.paceWaits {
+		t.Fatalf("%d wakeups in %d interval waits: appends woke the waiting committer", j.paceWakes, j.paceWaits)
+	}
 	// Appends never wait for a write: far fewer groups than records, and
 	// the stream lasted several intervals.
 	if len(records) < 3 || len(records) > writers*each/10 {

@@ -259,6 +259,7 @@ func Open(o Options) (*Journal, error) {
 		}
 		j.segments, j.nextLSN = segs, last+1
 	}
+	j.activeGrows = true // a new segment, or the last one cut to its records
 	j.durable.Store(j.nextLSN - 1)
 	j.cur = j.newBatchLocked()
 	go j.commitLoop()

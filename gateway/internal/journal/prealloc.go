@@ -20,6 +20,12 @@ package journal
 // the active one at Close, because a segment that is not the last must end
 // at its last record. When no spare is ready a rotation creates the segment
 // as without the option (its groups then grow the file).
+//
+// A segment that grows (the first of a new journal, the last one at Open,
+// or one created without a spare) is left early: the first group write
+// after a spare is ready rotates into it, so a gateway's fsyncs flush
+// data only from a few seconds after its start, not from its first
+// SegmentBytesMax of records on.
 
 import (
 	"errors"
@@ -100,6 +106,13 @@ func (j *Journal) fillSpare() (vfs.File, error) {
 		return nil, err
 	}
 	return sf, nil
+}
+
+// spareReady reports whether a spare is ready to take.
+func (j *Journal) spareReady() bool {
+	j.spareMu.Lock()
+	defer j.spareMu.Unlock()
+	return j.spare != nil
 }
 
 // takeSpare returns the ready spare, or nil.

@@ -1,7 +1,9 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,10 +17,7 @@ import (
 func waitSpare(t testing.TB, j *Journal) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		j.spareMu.Lock()
-		ready := j.spare != nil
-		j.spareMu.Unlock()
-		if ready {
+		if j.spareReady() {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -147,5 +146,75 @@ func TestPreallocateFallsBackWithoutSpare(t *testing.T) {
 	}
 	j = mustOpen(t, smallOpts(dir))
 	checkRange(t, replayAll(t, j, 0), 1, 300)
+	j.Close()
+}
+
+// A growing segment is left for the spare as soon as one is ready, not
+// when it is full: the first segment of a new journal and the last one at
+// Open end at their records, and the writes after them go over zero-filled
+// blocks. A segment with no record is never left (two segments would
+// share a first LSN).
+func TestGrowingSegmentLeftForSpare(t *testing.T) {
+	dir := t.TempDir()
+	o := smallOpts(dir)
+	o.SegmentBytesMax = 1 << 20 // far from full: only the spare rotates
+	o.Preallocate = true
+	j := mustOpen(t, o)
+	waitSpare(t, j)
+	syncOne := func(j *Journal) {
+		t.Helper()
+		appendN(t, j, 1)
+		if err := j.Sync(j.LastLSN()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncOne(j) // the first segment holds only its header: this record stays in it
+	if segs := segmentFiles(t, dir); len(segs) != 1 {
+		t.Fatalf("an empty segment was left: %v", segs)
+	}
+	waitSpare(t, j) // still the same spare
+	syncOne(j)
+	segs := segmentFiles(t, dir)
+	if len(segs) != 2 {
+		t.Fatalf("segments %v: the growing segment was not left for the ready spare", segs)
+	}
+	if got, want := fileSize(t, filepath.Join(dir, segs[0])), int64(segmentHeaderLen+recordHeaderLen+len(payload(1))); got != want {
+		t.Fatalf("first segment is %d bytes, want %d (its one record)", got, want)
+	}
+	if fileSize(t, filepath.Join(dir, segs[1])) != o.SegmentBytesMax {
+		t.Fatal("the second segment is not the preallocated spare")
+	}
+	syncOne(j) // into the preallocated segment: no rotation
+	if len(segmentFiles(t, dir)) != 2 {
+		t.Fatal("a preallocated segment was left before it was full")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// At Open the last segment is cut to its records and grows again.
+	j = mustOpen(t, o)
+	waitSpare(t, j)
+	syncOne(j)
+	segs = segmentFiles(t, dir)
+	if len(segs) != 3 || fileSize(t, filepath.Join(dir, segs[2])) != o.SegmentBytesMax {
+		t.Fatalf("after Open, segments %v: the last one was not left for the spare", segs)
+	}
+	var lsns []uint64
+	if _, err := j.ReadDurable(0, 0, func(lsn uint64, p []byte) error {
+		if !bytes.Equal(p, payload(lsn)) {
+			return fmt.Errorf("lsn %d: payload differs", lsn)
+		}
+		lsns = append(lsns, lsn)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, lsns, 1, 4)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = mustOpen(t, o)
+	checkRange(t, replayAll(t, j, 0), 1, 4)
 	j.Close()
 }
