@@ -74,7 +74,8 @@ bench-journal:
 # private Mosquitto (deploy/ settings), open-loop load stepped to the p99
 # objective, plus a 10,000-connection probe; ends with "BENCH {json}".
 # BENCH_E2E_FLAGS=-quick for a smoke run, -load-client paho to compare the
-# raw load client with paho (see emulator bench -h).
+# raw load client with paho, -gateway-procs 1 to run the gateway with
+# GOMAXPROCS=1 (see emulator bench -h).
 BENCH_E2E_FLAGS ?=
 .PHONY: bench-e2e
 bench-e2e: build

@@ -35,6 +35,7 @@ func runBench(args []string) int {
 	loadTick := fs.Duration("load-tick", d.LoadTick, "raw client: write-coalescing period (each writer flushes at most once per tick)")
 	ackDelay := fs.Duration("load-ack-delay", d.LoadAckDelay, "raw client: longest a PUBACK for a reply waits to leave with the connection's next request")
 	pprofAddr := fs.String("pprof-listen", "", "pass -pprof-listen to the gateway (profiling; off by default)")
+	gwProcs := fs.Int("gateway-procs", d.GatewayProcs, "the gateway's GOMAXPROCS (0 = the Go runtime's default: every core)")
 	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the load terminals and the echo) to a file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -46,7 +47,7 @@ func runBench(args []string) int {
 	if *quick {
 		o = bench.Quick()
 	}
-	o.GatewayBin, o.ConfPath, o.ACLPath, o.PprofAddr = *gwBin, *conf, *acl, *pprofAddr
+	o.GatewayBin, o.ConfPath, o.ACLPath, o.PprofAddr, o.GatewayProcs = *gwBin, *conf, *acl, *pprofAddr, *gwProcs
 	o.LoadClient, o.TermsPerConn, o.LoadTick, o.LoadAckDelay = *loadClient, *perConn, *loadTick, *ackDelay
 	setPos := func(dst *int, v int) {
 		if v > 0 {

@@ -53,6 +53,9 @@ type Options struct {
 	Scale       int           // connection-scale target (0 = skip)
 	ScaleTime   time.Duration // bound of the scale probe
 	PprofAddr   string        // passed to the gateway as -pprof-listen
+	// GatewayProcs, above 0, is the gateway's GOMAXPROCS (see
+	// GatewayConfig.Procs); 0 leaves the runtime's default.
+	GatewayProcs int
 	// LoadClient is LoadRaw (the buffered raw MQTT client, rawload.go) or
 	// LoadPaho (one paho client per terminal, for comparison).
 	LoadClient string
@@ -134,7 +137,8 @@ type Result struct {
 	TermsPerConn int         `json:"terms_per_conn"`
 	LoadTickMs   float64     `json:"load_tick_ms,omitempty"` // raw client only
 	LoadAckMs    float64     `json:"load_ack_delay_ms,omitempty"`
-	LoadProcs    int         `json:"load_procs"` // GOMAXPROCS of the load (and echo) process
+	LoadProcs    int         `json:"load_procs"`    // GOMAXPROCS of the load (and echo) process
+	GatewayProcs int         `json:"gateway_procs"` // GOMAXPROCS of the gateway; 0 = the runtime's default
 	// Machine load averages (1, 5, 15 min) from /proc/loadavg at the start
 	// and the end: the machine may be shared, and its load moves figures.
 	LoadAvgStart [3]float64 `json:"load_avg_start"`
@@ -218,7 +222,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	fmt.Fprintf(out, "private mosquitto at %s (settings of %s, persistence off, max_connections -1), fd limit %d\n", br.Addr, o.ConfPath, limit)
 
 	gcfg := GatewayConfig{Bin: o.GatewayBin, DataDir: filepath.Join(dir, "gateway"), BrokerURL: br.URL(),
-		User: gatewayUser, Password: password, MasterFile: masterFile, Token: token, Conns: o.Conns, PprofAddr: o.PprofAddr}
+		User: gatewayUser, Password: password, MasterFile: masterFile, Token: token, Conns: o.Conns, PprofAddr: o.PprofAddr, Procs: o.GatewayProcs}
 	gw, err := StartGateway(ctx, gcfg)
 	if err != nil {
 		return nil, err
@@ -230,7 +234,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "provisioned %d stall terminals, each with a county card of %d fen; gateway journal fsync on, data in a temp dir\n", o.Terminals, AccountOpeningFen)
+	fmt.Fprintf(out, "provisioned %d stall terminals, each with a county card of %d fen; gateway journal fsync on, data in a temp dir, %s\n", o.Terminals, AccountOpeningFen, procsNote(o.GatewayProcs))
 
 	txnBase := uint64(time.Now().UnixMilli()) * 1000
 	var fleet *Fleet
@@ -258,7 +262,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"gw sc/tx", "load sc/tx", "verdict")
 
 	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate,
-		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart, LoadProcs: runtime.GOMAXPROCS(0)}
+		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart, LoadProcs: runtime.GOMAXPROCS(0),
+		GatewayProcs: o.GatewayProcs}
 	if o.LoadClient == LoadRaw {
 		res.LoadTickMs, res.LoadAckMs = ms(o.LoadTick), ms(o.LoadAckDelay)
 	}
@@ -496,4 +501,12 @@ func runWindow(ctx context.Context, o Options, arm string, rate float64, br *Bro
 		return w, err
 	}
 	return w, ctx.Err()
+}
+
+// procsNote says how many processors the gateway runs with.
+func procsNote(n int) string {
+	if n > 0 {
+		return fmt.Sprintf("GOMAXPROCS=%d", n)
+	}
+	return "GOMAXPROCS the runtime's default"
 }

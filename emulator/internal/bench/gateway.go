@@ -44,7 +44,10 @@ type GatewayConfig struct {
 	WalletToken string
 	Conns       int    // -mqtt-conns; 0 keeps the gateway's default
 	PprofAddr   string // -pprof-listen; empty = off
-	ExtraArgs   []string
+	// Procs, above 0, is the gateway's GOMAXPROCS; 0 leaves the Go
+	// runtime's default (every core, or the container's CPU limit).
+	Procs     int
+	ExtraArgs []string
 }
 
 // Gateway is one running gateway process.
@@ -74,17 +77,7 @@ func StartGateway(ctx context.Context, c GatewayConfig) (*Gateway, error) {
 	}
 	args = append(args, c.ExtraArgs...)
 	g.cmd = exec.Command(c.Bin, args...)
-	// The caller's SCENEPAY_* settings are for the caller, not for the
-	// benchmark's private gateway.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SCENEPAY_") {
-			g.cmd.Env = append(g.cmd.Env, kv)
-		}
-	}
-	g.cmd.Env = append(g.cmd.Env, "SCENEPAY_OPERATOR_TOKEN="+c.Token)
-	if c.WalletToken != "" {
-		g.cmd.Env = append(g.cmd.Env, "SCENEPAY_WALLET_TOKEN="+c.WalletToken)
-	}
+	g.cmd.Env = gatewayEnv(os.Environ(), c)
 	g.cmd.Stdout, g.cmd.Stderr = g.log, g.log
 	if err := g.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start gateway: %w", err)
@@ -162,4 +155,24 @@ func Provision(ctx context.Context, api, token string, n int) error {
 		return fmt.Errorf("bench: provision: %w", err)
 	}
 	return nil
+}
+
+// gatewayEnv is the private gateway's environment: the caller's, without
+// its SCENEPAY_* settings (they are for the caller) and its GOMAXPROCS
+// (the gateway's is c.Procs), with the gateway's tokens.
+func gatewayEnv(environ []string, c GatewayConfig) []string {
+	var env []string
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "SCENEPAY_") && !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			env = append(env, kv)
+		}
+	}
+	if c.Procs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", c.Procs))
+	}
+	env = append(env, "SCENEPAY_OPERATOR_TOKEN="+c.Token)
+	if c.WalletToken != "" {
+		env = append(env, "SCENEPAY_WALLET_TOKEN="+c.WalletToken)
+	}
+	return env
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -304,7 +305,7 @@ func run() error {
 		return err
 	}
 	log.Info("gateway ready", "broker", url, "http", api.Addr(), "topic_root", topics.Root,
-		"master_key_file", *masterFile, "operator_token_file", *tokenFile)
+		"master_key_file", *masterFile, "operator_token_file", *tokenFile, "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
