@@ -204,7 +204,12 @@ type Journal struct {
 	failed    error // sticky; wraps ErrFailed
 	closing   bool
 	appended  bool
-	pacing    bool // the committer waits out CommitInterval; only a sealed group or Close wakes it
+	// durEnd is where the durable records end: the active segment's name
+	// and the offset after its last durable record, set with DurableLSN.
+	// A read of that segment stops there instead of reading its
+	// preallocated zero tail (reader.go).
+	durEnd segmentEnd
+	pacing bool // the committer waits out CommitInterval; only a sealed group or Close wakes it
 
 	durable atomic.Uint64
 	kick    chan struct{} // capacity 1: "there may be work"
@@ -213,6 +218,7 @@ type Journal struct {
 	// Owned by the committer after Open.
 	active  vfs.File
 	segSize int64
+	segName string // the active segment's file name
 	// activeGrows: the active segment was not preallocated (the first of a
 	// new journal, the last one at Open, or created without a spare), so
 	// each group write grows it. With Preallocate the committer leaves it
@@ -434,6 +440,7 @@ func (j *Journal) commitLoop() {
 		j.mu.Lock()
 		if failed == nil {
 			j.durable.Store(b.last)
+			j.durEnd = segmentEnd{name: j.segName, off: j.segSize}
 		} else if j.failed == nil {
 			j.failed = failed
 		}
@@ -555,6 +562,7 @@ func (j *Journal) rotate(first uint64) error {
 	j.segMu.Unlock()
 	j.active = f
 	j.segSize = segmentHeaderLen
+	j.segName = name
 	j.activeGrows = sp == nil
 	j.prepareSpare()
 	// Every byte of old is durable (fsynced above); a close error cannot

@@ -77,9 +77,10 @@ func TestCommitIntervalSpacesGroupWrites(t *testing.T) {
 		t.Fatalf("%d records durable, want %d", total, writers*each)
 	}
 	// Records added to a group that is waiting out the interval do not wake
-	// the committer: at most one wakeup per wait, by a kick left from
-	// before it (no group here is sealed).
-	if j.paceWaits == 0 || j.paceWakes > j.paceWaits {
+	// the committer. A wait can still be woken by the kicks of Appends that
+	// looked before it began, at most one per writer (no group here is
+	// sealed); waking for each record would be about a hundred per wait.
+	if j.paceWaits == 0 || j.paceWakes > writers*j.paceWaits {
 		t.Fatalf("%d wakeups in %d interval waits: appends woke the waiting committer", j.paceWakes, j.paceWaits)
 	}
 	// Appends never wait for a write: far fewer groups than records, and

@@ -234,6 +234,7 @@ func Open(o Options) (*Journal, error) {
 		}
 		j.segments = []segment{{first: 1, name: name}}
 		j.active, j.segSize, j.nextLSN = f, segmentHeaderLen, 1
+		j.segName = name
 	} else {
 		last := segs[0].first - 1
 		for i, sg := range segs {
@@ -248,7 +249,7 @@ func Open(o Options) (*Journal, error) {
 			}
 			last = l
 			if isLast {
-				j.active, j.segSize = f, size
+				j.active, j.segSize, j.segName = f, size, sg.name
 			} else {
 				f.Close()
 			}
@@ -260,6 +261,7 @@ func Open(o Options) (*Journal, error) {
 		j.segments, j.nextLSN = segs, last+1
 	}
 	j.activeGrows = true // a new segment, or the last one cut to its records
+	j.durEnd = segmentEnd{name: j.segName, off: j.segSize}
 	j.durable.Store(j.nextLSN - 1)
 	j.cur = j.newBatchLocked()
 	go j.commitLoop()

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,4 +218,78 @@ func TestGrowingSegmentLeftForSpare(t *testing.T) {
 	j = mustOpen(t, o)
 	checkRange(t, replayAll(t, j, 0), 1, 4)
 	j.Close()
+}
+
+// readCountFS counts the bytes read through ReadAt from files it opens
+// read-only (ReadDurable's segment reads).
+type readCountFS struct {
+	vfs.FS
+	n atomic.Int64
+}
+
+func (c *readCountFS) Open(name string) (vfs.File, error) {
+	f, err := c.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return &readCountFile{File: f, n: &c.n}, nil
+}
+
+type readCountFile struct {
+	vfs.File
+	n *atomic.Int64
+}
+
+func (f *readCountFile) ReadAt(p []byte, off int64) (int, error) {
+	k, err := f.File.ReadAt(p, off)
+	f.n.Add(int64(k))
+	return k, err
+}
+
+// ReadDurable on a preallocated segment reads its durable records, not its
+// zero tail: the handoff reads the active segment many times a second, and
+// each read of the tail cost up to a megabyte read and allocated.
+func TestReadDurableStopsAtDurableEnd(t *testing.T) {
+	dir := t.TempDir()
+	cfs := &readCountFS{FS: vfs.Default}
+	o := smallOpts(dir)
+	o.FS, o.Preallocate = cfs, true
+	o.SegmentBytesMax = 8 << 20
+	j := mustOpen(t, o)
+	defer j.Close()
+	appendN(t, j, 1)
+	if err := j.Sync(j.LastLSN()); err != nil {
+		t.Fatal(err)
+	}
+	waitSpare(t, j)
+	appendN(t, j, 1) // into the 8 MiB preallocated spare
+	if err := j.Sync(j.LastLSN()); err != nil {
+		t.Fatal(err)
+	}
+	segs := segmentFiles(t, dir)
+	if len(segs) != 2 || fileSize(t, filepath.Join(dir, segs[1])) != o.SegmentBytesMax {
+		t.Fatalf("segments %v: no preallocated active segment", segs)
+	}
+	var after uint64
+	for round := 0; round < 5; round++ {
+		appendN(t, j, 3)
+		if err := j.Sync(j.LastLSN()); err != nil {
+			t.Fatal(err)
+		}
+		cfs.n.Store(0)
+		n := 0
+		last, err := j.ReadDurable(after, 0, func(uint64, []byte) error { n++; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		// At most the records themselves and the header, read again from
+		// the start of the segment on the first round.
+		if read := cfs.n.Load(); read > 4096 {
+			t.Fatalf("round %d: read %d bytes for %d records", round, read, n)
+		}
+		after = last
+	}
+	if after != j.LastLSN() {
+		t.Fatalf("read up to %d, last %d", after, j.LastLSN())
+	}
 }

@@ -18,6 +18,12 @@ import (
 
 // readPos is a record's place in a segment: record lsn of segment seg
 // ends at offset off.
+// segmentEnd is an offset in a named segment.
+type segmentEnd struct {
+	name string
+	off  int64
+}
+
 type readPos struct {
 	seg string
 	lsn uint64
@@ -94,6 +100,17 @@ func (j *Journal) readSegment(sg segment, afterLSN, end uint64, fn func(uint64, 
 		return &IOError{Op: "stat", Path: path, Err: err}
 	}
 	s := &scanner{f: f, size: fi.Size()}
+	// In the active segment, read no further than its durable records:
+	// a preallocated segment's file size is SegmentBytesMax, and reading
+	// (and allocating) its zero tail on every handoff read cost a
+	// megabyte per call. durEnd, read after DurableLSN, is at or past the
+	// end of every record ReadDurable must return.
+	j.mu.Lock()
+	de := j.durEnd
+	j.mu.Unlock()
+	if de.name == sg.name && de.off < s.size {
+		s.size = de.off
+	}
 	// Resume where the last read of this segment stopped, if that is at or
 	// before afterLSN: the header and the records before it were verified
 	// then, and a segment's durable bytes never change. Without it every
