@@ -470,7 +470,7 @@ func (h *Handoff) send(ctx context.Context, b *settle.Batch) error {
 		go h.cfg.Hook(StepDuringIngest)
 	}
 	start := time.Now()
-	res, err := h.cfg.Store.Ingest(store.WithChunkPause(ctx, h.rest), b)
+	res, err := h.cfg.Store.Ingest(store.WithChunkPause(ctx, func(took time.Duration) { h.rest(ctx, took) }), b)
 	h.m.ingestSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		result := "error"
@@ -507,13 +507,18 @@ func (h *Handoff) hook(step string) {
 // of a core in short steps instead of a whole one for tens of
 // milliseconds, which on a small machine is time taken from the broker and
 // from the goroutines answering terminals. Behind, it only yields, and
-// catches up at full speed.
-func (h *Handoff) rest(took time.Duration) {
+// catches up at full speed. A stop (ctx done) ends the rest at once.
+func (h *Handoff) rest(ctx context.Context, took time.Duration) {
 	if h.Backlog() > 2*uint64(h.cfg.BatchRowsMax) {
 		runtime.Gosched()
 		return
 	}
-	time.Sleep(took)
+	t := time.NewTimer(took)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // checkBacklog switches Busy with hysteresis: on past BacklogMax, off under
