@@ -219,6 +219,7 @@ type Journal struct {
 	active  vfs.File
 	segSize int64
 	segName string // the active segment's file name
+	spareAt int64  // start the next spare's fill when segSize reaches this (0: not due)
 	// activeGrows: the active segment was not preallocated (the first of a
 	// new journal, the last one at Open, or created without a spare), so
 	// each group write grows it. With Preallocate the committer leaves it
@@ -533,6 +534,10 @@ func (j *Journal) writeGroup(b *batch) error {
 	if err := j.active.Sync(); err != nil {
 		return &IOError{Op: "fsync", Path: j.active.Name(), Err: err, sticky: true}
 	}
+	if j.spareAt > 0 && j.segSize >= j.spareAt {
+		j.spareAt = 0
+		j.prepareSpare()
+	}
 	return nil
 }
 
@@ -564,7 +569,11 @@ func (j *Journal) rotate(first uint64) error {
 	j.segSize = segmentHeaderLen
 	j.segName = name
 	j.activeGrows = sp == nil
-	j.prepareSpare()
+	if sp == nil {
+		j.prepareSpare() // to leave this growing segment soon
+	} else {
+		j.spareAt = j.opts.SegmentBytesMax / 2
+	}
 	// Every byte of old is durable (fsynced above); a close error cannot
 	// lose data any more, so it does not fail the journal.
 	_ = old.Close()

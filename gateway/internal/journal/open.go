@@ -213,11 +213,6 @@ func Open(o Options) (*Journal, error) {
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, &IOError{Op: "mkdir", Path: dir, Err: err}
 	}
-	if o.Preallocate {
-		if err := removeSpare(&o); err != nil {
-			return nil, err
-		}
-	}
 	segs, err := listSegments(fs, dir)
 	if err != nil {
 		return nil, &IOError{Op: "readdir", Path: dir, Err: err}
@@ -262,6 +257,12 @@ func Open(o Options) (*Journal, error) {
 	}
 	j.activeGrows = true // a new segment, or the last one cut to its records
 	j.durEnd = segmentEnd{name: j.segName, off: j.segSize}
+	if o.Preallocate {
+		if j.spare, err = adoptSpare(&o); err != nil {
+			j.active.Close()
+			return nil, err
+		}
+	}
 	j.durable.Store(j.nextLSN - 1)
 	j.cur = j.newBatchLocked()
 	go j.commitLoop()

@@ -24,8 +24,14 @@ package journal
 // A segment that grows (the first of a new journal, the last one at Open,
 // or one created without a spare) is left early: the first group write
 // after a spare is ready rotates into it, so a gateway's fsyncs flush
-// data only from a few seconds after its start, not from its first
-// SegmentBytesMax of records on.
+// data only from a few seconds after its start (at once when Open found a
+// spare), not from its first SegmentBytesMax of records on.
+//
+// After a rotation into a spare the next fill starts only when the new
+// segment is half full (Journal.spareAt), not at once: a restart that
+// rotates early would otherwise write a second SegmentBytesMax of zeros
+// while it is busiest, and half a segment of records leaves the fill
+// ample time. After a rotation that found no spare it starts at once.
 
 import (
 	"errors"
@@ -38,9 +44,27 @@ import (
 )
 
 // SpareName is the zero-filled file the next rotation takes (in the
-// journal's directory). Open removes a spare left by a crash (it holds no
-// record).
+// journal's directory). It never holds a record. Close keeps a spare that
+// is filled, and Open takes it as ready (a restart does not fill another);
+// Open removes one of another size (a fill cut short by a crash, or a
+// changed SegmentBytesMax).
 const SpareName = "segment.spare"
+
+// adoptSpare opens the spare left in dir if it has the full size, and
+// removes it otherwise. It returns nil when there is none to take.
+func adoptSpare(o *Options) (vfs.File, error) {
+	path := filepath.Join(o.Dir, SpareName)
+	fi, err := o.FS.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err == nil && fi.Size() == o.SegmentBytesMax {
+		if f, err := o.FS.OpenFile(path, os.O_RDWR, 0); err == nil {
+			return f, nil
+		}
+	}
+	return nil, removeSpare(o)
+}
 
 // removeSpare removes a spare left in dir.
 func removeSpare(o *Options) error {
@@ -175,7 +199,8 @@ func (j *Journal) cutTail() error {
 	return nil
 }
 
-// stopSpare stops the background fill and removes the spare (Close).
+// stopSpare stops the background fill (Close). A filled spare is kept for
+// the next Open; a fill cut short is removed.
 func (j *Journal) stopSpare() {
 	j.spareMu.Lock()
 	j.spareStop = true
@@ -183,6 +208,7 @@ func (j *Journal) stopSpare() {
 	j.spareWG.Wait()
 	if f := j.takeSpare(); f != nil {
 		f.Close()
+		return
 	}
 	if j.opts.Preallocate {
 		removeSpare(&j.opts)

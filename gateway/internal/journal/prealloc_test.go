@@ -14,6 +14,22 @@ import (
 	"scenepay/gateway/internal/vfs"
 )
 
+// waitFill waits until no background fill runs.
+func waitFill(t testing.TB, j *Journal) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		j.spareMu.Lock()
+		busy := j.spareBusy
+		j.spareMu.Unlock()
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a spare fill ran for 10 s")
+		}
+	}
+}
+
 // waitSpare waits until the background fill has a spare ready.
 func waitSpare(t testing.TB, j *Journal) {
 	t.Helper()
@@ -61,15 +77,20 @@ func copyDir(t *testing.T, src string) string {
 // segment has its full size, older segments end at their last record (Open
 // refuses a segment that is not the last with anything after it), a crash
 // leaves a zero tail that Open cuts, and Close cuts the active segment and
-// removes the spare.
+// keeps a filled spare.
 func TestPreallocatedSegments(t *testing.T) {
 	dir := t.TempDir()
 	o := smallOpts(dir)
 	o.Preallocate = true
 	j := mustOpen(t, o)
 	for i := 0; i < 300; i++ {
-		waitSpare(t, j) // so that every rotation finds one
 		appendN(t, j, 1)
+		if err := j.Sync(j.LastLSN()); err != nil {
+			t.Fatal(err)
+		}
+		// A fill started by this group write (the segment reached half)
+		// ends before the next record: every rotation finds a spare.
+		waitFill(t, j)
 	}
 	segs := segmentFiles(t, dir)
 	if len(segs) < 5 {
@@ -83,8 +104,11 @@ func TestPreallocatedSegments(t *testing.T) {
 			t.Fatalf("segment %s (active %v) is %d bytes", s, active, size)
 		}
 	}
-	if fileSize(t, filepath.Join(dir, SpareName)) != o.SegmentBytesMax {
-		t.Fatal("the next spare is not filled")
+	// The next spare is filled once the active segment is half full, not
+	// right after the rotation (the committer is idle after the Sync: its
+	// segSize can be read).
+	if _, err := os.Stat(filepath.Join(dir, SpareName)); (err == nil) != (j.segSize >= o.SegmentBytesMax/2) {
+		t.Fatalf("active segment at %d of %d bytes, spare: %v", j.segSize, o.SegmentBytesMax, err)
 	}
 	n := 0
 	if last, err := j.ReadDurable(0, 0, func(uint64, []byte) error { n++; return nil }); err != nil || last != 300 || n != 300 {
@@ -109,8 +133,10 @@ func TestPreallocatedSegments(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, SpareName)); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("spare after Close: %v", err)
+	if _, err := os.Stat(filepath.Join(dir, SpareName)); err == nil && fileSize(t, filepath.Join(dir, SpareName)) != o.SegmentBytesMax {
+		t.Fatal("Close kept a spare that is not filled")
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
 	}
 	last := lastSegmentPath(t, dir)
 	closed := fileSize(t, last)
@@ -291,5 +317,68 @@ func TestReadDurableStopsAtDurableEnd(t *testing.T) {
 	}
 	if after != j.LastLSN() {
 		t.Fatalf("read up to %d, last %d", after, j.LastLSN())
+	}
+}
+
+// A restart does not fill another spare: Close keeps a filled one and Open
+// takes it as ready, so the first group write after Open rotates into it.
+// A spare of another size (a fill cut short, a changed SegmentBytesMax) is
+// removed at Open. After a rotation into a spare the next fill waits until
+// the new segment is half full.
+func TestSpareKeptAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	o := smallOpts(dir)
+	o.SegmentBytesMax = 1 << 20
+	o.Preallocate = true
+	j := mustOpen(t, o)
+	appendN(t, j, 1)
+	if err := j.Sync(j.LastLSN()); err != nil {
+		t.Fatal(err)
+	}
+	waitSpare(t, j)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	spare := filepath.Join(dir, SpareName)
+	if fileSize(t, spare) != o.SegmentBytesMax {
+		t.Fatal("Close did not keep the filled spare")
+	}
+
+	j = mustOpen(t, o)
+	if !j.spareReady() {
+		t.Fatal("Open did not take the spare left by Close")
+	}
+	appendN(t, j, 1)
+	if err := j.Sync(j.LastLSN()); err != nil {
+		t.Fatal(err)
+	}
+	segs := segmentFiles(t, dir)
+	if len(segs) != 2 || fileSize(t, filepath.Join(dir, segs[1])) != o.SegmentBytesMax {
+		t.Fatalf("segments %v: the first write after Open did not rotate into the kept spare", segs)
+	}
+	// The new segment is far from half full: no fill runs and none is kept.
+	waitFill(t, j)
+	if _, err := os.Stat(spare); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a spare was filled right after the rotation: %v", err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = mustOpen(t, o)
+	checkRange(t, replayAll(t, j, 0), 1, 2)
+	j.Close()
+
+	// A short spare is not taken.
+	if err := os.WriteFile(spare, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j = mustOpen(t, o)
+	if j.spareReady() {
+		t.Fatal("Open took a spare of the wrong size")
+	}
+	waitFill(t, j) // Open's own fill replaces it
+	j.Close()
+	if fileSize(t, spare) != o.SegmentBytesMax {
+		t.Fatal("the short spare was not replaced by a filled one")
 	}
 }
