@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"scenepay/internal/mochistop"
 	"scenepay/terminals"
 )
 
@@ -25,8 +26,11 @@ type broker struct {
 	once sync.Once
 }
 
-// stop closes the broker once (mochi's Close is not idempotent).
-func (b *broker) stop() { b.once.Do(func() { b.srv.Close() }) }
+// stop closes the broker once (mochi's Close is not idempotent), through
+// mochistop: mochi's own Close can hang when a device connects or leaves
+// during it (seen here: a device reconnecting while a test's cleanup
+// stopped the broker hung the package for 8 minutes).
+func (b *broker) stop() { b.once.Do(func() { mochistop.Close(b.srv) }) }
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
