@@ -1,27 +1,117 @@
 // Package mochistop owns the one safe way this project stops an embedded
-// mochi-mqtt broker (the gateway's single-process default and the
-// emulator's gateway stand-in).
+// mochi-mqtt broker (the gateway's single-process default, the emulator's
+// gateway stand-in and the device tests' broker).
 //
-// mochi-mqtt v2.7.9's Server.Close disconnects each listener's clients
-// through Clients.GetByListener, which takes the clients' read lock and,
-// holding it, takes it again (Clients.Len). A client attaching or leaving
-// at that moment queues for the write lock between the two, and Go's
-// RWMutex then blocks the second read lock behind the writer, which waits
-// for the first: Close never returns (seen as a 20-minute hang of a test
-// whose client disconnected while the stand-in closed). Close here first
-// closes every listener with a closer that reads the clients once
-// (Clients.GetAll), so that Server.Close finds its listeners already
-// closed and never calls its own closer (a TCP listener calls the closer
-// only on its first Close).
+// mochi-mqtt v2.7.9's Server.Close has two faults when a client comes or
+// goes during it:
+//
+//   - It disconnects each listener's clients through Clients.GetByListener,
+//     which takes the clients' read lock and, holding it, takes it again
+//     (Clients.Len). A client attaching or leaving at that moment queues for
+//     the write lock between the two, and Go's RWMutex then blocks the
+//     second read lock behind the writer, which waits for the first: Close
+//     never returns (seen as a 20-minute hang of a test whose client
+//     disconnected while the stand-in closed, and as an 8-minute hang of the
+//     device tests).
+//   - It waits for the clients (Listeners.ClientsWg.Wait) while a
+//     connection accepted just before the listener closed may still be on
+//     its way to ClientsWg.Add: a WaitGroup reused during Wait (the race
+//     detector's report in the device tests).
+//
+// So listeners are added through AddListener, which puts a gate in front
+// of each connection, and Close shuts the gate first: it refuses new
+// connections, closes the ones inside, and waits until every connection
+// that passed the gate has left mochi's handler (its Add and Done both
+// done). Only then does it close the listeners with a closer that reads the
+// clients once (Clients.GetAll), so that Server.Close finds its listeners
+// already closed and never calls its own closer (a TCP listener calls the
+// closer only on its first Close), and its Wait finds nothing to wait for.
 package mochistop
 
 import (
+	"net"
+	"sync"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
+// gates holds the gate of each server with a listener added here.
+var gates sync.Map // *mqtt.Server -> *gate
+
+// gate counts the connections inside mochi's handler and can be shut.
+type gate struct {
+	mu     sync.Mutex
+	shut   bool
+	inside map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// enter admits c unless the gate is shut.
+func (g *gate) enter(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shut {
+		return false
+	}
+	g.inside[c] = struct{}{}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *gate) leave(c net.Conn) {
+	g.mu.Lock()
+	delete(g.inside, c)
+	g.mu.Unlock()
+	g.wg.Done()
+}
+
+// shutAndDrain refuses new connections, closes those inside and waits
+// until they have left the handler.
+func (g *gate) shutAndDrain() {
+	g.mu.Lock()
+	g.shut = true
+	for c := range g.inside {
+		_ = c.Close()
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+// gated is a listener whose connections pass a gate.
+type gated struct {
+	listeners.Listener
+	g *gate
+}
+
+func (l *gated) Serve(establish listeners.EstablishFn) {
+	l.Listener.Serve(func(id string, c net.Conn) error {
+		if !l.g.enter(c) {
+			return c.Close()
+		}
+		defer l.g.leave(c)
+		return establish(id, c)
+	})
+}
+
+// AddListener adds l to srv behind srv's gate (see the package comment).
+func AddListener(srv *mqtt.Server, l listeners.Listener) error {
+	v, _ := gates.LoadOrStore(srv, &gate{inside: map[net.Conn]struct{}{}})
+	return srv.AddListener(&gated{Listener: l, g: v.(*gate)})
+}
+
 // Close stops srv: its listeners, its clients, its hooks.
 func Close(srv *mqtt.Server) error {
+	// Clients that completed CONNECT get mochi's disconnect first.
+	for _, cl := range srv.Clients.GetAll() {
+		if !cl.Closed() {
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	if v, ok := gates.LoadAndDelete(srv); ok {
+		v.(*gate).shutAndDrain()
+	}
 	srv.Listeners.CloseAll(func(listener string) {
 		for _, cl := range srv.Clients.GetAll() {
 			if cl.Net.Listener == listener && !cl.Closed() {

@@ -52,7 +52,7 @@ func startBroker(t testing.TB, addr string) *broker {
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
+	if err := mochistop.AddListener(srv, listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve()

@@ -146,7 +146,7 @@ func Start(o Options) (*Stub, error) {
 	if err := s.broker.AddHook(new(allowAll), nil); err != nil {
 		return nil, err
 	}
-	if err := s.broker.AddListener(listeners.NewTCP(listeners.Config{ID: "stub", Address: s.brkAddr})); err != nil {
+	if err := mochistop.AddListener(s.broker, listeners.NewTCP(listeners.Config{ID: "stub", Address: s.brkAddr})); err != nil {
 		return nil, err
 	}
 	go s.broker.Serve()

@@ -58,7 +58,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr})
-	if err := srv.AddListener(tcp); err != nil {
+	if err := mochistop.AddListener(srv, tcp); err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("embedded MQTT broker: %s: %w (another broker is listening there; choose another port with -mqtt-listen or SCENEPAY_MQTT_LISTEN, or use it with -broker)", cfg.Addr, ErrAddrInUse)
 		}
