@@ -25,17 +25,7 @@ import (
 // argument for that is in the package comment).
 func TestCloseWhileClientsLeave(t *testing.T) {
 	for round := range 20 {
-		srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err := srv.AddHook(new(allowAll), nil); err != nil {
-			t.Fatal(err)
-		}
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := ln.Addr().String()
-		ln.Close()
-		if err := AddListener(srv, listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve()
+		srv, addr := serve(t)
 		var conns []net.Conn
 		for i := range 64 {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -72,6 +62,27 @@ func TestCloseWhileClientsLeave(t *testing.T) {
 	}
 }
 
+// serve starts a broker that lets everyone in, on a free port, with its
+// listener added through AddListener.
+func serve(t *testing.T) (*mqtt.Server, string) {
+	t.Helper()
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if err := AddListener(srv, listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	return srv, addr
+}
+
 // allowAll lets every client in and everything through.
 type allowAll struct{ mqtt.HookBase }
 
@@ -93,17 +104,7 @@ func (allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 // detector of make test.
 func TestCloseWhileClientsArrive(t *testing.T) {
 	for round := range 20 {
-		srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err := srv.AddHook(new(allowAll), nil); err != nil {
-			t.Fatal(err)
-		}
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := ln.Addr().String()
-		ln.Close()
-		if err := AddListener(srv, listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve()
+		srv, addr := serve(t)
 		silent, err := net.DialTimeout("tcp", addr, 5*time.Second) // never sends CONNECT
 		if err != nil {
 			t.Fatal(err)
