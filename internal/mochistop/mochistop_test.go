@@ -44,21 +44,27 @@ func TestCloseWhileClientsLeave(t *testing.T) {
 			wg.Add(1)
 			go func() { defer wg.Done(); c.Close() }()
 		}
-		done := make(chan error, 1)
-		go func() { done <- Close(srv) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("round %d: Close did not return while clients left", round)
-		}
+		closeWithin(t, srv, fmt.Sprintf("round %d, while clients left", round))
 		wg.Wait()
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Fatal("the listener still accepts after Close")
 		}
+	}
+}
+
+// closeWithin calls Close and fails the test if it errs or takes 30 s.
+func closeWithin(t *testing.T, srv *mqtt.Server, when string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- Close(srv) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: Close did not return", when)
 	}
 }
 
@@ -131,16 +137,7 @@ func TestCloseWhileClientsArrive(t *testing.T) {
 			}()
 		}
 		time.Sleep(5 * time.Millisecond)
-		done := make(chan error, 1)
-		go func() { done <- Close(srv) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("round %d: Close did not return while clients arrived", round)
-		}
+		closeWithin(t, srv, fmt.Sprintf("round %d, while clients arrived", round))
 		close(stop)
 		wg.Wait()
 		silent.Close()
