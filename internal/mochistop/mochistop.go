@@ -103,21 +103,24 @@ func AddListener(srv *mqtt.Server, l listeners.Listener) error {
 
 // Close stops srv: its listeners, its clients, its hooks.
 func Close(srv *mqtt.Server) error {
-	// Clients that completed CONNECT get mochi's disconnect first.
+	// Clients that completed CONNECT get mochi's disconnect first; the gate
+	// then closes whatever connection is left.
+	disconnectAll(srv)
+	if v, ok := gates.LoadAndDelete(srv); ok {
+		v.(*gate).shutAndDrain()
+	}
+	// The closer replaces mochi's own (see the package comment); with the
+	// gate drained it finds no client, but a listener added without
+	// AddListener may still have some.
+	srv.Listeners.CloseAll(func(string) { disconnectAll(srv) })
+	return srv.Close()
+}
+
+// disconnectAll disconnects every client of srv, reading the clients once.
+func disconnectAll(srv *mqtt.Server) {
 	for _, cl := range srv.Clients.GetAll() {
 		if !cl.Closed() {
 			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
 	}
-	if v, ok := gates.LoadAndDelete(srv); ok {
-		v.(*gate).shutAndDrain()
-	}
-	srv.Listeners.CloseAll(func(listener string) {
-		for _, cl := range srv.Clients.GetAll() {
-			if cl.Net.Listener == listener && !cl.Closed() {
-				_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
-			}
-		}
-	})
-	return srv.Close()
 }

@@ -16,14 +16,14 @@ import (
 	"path/filepath"
 )
 
-// readPos is a record's place in a segment: record lsn of segment seg
-// ends at offset off.
 // segmentEnd is an offset in a named segment.
 type segmentEnd struct {
 	name string
 	off  int64
 }
 
+// readPos is a record's place in a segment: record lsn of segment seg
+// ends at offset off.
 type readPos struct {
 	seg string
 	lsn uint64
