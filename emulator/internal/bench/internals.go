@@ -20,12 +20,13 @@ import (
 type Internals struct {
 	// Receipt of a request to publication of its reply, bucket upper
 	// bounds (scenepay_gateway_request_duration_seconds).
-	ReplyP50ms, ReplyP99ms float64
-	// Journal group writes (write + fsync): count, mean, p99 bucket bound,
-	// and mean records per group.
+	ReplyP50ms, ReplyP99ms, ReplyMaxMs float64
+	// Journal group writes (write + fsync): count, mean, p99 and largest
+	// bucket bounds, and mean records per group.
 	Fsyncs          int64
 	FsyncMeanMs     float64
 	FsyncP99ms      float64
+	FsyncMaxMs      float64
 	RecordsPerFsync float64
 	// Snapshot pauses of the shard writers in the window, and their total.
 	SnapshotPauses  int64
@@ -144,8 +145,8 @@ func GatewayInternals(ctx context.Context, api string) (Internals, error) {
 		return in, err
 	}
 	r, f, g, p := hs[metricReply], hs[metricFsync], hs[metricGroupRecords], hs[metricSnapshotPause]
-	in.ReplyP50ms, in.ReplyP99ms = 1e3*r.quantile(0.5), 1e3*r.quantile(0.99)
-	in.Fsyncs, in.FsyncMeanMs, in.FsyncP99ms = int64(f.count), 1e3*f.mean(), 1e3*f.quantile(0.99)
+	in.ReplyP50ms, in.ReplyP99ms, in.ReplyMaxMs = 1e3*r.quantile(0.5), 1e3*r.quantile(0.99), 1e3*r.quantile(1)
+	in.Fsyncs, in.FsyncMeanMs, in.FsyncP99ms, in.FsyncMaxMs = int64(f.count), 1e3*f.mean(), 1e3*f.quantile(0.99), 1e3*f.quantile(1)
 	in.RecordsPerFsync = g.mean()
 	in.SnapshotPauses, in.SnapshotPauseMs = int64(p.count), 1e3*p.sum
 	return in, nil
@@ -153,8 +154,8 @@ func GatewayInternals(ctx context.Context, api string) (Internals, error) {
 
 // String is the summary line printed under a gateway window.
 func (in Internals) String() string {
-	return fmt.Sprintf("in the gateway: receipt to reply p50 <= %s ms, p99 <= %s ms; %d fsyncs, mean %.2f ms, p99 <= %s ms, %.1f records each; %d snapshot pauses, %.0f ms",
-		bound(in.ReplyP50ms), bound(in.ReplyP99ms), in.Fsyncs, in.FsyncMeanMs, bound(in.FsyncP99ms), in.RecordsPerFsync,
+	return fmt.Sprintf("in the gateway: receipt to reply p50 <= %s ms, p99 <= %s ms, max <= %s ms; %d fsyncs, mean %.2f ms, p99 <= %s ms, max <= %s ms, %.1f records each; %d snapshot pauses, %.0f ms",
+		bound(in.ReplyP50ms), bound(in.ReplyP99ms), bound(in.ReplyMaxMs), in.Fsyncs, in.FsyncMeanMs, bound(in.FsyncP99ms), bound(in.FsyncMaxMs), in.RecordsPerFsync,
 		in.SnapshotPauses, in.SnapshotPauseMs)
 }
 

@@ -36,7 +36,7 @@ scenepay_journal_fsync_seconds_other 7
 	if f.count != 100 || f.mean() != 0.00025 {
 		t.Fatalf("fsync count %v mean %v", f.count, f.mean())
 	}
-	for q, want := range map[float64]float64{0.5: 0.0002, 0.9: 0.0004, 0.99: 0.0008} {
+	for q, want := range map[float64]float64{0.5: 0.0002, 0.9: 0.0004, 0.99: 0.0008, 1: 0.0008} {
 		if got := f.quantile(q); got != want {
 			t.Errorf("fsync q%v = %v, want %v", q, got, want)
 		}
@@ -48,8 +48,8 @@ scenepay_journal_fsync_seconds_other 7
 	if p := hs[metricSnapshotPause]; !math.IsNaN(p.quantile(0.5)) || p.count != 0 {
 		t.Fatalf("absent histogram: %+v", p)
 	}
-	in := Internals{ReplyP50ms: 2, ReplyP99ms: math.Inf(1), FsyncP99ms: math.NaN()}
-	if s := in.String(); !strings.Contains(s, "p50 <= 2 ms") || !strings.Contains(s, "p99 <= inf ms") || !strings.Contains(s, "p99 <= - ms") {
+	in := Internals{ReplyP50ms: 2, ReplyP99ms: math.Inf(1), ReplyMaxMs: math.Inf(1), FsyncP99ms: math.NaN(), FsyncMaxMs: 3.2}
+	if s := in.String(); !strings.Contains(s, "p50 <= 2 ms") || !strings.Contains(s, "p99 <= inf ms, max <= inf ms") || !strings.Contains(s, "p99 <= - ms, max <= 3.2 ms") {
 		t.Fatalf("summary %q", s)
 	}
 }
