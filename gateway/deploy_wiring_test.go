@@ -388,3 +388,37 @@ func TestDeployReconciliationSystemd(t *testing.T) {
 		}
 	}
 }
+
+// The broker, one thread that every message passes through, has CPU
+// priority over the other services where they share a machine: a CPU
+// weight above the default in the compose file, and a negative nice with a
+// raised weight in the systemd drop-in (which make bench-e2e also reads).
+func TestDeployBrokerPriority(t *testing.T) {
+	docs := yamlDocs(t, "../deploy/docker-compose.yml", nil)
+	if len(docs) != 1 {
+		t.Fatalf("docker-compose.yml: %d documents", len(docs))
+	}
+	services, _ := docs[0]["services"].(map[string]any)
+	if shares, _ := jsonAt(services, "mosquitto", "cpu_shares").(float64); shares <= 1024 {
+		t.Errorf("compose: mosquitto cpu_shares %v, want above the default 1024", jsonAt(services, "mosquitto", "cpu_shares"))
+	}
+	unit, err := os.ReadFile("../deploy/systemd/mosquitto.service.d/scenepay.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nice, weight string
+	for _, line := range strings.Split(string(unit), "\n") {
+		if v, ok := strings.CutPrefix(line, "Nice="); ok {
+			nice = v
+		}
+		if v, ok := strings.CutPrefix(line, "CPUWeight="); ok {
+			weight = v
+		}
+	}
+	if n, err := strconv.Atoi(nice); err != nil || n >= 0 || n < -20 {
+		t.Errorf("mosquitto drop-in: Nice=%q, want -20..-1", nice)
+	}
+	if w, err := strconv.Atoi(weight); err != nil || w <= 100 {
+		t.Errorf("mosquitto drop-in: CPUWeight=%q, want above the default 100", weight)
+	}
+}

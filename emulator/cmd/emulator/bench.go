@@ -22,6 +22,7 @@ func runBench(args []string) int {
 	gwBin := fs.String("gateway-bin", "bin/gateway", "gateway binary to benchmark")
 	conf := fs.String("mosquitto-conf", d.ConfPath, "deployed Mosquitto config whose settings the private broker uses")
 	acl := fs.String("mosquitto-acl", d.ACLPath, "deployed Mosquitto ACL")
+	unit := fs.String("broker-unit", d.BrokerUnit, "deployed systemd drop-in of the broker: the private broker runs at its Nice= (empty = the default priority)")
 	nTerm := fs.Int("terminals", 0, "load terminals (0 = mode default: 200, quick 10)")
 	startRate := fs.Float64("start-rate", 0, "first offered rate, requests/s (0 = mode default)")
 	factor := fs.Float64("rate-factor", 0, "rate multiplier per step (0 = mode default)")
@@ -48,6 +49,7 @@ func runBench(args []string) int {
 		o = bench.Quick()
 	}
 	o.GatewayBin, o.ConfPath, o.ACLPath, o.PprofAddr, o.GatewayProcs = *gwBin, *conf, *acl, *pprofAddr, *gwProcs
+	o.BrokerUnit = *unit
 	o.LoadClient, o.TermsPerConn, o.LoadTick, o.LoadAckDelay = *loadClient, *perConn, *loadTick, *ackDelay
 	setPos := func(dst *int, v int) {
 		if v > 0 {

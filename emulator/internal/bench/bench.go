@@ -37,7 +37,10 @@ type Options struct {
 	GatewayBin string // the gateway binary (make bench-e2e builds it)
 	ConfPath   string // deployed mosquitto.conf
 	ACLPath    string // deployed ACL
-	Terminals  int    // load terminals (MQTT connections)
+	// BrokerUnit is the deployed systemd drop-in of the broker whose Nice=
+	// the private broker runs at (UnitNice); empty: the default priority.
+	BrokerUnit string
+	Terminals  int // load terminals (MQTT connections)
 	StartRate  float64
 	RateFactor float64 // each step offers RateFactor times the previous rate
 	MaxRate    float64
@@ -73,7 +76,8 @@ type Options struct {
 func Defaults() Options {
 	return Options{
 		ConfPath: "deploy/mosquitto/mosquitto.conf", ACLPath: "deploy/mosquitto/scenepay.acl",
-		Terminals: 200, StartRate: 1000, RateFactor: 1.25, MaxRate: 40000, Steps: 20, RefineSteps: 2,
+		BrokerUnit: "deploy/systemd/mosquitto.service.d/scenepay.conf",
+		Terminals:  200, StartRate: 1000, RateFactor: 1.25, MaxRate: 40000, Steps: 20, RefineSteps: 2,
 		Warm: 500 * time.Millisecond, Window: 3 * time.Second, Timeout: 2 * time.Second,
 		Objective: Objective{P99: 50 * time.Millisecond, FailureRate: 0.001},
 		Budget:    180 * time.Second, Conns: 4, Scale: 10_000, ScaleTime: 60 * time.Second,
@@ -139,6 +143,7 @@ type Result struct {
 	LoadAckMs    float64     `json:"load_ack_delay_ms,omitempty"`
 	LoadProcs    int         `json:"load_procs"`    // GOMAXPROCS of the load (and echo) process
 	GatewayProcs int         `json:"gateway_procs"` // GOMAXPROCS of the gateway; 0 = the runtime's default
+	BrokerNice   int         `json:"broker_nice"`   // the broker's nice value as the kernel had it
 	// Machine load averages (1, 5, 15 min) from /proc/loadavg at the start
 	// and the end: the machine may be shared, and its load moves figures.
 	LoadAvgStart [3]float64 `json:"load_avg_start"`
@@ -213,13 +218,32 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := os.WriteFile(masterFile, []byte(hex.EncodeToString(master)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	br, err := StartBroker(BrokerConfig{ConfPath: o.ConfPath, ACLPath: o.ACLPath, Dir: dir, User: gatewayUser, Password: password})
+	nice := 0
+	if o.BrokerUnit != "" {
+		if nice, err = UnitNice(o.BrokerUnit); err != nil {
+			return nil, err
+		}
+	}
+	br, err := StartBroker(BrokerConfig{ConfPath: o.ConfPath, ACLPath: o.ACLPath, Dir: dir, User: gatewayUser, Password: password, Nice: nice})
 	if err != nil {
 		return nil, err
 	}
 	defer br.Stop()
 	topics := terminals.DefaultTopics
-	fmt.Fprintf(out, "private mosquitto at %s (settings of %s, persistence off, max_connections -1), fd limit %d\n", br.Addr, o.ConfPath, limit)
+	brNice, err := br.Nice()
+	if err != nil {
+		return nil, err
+	}
+	prio := fmt.Sprintf("nice %d", brNice)
+	switch {
+	case o.BrokerUnit == "":
+		prio += ", the default priority"
+	case brNice == nice:
+		prio += " as Nice= of " + o.BrokerUnit
+	default:
+		prio += fmt.Sprintf(", not Nice=%d of %s: the kernel refused it (a negative nice needs CAP_SYS_NICE)", nice, o.BrokerUnit)
+	}
+	fmt.Fprintf(out, "private mosquitto at %s (settings of %s, persistence off, max_connections -1; %s), fd limit %d\n", br.Addr, o.ConfPath, prio, limit)
 
 	gcfg := GatewayConfig{Bin: o.GatewayBin, DataDir: filepath.Join(dir, "gateway"), BrokerURL: br.URL(),
 		User: gatewayUser, Password: password, MasterFile: masterFile, Token: token, Conns: o.Conns, PprofAddr: o.PprofAddr, Procs: o.GatewayProcs}
@@ -263,7 +287,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	res := &Result{Quick: o.Quick, Terminals: o.Terminals, QoS: 1, ObjP99ms: ms(o.Objective.P99), ObjFailRate: o.Objective.FailureRate,
 		LoadClient: o.LoadClient, TermsPerConn: o.TermsPerConn, LoadAvgStart: loadStart, LoadProcs: runtime.GOMAXPROCS(0),
-		GatewayProcs: o.GatewayProcs}
+		GatewayProcs: o.GatewayProcs, BrokerNice: brNice}
 	if o.LoadClient == LoadRaw {
 		res.LoadTickMs, res.LoadAckMs = ms(o.LoadTick), ms(o.LoadAckDelay)
 	}

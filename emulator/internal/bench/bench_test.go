@@ -126,6 +126,14 @@ func TestQuickRunPrintsBenchLine(t *testing.T) {
 	o.GatewayBin = gw
 	o.ConfPath = filepath.Join(root, "deploy/mosquitto/mosquitto.conf")
 	o.ACLPath = filepath.Join(root, "deploy/mosquitto/scenepay.acl")
+	o.BrokerUnit = filepath.Join(root, "deploy/systemd/mosquitto.service.d/scenepay.conf")
+	wantNice, err := UnitNice(o.BrokerUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 && wantNice < 0 {
+		wantNice = 0 // the kernel refuses a negative nice without privilege; the run goes on
+	}
 	o.Terminals, o.StartRate, o.MaxRate, o.Steps = 5, 20, 40, 2
 	o.Scale = 50
 	var buf bytes.Buffer
@@ -167,6 +175,9 @@ func TestQuickRunPrintsBenchLine(t *testing.T) {
 	if got.Scale.Target != 50 || got.Scale.Connected != 50 || got.Scale.Alive != 50 {
 		t.Errorf("scale probe: %+v", got.Scale)
 	}
+	if got.BrokerNice != wantNice {
+		t.Errorf("broker nice %d, want %d (the deployed drop-in's)", got.BrokerNice, wantNice)
+	}
 	if got.Ratio != res.Ratio || got.Echo != res.Echo {
 		t.Error("BENCH line differs from the returned result")
 	}
@@ -194,5 +205,59 @@ func TestSyscallsCountsThisProcess(t *testing.T) {
 	}
 	if _, err := Syscalls(-1); err == nil {
 		t.Error("no error for a process that does not exist")
+	}
+}
+
+func TestUnitNice(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		text string
+		want int
+		ok   bool
+	}{
+		{"[Unit]\nNice=5\n[Service]\n# Nice=3\nNice = -10\nCPUWeight=400\n", -10, true},
+		{"[Service]\nRestart=always\n", 0, true},
+		{"[Service]\nNice=-21\n", 0, false},
+		{"[Service]\nNice=high\n", 0, false},
+	} {
+		path := filepath.Join(dir, "unit.conf")
+		if err := os.WriteFile(path, []byte(c.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnitNice(path)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("UnitNice(%q) = %d, %v; want %d, ok %v", c.text, got, err, c.want, c.ok)
+		}
+	}
+	if _, err := UnitNice(filepath.Join(dir, "absent.conf")); err == nil {
+		t.Error("a missing unit file was accepted")
+	}
+	// The deployed drop-in gives the broker priority over the gateway's threads.
+	if n, err := UnitNice(filepath.Join(repoRoot(t), "deploy/systemd/mosquitto.service.d/scenepay.conf")); err != nil || n >= 0 {
+		t.Errorf("deployed broker drop-in: Nice %d, %v; want a negative nice", n, err)
+	}
+}
+
+// procNice reads what the kernel holds: a child started through nice(1)
+// at a positive nice (allowed without privilege) shows it.
+func TestProcNice(t *testing.T) {
+	if _, err := exec.LookPath("nice"); err != nil {
+		t.Skip("nice(1) not installed")
+	}
+	cmd := exec.Command("nice", "-n", "7", "sleep", "5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := procNice(cmd.Process.Pid)
+		if err == nil && n == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("procNice = %d, %v; want 7", n, err)
+		}
+		time.Sleep(10 * time.Millisecond) // nice(1) sets it before it execs sleep
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,11 @@ type BrokerConfig struct {
 	Dir      string // private directory for config, password and ACL files
 	User     string // the gateway's MQTT user (as in the ACL)
 	Password string
+	// Nice, when not 0, is the broker's scheduling priority (the deployed
+	// unit's Nice=, UnitNice): it is started through nice(1). Whether the
+	// kernel granted it is Broker.Nice's to say (a negative value needs
+	// CAP_SYS_NICE; nice(1) then runs the broker unchanged).
+	Nice int
 }
 
 // Broker is a private Mosquitto process.
@@ -167,6 +173,12 @@ func StartBroker(c BrokerConfig) (*Broker, error) {
 	}
 	b := &Broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), log: &capBuf{}, done: make(chan struct{})}
 	b.cmd = exec.Command("mosquitto", "-c", confPath)
+	if c.Nice != 0 {
+		if _, err := exec.LookPath("nice"); err != nil {
+			return nil, errors.New("bench: nice(1) is not installed (it starts the broker at the deployed Nice=)")
+		}
+		b.cmd = exec.Command("nice", "-n", strconv.Itoa(c.Nice), "mosquitto", "-c", confPath)
+	}
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	if err := b.cmd.Start(); err != nil {
 		return nil, err
@@ -196,6 +208,63 @@ func (b *Broker) URL() string { return "tcp://" + b.Addr }
 
 // Pid is the broker's process id.
 func (b *Broker) Pid() int { return b.cmd.Process.Pid }
+
+// Nice is the broker's scheduling priority as the kernel has it
+// (/proc/PID/stat), which may differ from BrokerConfig.Nice.
+func (b *Broker) Nice() (int, error) { return procNice(b.Pid()) }
+
+// procNice reads a process's nice value: field 19 of /proc/PID/stat,
+// counted after the command name (which may hold spaces and parentheses).
+func procNice(pid int) (int, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: /proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 17 {
+		return 0, fmt.Errorf("bench: /proc/%d/stat: %d fields after the command name", pid, len(f))
+	}
+	return strconv.Atoi(f[16]) // fields 3.. follow the name; nice is field 19
+}
+
+// UnitNice reads Nice= from the [Service] section of a systemd unit or
+// drop-in (deploy/systemd/mosquitto.service.d/scenepay.conf): 0 when it
+// sets none.
+func UnitNice(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer f.Close()
+	nice, section := 0, ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || line[0] == '#' || line[0] == ';':
+		case line[0] == '[':
+			section = line
+		case section == "[Service]":
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || strings.TrimSpace(k) != "Nice" {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < -20 || n > 19 {
+				return 0, fmt.Errorf("bench: %s: Nice=%s: want an integer from -20 to 19", path, strings.TrimSpace(v))
+			}
+			nice = n
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("bench: %s: %w", path, err)
+	}
+	return nice, nil
+}
 
 // Log is the start of the broker's output.
 func (b *Broker) Log() string { return b.log.String() }
