@@ -1,6 +1,7 @@
 // Package mochistop owns the one safe way this project stops an embedded
 // mochi-mqtt broker (the gateway's single-process default, the emulator's
-// gateway stand-in and the device tests' broker).
+// gateway stand-in and the device tests' broker), and the one safe way a
+// client reconnects to it under the id it just left with.
 //
 // mochi-mqtt v2.7.9's Server.Close has two faults when a client comes or
 // goes during it:
@@ -26,11 +27,24 @@
 // clients once (Clients.GetAll), so that Server.Close finds its listeners
 // already closed and never calls its own closer (a TCP listener calls the
 // closer only on its first Close), and its Wait finds nothing to wait for.
+//
+// A third fault is not about Close. When a clean-session client leaves,
+// mochi's handler of that connection unsubscribes and forgets the client
+// by its id (Topics.Unsubscribe, Clients.Delete) after the connection has
+// closed. A terminal that reconnects at once under the same id (a reboot,
+// a reconnect after DISCONNECT) can be admitted in between: the old
+// handler then deletes the new client from the server's clients, and every
+// message for its subscriptions is dropped (seen as a reply never
+// delivered after a device "reboot" in the device tests). AddListener also
+// adds a hook that holds a CONNECT back, for at most reconnectWaitMax,
+// while a closed connection's client still holds the same id. A client
+// whose old connection is still open takes it over as mochi does.
 package mochistop
 
 import (
 	"net"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -95,10 +109,47 @@ func (l *gated) Serve(establish listeners.EstablishFn) {
 	})
 }
 
-// AddListener adds l to srv behind srv's gate (see the package comment).
+// AddListener adds l to srv behind srv's gate, and (once per server) the
+// hook that lets a reconnecting client wait for its old connection's
+// clean-up (see the package comment).
 func AddListener(srv *mqtt.Server, l listeners.Listener) error {
-	v, _ := gates.LoadOrStore(srv, &gate{inside: map[net.Conn]struct{}{}})
+	v, loaded := gates.LoadOrStore(srv, &gate{inside: map[net.Conn]struct{}{}})
+	if !loaded {
+		if err := srv.AddHook(&reconnectHook{srv: srv}, nil); err != nil {
+			gates.Delete(srv)
+			return err
+		}
+	}
 	return srv.AddListener(&gated{Listener: l, g: v.(*gate)})
+}
+
+// reconnectWaitMax bounds how long a CONNECT waits for the clean-up of the
+// closed connection that last used its client id. The clean-up is a few
+// map and tree deletions; past the bound the client is admitted anyway.
+const reconnectWaitMax = 2 * time.Second
+
+// reconnectHook holds a CONNECT back while the client id's previous
+// connection is closed but not yet forgotten by the server.
+type reconnectHook struct {
+	mqtt.HookBase
+	srv *mqtt.Server
+}
+
+func (h *reconnectHook) ID() string { return "mochistop-reconnect" }
+
+func (h *reconnectHook) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
+
+// OnSessionEstablish runs after authentication, just before mochi looks
+// for an existing session of the id.
+func (h *reconnectHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	deadline := time.Now().Add(reconnectWaitMax)
+	for {
+		old, ok := h.srv.Clients.Get(cl.ID)
+		if !ok || old == cl || !old.Closed() || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Close stops srv: its listeners, its clients, its hooks.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,5 +142,121 @@ func TestCloseWhileClientsArrive(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		silent.Close()
+	}
+}
+
+// A client that reconnects under the id it just left with keeps its new
+// subscriptions. mochi forgets a leaving clean-session client by id after
+// its connection closed; a hook here holds that clean-up up (the window
+// is otherwise too narrow to hit on demand) while the same id connects
+// again and subscribes. Without the reconnect hook the old connection's
+// clean-up deletes the new client, and the publication below is dropped.
+func TestReconnectUnderSameIDKeepsSubscriptions(t *testing.T) {
+	srv, addr := serve(t)
+	t.Cleanup(func() { closeWithin(t, srv, "at the end") })
+	slow := &slowForget{id: "BUS-1", entered: make(chan struct{}), left: make(chan struct{})}
+	if err := srv.AddHook(slow, nil); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "t/BUS-1/resp"
+
+	old := dialConnected(t, addr, "BUS-1")
+	subscribe(t, old, topic)
+	old.c.Write(mqttwire.AppendDisconnect(nil))
+	old.c.Close()
+	select {
+	case <-slow.entered: // the old connection's clean-up is under way
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old connection's clean-up never started")
+	}
+
+	again := dialConnected(t, addr, "BUS-1") // while the old one is being forgotten
+	subscribe(t, again, topic)
+	<-slow.left                       // the old clean-up goes on to forget "BUS-1"
+	time.Sleep(50 * time.Millisecond) // and has done so
+	pub := dialConnected(t, addr, "gw")
+	pub.c.Write(append(mqttwire.AppendPublishHeader(nil, topic, 1, false, 5), "hello"...))
+	for {
+		p := again.next(t)
+		if p.Type == mqttwire.TypePublish && string(p.Payload) == "hello" {
+			return
+		}
+	}
+}
+
+// slowForget sleeps in the unsubscribe of client id's first clean-up,
+// between mochi's removal of its subscriptions and of the client itself.
+type slowForget struct {
+	mqtt.HookBase
+	id      string
+	entered chan struct{} // closed as the sleep starts
+	left    chan struct{} // closed as it ends
+	done    atomic.Bool   // not a sync.Once: a second caller must not wait for the first
+}
+
+func (*slowForget) ID() string { return "slow-forget" }
+
+func (*slowForget) Provides(b byte) bool { return b == mqtt.OnUnsubscribed }
+
+func (h *slowForget) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
+	if cl.ID != h.id {
+		return
+	}
+	if h.done.CompareAndSwap(false, true) {
+		close(h.entered)
+		time.Sleep(300 * time.Millisecond)
+		close(h.left)
+	}
+}
+
+// wireClient is a raw MQTT 3.1.1 client for these tests.
+type wireClient struct {
+	c   net.Conn
+	buf []byte
+}
+
+// dialConnected connects as id and waits for the CONNACK.
+func dialConnected(t *testing.T, addr, id string) *wireClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	w := &wireClient{c: c}
+	c.Write(mqttwire.AppendConnect(nil, id, "", "", 0))
+	if p := w.next(t); p.Type != mqttwire.TypeConnack || p.Code != 0 {
+		t.Fatalf("%s: CONNACK expected, got type %d code %d", id, p.Type, p.Code)
+	}
+	return w
+}
+
+// subscribe subscribes to filter and waits for the SUBACK.
+func subscribe(t *testing.T, w *wireClient, filter string) {
+	t.Helper()
+	w.c.Write(mqttwire.AppendSubscribe(nil, 7, filter))
+	if p := w.next(t); p.Type != mqttwire.TypeSuback {
+		t.Fatalf("SUBACK expected, got type %d", p.Type)
+	}
+}
+
+// next reads the next packet, failing the test after 3 s without one.
+func (w *wireClient) next(t *testing.T) mqttwire.Packet {
+	t.Helper()
+	w.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	tmp := make([]byte, 4096)
+	for {
+		if p, n, err := mqttwire.Parse(w.buf); err != nil {
+			t.Fatal(err)
+		} else if n > 0 {
+			p.Topic, p.Payload = append([]byte(nil), p.Topic...), append([]byte(nil), p.Payload...)
+			w.buf = w.buf[n:]
+			return p
+		}
+		k, err := w.c.Read(tmp)
+		if err != nil {
+			t.Fatalf("no packet within 3 s: %v", err)
+		}
+		w.buf = append(w.buf, tmp[:k]...)
 	}
 }
