@@ -38,7 +38,10 @@
 // delivered after a device "reboot" in the device tests). AddListener also
 // adds a hook that holds a CONNECT back, for at most reconnectWaitMax,
 // while a closed connection's client still holds the same id. A client
-// whose old connection is still open takes it over as mochi does.
+// whose old connection is still open takes it over as mochi does; that
+// path has a window of the same kind, between mochi closing the old
+// connection and marking it taken over (a few instructions), which this
+// hook does not cover.
 package mochistop
 
 import (
