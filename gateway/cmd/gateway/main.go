@@ -241,6 +241,7 @@ func run() error {
 		return err
 	}
 	cfg.SweepEvery, cfg.SweepBatchMax = *sweepEvery, *sweepBatch
+	cfg.DenyVersionBase = true // a reset data directory's deny list never reuses versions
 	cfg.Logger = log
 	cfg.Metrics = engine.NewMetrics(reg)
 	cfg.Journal = journal.Options{OnSync: cfg.Metrics.OnJournalSync, CommitInterval: *commitInterval, Preallocate: *preallocate}

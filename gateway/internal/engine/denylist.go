@@ -23,10 +23,12 @@ package engine
 // the delta. A new full list is published, and F moves to V, when the
 // delta would list more than DenyDeltaCardsMax cards or DenyFullEvery
 // versions have passed since F, and at every start and broker reconnect
-// (republish; F starts at 0, the empty list, before any full list was
-// published). The republish happens whatever the version, also for a list
-// never changed (version 0: a full list at 0 without cards and an empty
-// delta from 0 to 0): the broker may still hold retained deny-list
+// (republish; F starts at the list's first version, the empty list,
+// before any full list was published). With Config.DenyVersionBase that
+// first version is a base from the clock, not 0 (baseDenyList). The
+// republish happens whatever the version, also for a list never changed
+// (a full list at its first version without cards and an empty delta from
+// it to itself): the broker may still hold retained deny-list
 // messages of an earlier data directory (the gateway's data wiped, or
 // restored from an older backup, with broker persistence on), and those
 // must not stay. A reader holding such a stale version h > V takes the
@@ -85,6 +87,10 @@ const (
 	// varint transit day | varint loss fen | u8 stop (the route's budget
 	// is spent for that day).
 	denyOpLoss = 3
+	// denyOpBase starts a new data directory's list at a version base
+	// (Config.DenyVersionBase): the card field is the base, 8 bytes big
+	// endian; source 0.
+	denyOpBase = 4
 
 	// DenySourceOperator and DenySourceDebt say who changed the list.
 	DenySourceOperator = 1
@@ -225,6 +231,45 @@ func (e *Engine) denyChange(op, source byte, card string) (uint64, error) {
 	return v, nil
 }
 
+// denyBaseShift places a list base above every version a list based
+// earlier can reach: base = Unix seconds << denyBaseShift leaves room for
+// a million changes per second of an earlier list's life, and stays below
+// 2^53 (exact in any JSON reader) until the year 2242.
+const denyBaseShift = 20
+
+// baseDenyList starts a never changed list at a version from the clock
+// (Config.DenyVersionBase), journaled before the engine serves: a new data
+// directory's versions then lie above those of any earlier directory's
+// list, so a bus reader that missed a reset of the gateway's data takes the
+// new full list instead of applying the new delta to its old list. A list
+// already in use (changed, or based before) keeps its versions.
+func (e *Engine) baseDenyList() error {
+	d := &e.deny
+	d.lmu.Lock()
+	fresh := d.list.Version() == 0 && d.list.Len() == 0
+	d.lmu.Unlock()
+	if !fresh {
+		return nil
+	}
+	now := e.cfg.Clock()
+	base := uint64(max(now.Unix(), 1)) << denyBaseShift
+	p := appendDenyEntry(nil, denyOpBase, 0, now, string(binary.BigEndian.AppendUint64(nil, base)))
+	lsn, err := e.j.Append(p, nil)
+	if err != nil {
+		return err
+	}
+	if err := e.j.Sync(lsn); err != nil {
+		return err
+	}
+	d.lmu.Lock()
+	defer d.lmu.Unlock()
+	if err := d.list.SetBase(base); err != nil {
+		return err
+	}
+	e.log.Info("deny list started at a version base", "version", base)
+	return nil
+}
+
 // wouldOverflowLocked reports whether adding card would make a list that
 // the gateway cannot hold (transit.DenyCardsMax) or that readers refuse:
 // more than terminals.DenyCardsMax cards, or a full-list body over
@@ -288,6 +333,17 @@ func (e *Engine) applyDenyEntry(p []byte) error {
 	}
 	if h[0] == denyOpLoss {
 		return e.applyLossEntry(card, c.B)
+	}
+	if h[0] == denyOpBase {
+		if len(card) != 8 || len(c.B) != 0 || h[1] != 0 {
+			return fmt.Errorf("%w: deny base entry", errEntry)
+		}
+		e.deny.lmu.Lock()
+		defer e.deny.lmu.Unlock()
+		if err := e.deny.list.SetBase(binary.BigEndian.Uint64([]byte(card))); err != nil {
+			return fmt.Errorf("%w: deny base entry: %v", errEntry, err)
+		}
+		return nil
 	}
 	if len(c.B) != 0 || (h[0] != denyOpAdd && h[0] != denyOpRemove) || (h[1] != DenySourceOperator && h[1] != DenySourceDebt) {
 		return fmt.Errorf("%w: deny entry", errEntry)

@@ -291,3 +291,100 @@ func TestDenyListStaysWithinReaderBounds(t *testing.T) {
 		t.Fatalf("after restart: %v, want ErrDenyFull", err)
 	}
 }
+
+// TestDenyVersionBaseAcrossReset: with DenyVersionBase a new data
+// directory's list starts at a version from the clock, kept across
+// restarts (snapshot, or the journal alone). A bus reader that holds a
+// version of a list from before a reset of the gateway's data (here a list
+// that counted from 0, as every list did before the base) lies below the
+// new base, so it is told to take the new full list. Without the base the
+// new list's versions pass the reader's, and the reader would apply a delta
+// to its stale list, missing the cards listed before it.
+func TestDenyVersionBaseAcrossReset(t *testing.T) {
+	t1 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	open := func(dir string, at time.Time, based bool) *Engine {
+		t.Helper()
+		cfg := DefaultConfig(dir)
+		cfg.Shards, cfg.SnapshotEvery, cfg.DenyVersionBase = 2, 0, based
+		cfg.Clock = func() time.Time { return at }
+		e, err := Open(cfg, master)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return e
+	}
+	add := func(e *Engine, cards ...string) {
+		t.Helper()
+		for _, c := range cards {
+			if _, err := e.DenyAdd(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// The data directory that will be lost: a list counting from 0.
+	e := open(t.TempDir(), t1, false)
+	add(e, "county:A1", "county:A2")
+	old := e.DenyVersion() // what an offline reader holds
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new directory, an hour later: based on the clock.
+	dir := t.TempDir()
+	at := t1.Add(time.Hour)
+	e = open(dir, at, true)
+	base := uint64(at.Unix()) << denyBaseShift
+	if v := e.DenyVersion(); v != base {
+		t.Fatalf("new list at version %d, want the base %d", v, base)
+	}
+	add(e, "county:B1", "county:B2", "county:B3")
+	d := e.DenyDelta(old)
+	if !d.Full || !slices.Equal(d.Add, []string{"county:B1", "county:B2", "county:B3"}) {
+		t.Fatalf("a reader of the lost list (version %d) gets %+v, want the whole new list", old, d)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A restart keeps the base: from the snapshot, and from the journal
+	// alone. Another base is never taken for a list in use.
+	for _, how := range []string{"snapshot", "journal alone"} {
+		if how == "journal alone" {
+			if err := os.RemoveAll(filepath.Join(dir, "snapshots")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e = open(dir, at.Add(time.Hour), true)
+		if v := e.DenyVersion(); v != base+3 || !e.DenyListed("county:B2") {
+			t.Fatalf("restart (%s): version %d, want %d", how, v, base+3)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A base entry replays only as written, and only onto a list not in use.
+func TestDenyBaseEntryReplay(t *testing.T) {
+	e, _ := openEngine(t, t.TempDir(), vfs.Default)
+	defer e.Close()
+	entry := func(source byte, card string) []byte {
+		return appendDenyEntry(nil, denyOpBase, source, time.Now(), card)[1:]
+	}
+	base := string([]byte{0, 0, 1, 0, 0, 0, 0, 0})
+	for name, p := range map[string][]byte{
+		"short base":  entry(0, base[:7]),
+		"a source":    entry(DenySourceOperator, base),
+		"extra bytes": append(entry(0, base), 1),
+	} {
+		if err := e.applyDenyEntry(p); !errors.Is(err, errEntry) {
+			t.Errorf("%s: %v, want errEntry", name, err)
+		}
+	}
+	if err := e.applyDenyEntry(entry(0, base)); err != nil || e.DenyVersion() != 1<<40 {
+		t.Fatalf("base entry: %v, version %d", err, e.DenyVersion())
+	}
+	if err := e.applyDenyEntry(entry(0, base)); !errors.Is(err, errEntry) {
+		t.Fatalf("a second base entry: %v, want errEntry", err)
+	}
+}

@@ -82,6 +82,12 @@ type Config struct {
 	// market.IssuerKey (market.go); empty = DefaultPayCodeKeyIDs. Ignored
 	// when Core already carries PayCodeKeys.
 	PayCodeKeyIDs []uint8
+	// DenyVersionBase starts a new data directory's bus deny list at a
+	// version taken from the clock instead of 0 (denylist.go,
+	// baseDenyList), so that its versions never overlap those of a list
+	// that an earlier (reset) data directory published. The gateway sets
+	// it; off, versions count from 0.
+	DenyVersionBase bool
 }
 
 // DefaultConfig returns production defaults for dir.
@@ -238,6 +244,12 @@ func Open(cfg Config, master []byte) (*Engine, error) {
 		return nil, fmt.Errorf("engine: replay: %w", err)
 	}
 	e.m.ReplayedEntries.Add(float64(n))
+	if cfg.DenyVersionBase {
+		if err := e.baseDenyList(); err != nil {
+			j.Close()
+			return nil, fmt.Errorf("engine: deny list base: %w", err)
+		}
+	}
 	e.configRecovered()
 	e.m.setConfigLagging(e.configLaggingCounts)
 	e.m.setTerminalCounts(e.terminalCounts)

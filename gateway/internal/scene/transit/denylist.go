@@ -53,6 +53,24 @@ func NewDenyList() *DenyList {
 // Version is the current version.
 func (l *DenyList) Version() uint64 { return l.version }
 
+// ErrBaseSet is SetBase on a list that was changed or based already.
+var ErrBaseSet = errors.New("transit: deny list base on a list already in use")
+
+// SetBase starts a new, never changed list at version base instead of 0:
+// its first change is base+1, and a reader holding any version below base
+// (of an earlier list) is told to take the full list (Delta). The gateway
+// bases each new data directory's list on the clock, above every version
+// an earlier directory's list can have reached, so that a reader that
+// missed a reset of the gateway's data never mistakes the new list's
+// delta for one it can apply to its old list.
+func (l *DenyList) SetBase(base uint64) error {
+	if l.version != 0 || len(l.cards) != 0 || len(l.history) != 0 { // readers' reports of version 0 stay true
+		return ErrBaseSet
+	}
+	l.version = base
+	return nil
+}
+
 // Len is the number of cards listed.
 func (l *DenyList) Len() int { return len(l.cards) }
 

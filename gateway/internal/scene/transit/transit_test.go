@@ -3,6 +3,7 @@ package transit
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -342,5 +343,47 @@ func TestDebtPayee(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("debt payee %q accepted", bad)
 		}
+	}
+}
+
+// A based list starts at its base: a reader below the base gets the full
+// list, one at the base or after gets the changes; the base survives the
+// binary encoding, and only a never changed list takes one.
+func TestDenyListBase(t *testing.T) {
+	const base = 1 << 40
+	l := NewDenyList()
+	if err := l.Report("R1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetBase(base); err != nil { // reports of version 0 stay true
+		t.Fatal(err)
+	}
+	if l.Version() != base {
+		t.Fatalf("version %d, want %d", l.Version(), base)
+	}
+	if err := l.SetBase(base + 1); !errors.Is(err, ErrBaseSet) {
+		t.Fatalf("second base: %v", err)
+	}
+	if v, err := l.Add("C1"); err != nil || v != base+1 {
+		t.Fatalf("first add: %d %v", v, err)
+	}
+	if d := l.Delta(5); !d.Full || !slices.Equal(d.Add, []string{"C1"}) {
+		t.Fatalf("a reader below the base: %+v", d)
+	}
+	if d := l.Delta(base); d.Full || !slices.Equal(d.Add, []string{"C1"}) || d.To != base+1 {
+		t.Fatalf("a reader at the base: %+v", d)
+	}
+	back, err := DecodeDenyList(l.AppendBinary(nil))
+	if err != nil || back.Version() != base+1 {
+		t.Fatalf("decoded: %v %v", back, err)
+	}
+	if d := back.Delta(base); d.Full || len(d.Add) != 1 {
+		t.Fatalf("decoded list's history from the base: %+v", d)
+	}
+	used := NewDenyList()
+	used.Add("C1")
+	used.Remove("C1")
+	if err := used.SetBase(base); !errors.Is(err, ErrBaseSet) {
+		t.Fatalf("base on a list in use: %v", err)
 	}
 }
