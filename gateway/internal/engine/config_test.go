@@ -13,41 +13,61 @@ import (
 	"scenepay/terminals"
 )
 
-// retainedPub is a fakePub that also records retained publications.
+// retainedPub is a fakePub that also records retained publications: in
+// order, payload included (nextRetained), and over what a broker already holds
+// (held: the retained store, topic -> last payload).
 type retainedPub struct {
 	*fakePub
-	mu       sync.Mutex
-	retained map[string][]byte
-	ch       chan string
+	mu   sync.Mutex
+	held map[string][]byte
+	ch   chan retainedMsg
 }
 
-func newRetainedPub() *retainedPub {
-	return &retainedPub{fakePub: newFakePub(), retained: map[string][]byte{}, ch: make(chan string, 64)}
+type retainedMsg struct {
+	topic   string
+	payload []byte
+}
+
+func newRetainedPub() *retainedPub { return newRetainedPubOver(map[string][]byte{}) }
+
+// newRetainedPubOver records over held, what a broker already holds.
+func newRetainedPubOver(held map[string][]byte) *retainedPub {
+	return &retainedPub{fakePub: newFakePub(), held: held, ch: make(chan retainedMsg, 64)}
 }
 
 func (p *retainedPub) PublishRetained(topic string, payload []byte) error {
+	payload = append([]byte(nil), payload...)
 	p.mu.Lock()
-	p.retained[topic] = append([]byte(nil), payload...)
+	p.held[topic] = payload
 	p.mu.Unlock()
-	p.ch <- topic
+	p.ch <- retainedMsg{topic, payload}
 	return nil
 }
 
+// get is the payload held on topic.
 func (p *retainedPub) get(topic string) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.retained[topic]
+	return p.held[topic]
 }
 
-func (p *retainedPub) wait(t *testing.T) string {
+// nextRetained is the next retained publication (fakePub's next is the
+// next plain one).
+func (p *retainedPub) nextRetained(t *testing.T) retainedMsg {
 	t.Helper()
 	select {
-	case s := <-p.ch:
-		return s
+	case m := <-p.ch:
+		return m
 	case <-time.After(5 * time.Second):
 		t.Fatal("no retained publication")
-		return ""
+		return retainedMsg{}
 	}
+}
+
+// wait is the topic of the next retained publication.
+func (p *retainedPub) wait(t *testing.T) string {
+	t.Helper()
+	return p.nextRetained(t).topic
 }
 
 // waitConfig is wait, skipping the deny list's publications (the start-up

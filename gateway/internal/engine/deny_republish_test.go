@@ -1,60 +1,16 @@
 package engine
 
 import (
-	"sync"
 	"testing"
-	"time"
 
 	"scenepay/gateway/internal/confstore"
 	"scenepay/gateway/internal/vfs"
 	"scenepay/terminals"
 )
 
-// retainedLog is a publisher that records every retained publication in
-// order, payload included, over what a broker already holds (held: the
-// retained store, topic -> last payload).
-type retainedLog struct {
-	*fakePub
-	mu   sync.Mutex
-	held map[string][]byte
-	ch   chan retainedMsg
-}
-
-type retainedMsg struct {
-	topic   string
-	payload []byte
-}
-
-func newRetainedLog(held map[string][]byte) *retainedLog {
-	return &retainedLog{fakePub: newFakePub(), held: held, ch: make(chan retainedMsg, 64)}
-}
-
-func (p *retainedLog) PublishRetained(topic string, payload []byte) error {
-	payload = append([]byte(nil), payload...)
-	p.mu.Lock()
-	p.held[topic] = payload
-	p.mu.Unlock()
-	p.ch <- retainedMsg{topic, payload}
-	return nil
-}
-
-func (p *retainedLog) next(t *testing.T) retainedMsg {
+func (p *retainedPub) heldDeny(t *testing.T, topic string) DenyMessage {
 	t.Helper()
-	select {
-	case m := <-p.ch:
-		return m
-	case <-time.After(5 * time.Second):
-		t.Fatal("no retained publication")
-		return retainedMsg{}
-	}
-}
-
-func (p *retainedLog) heldDeny(t *testing.T, topic string) DenyMessage {
-	t.Helper()
-	p.mu.Lock()
-	b := p.held[topic]
-	p.mu.Unlock()
-	return openDeny(t, topic, b)
+	return openDeny(t, topic, p.get(topic))
 }
 
 func openDeny(t *testing.T, topic string, payload []byte) DenyMessage {
@@ -72,17 +28,17 @@ func openDeny(t *testing.T, topic string, payload []byte) DenyMessage {
 
 // wantFullThenEmptyDelta reads the next two retained publications: the
 // full list at version 0 without cards, then the empty delta from 0 to 0.
-func wantFullThenEmptyDelta(t *testing.T, e *Engine, rp *retainedLog) {
+func wantFullThenEmptyDelta(t *testing.T, e *Engine, rp *retainedPub) {
 	t.Helper()
 	full, delta := DenyTopicFull(e.cfg.Topics), DenyTopicDelta(e.cfg.Topics)
-	m1 := rp.next(t)
+	m1 := rp.nextRetained(t)
 	if m1.topic != full {
 		t.Fatalf("first publication on %s, want the full list (%s)", m1.topic, full)
 	}
 	if f := openDeny(t, m1.topic, m1.payload); f.Kind != terminals.DenyKindFull || f.Version != 0 || len(f.Cards) != 0 {
 		t.Fatalf("full list %+v, want version 0 without cards", f)
 	}
-	m2 := rp.next(t)
+	m2 := rp.nextRetained(t)
 	if m2.topic != delta {
 		t.Fatalf("second publication on %s, want the delta (%s)", m2.topic, delta)
 	}
@@ -109,7 +65,7 @@ func TestDenyRepublishAtVersionZero(t *testing.T) {
 		full:  terminals.Seal(e.conf.key, AppendDenyFull(nil, 500, []string{"county:OLD1", "county:OLD2"})),
 		delta: terminals.Seal(e.conf.key, []byte(`{"v":1,"kind":"delta","from":500,"version":500,"add":[],"remove":[]}`)),
 	}
-	rp := newRetainedLog(stale)
+	rp := newRetainedPubOver(stale)
 	e.SetPublisher(rp) // start-up republish (a fresh engine has no config documents)
 	wantFullThenEmptyDelta(t, e, rp)
 	if f, d := rp.heldDeny(t, full), rp.heldDeny(t, delta); f.Version != 0 || len(f.Cards) != 0 || d.From != 0 || d.Version != 0 {
