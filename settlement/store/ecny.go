@@ -93,10 +93,31 @@ func unsyncedConflict(b *handoff.Batch, lsn uint64, what string) error {
 	return &Error{Code: CodeConflict, Reason: fmt.Sprintf("batch %s: %s LSN %d was ingested with %s", b.ID, b.Source, lsn, what)}
 }
 
+// recutLSNs reads the LSNs of the rows that earlier batches stored in a
+// re-cut batch's range (the query's one column); the caller closes rows.
+func recutLSNs(rows rowScanner) (map[uint64]bool, error) {
+	old := map[uint64]bool{}
+	for rows.Next() {
+		var lsn int64
+		if err := rows.Scan(&lsn); err != nil {
+			return nil, fmt.Errorf("settlement store: ingest unsynced: %w", err)
+		}
+		old[uint64(lsn)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("settlement store: ingest unsynced: %w", err)
+	}
+	return old, nil
+}
+
 // checkRecutReceipts compares a re-cut batch's rows with the receipts
-// stored for rows ingested by earlier batches (old: their LSNs; stored:
-// the receipts in the batch's range).
-func checkRecutReceipts(b *handoff.Batch, old map[uint64]bool, stored map[uint64]UnsyncedReceipt) error {
+// stored for rows ingested by earlier batches (old: their LSNs; receipts:
+// those stored in the batch's range).
+func checkRecutReceipts(b *handoff.Batch, old map[uint64]bool, receipts []UnsyncedReceipt) error {
+	stored := make(map[uint64]UnsyncedReceipt, len(receipts))
+	for _, x := range receipts {
+		stored[x.LSN] = x
+	}
 	for i := range b.Rows {
 		r := &b.Rows[i]
 		if !old[r.LSN] {
@@ -169,34 +190,22 @@ func ingestECNYSQLite(ctx context.Context, tx *sql.Tx, b *handoff.Batch, hw uint
 // rows that earlier batches stored.
 func recutECNYSQLite(ctx context.Context, tx *sql.Tx, b *handoff.Batch, hw uint64) error {
 	last := int64(min(b.LastLSN, hw))
-	old := map[uint64]bool{}
 	rows, err := tx.QueryContext(ctx, `SELECT lsn FROM txns WHERE source = ? AND lsn >= ? AND lsn <= ? AND batch_id <> ?`,
 		b.Source, int64(b.FirstLSN), last, b.ID)
 	if err != nil {
 		return fmt.Errorf("settlement store: ingest unsynced: %w", err)
 	}
-	for rows.Next() {
-		var lsn int64
-		if err := rows.Scan(&lsn); err != nil {
-			rows.Close()
-			return fmt.Errorf("settlement store: ingest unsynced: %w", err)
-		}
-		old[uint64(lsn)] = true
-	}
+	old, err := recutLSNs(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("settlement store: ingest unsynced: %w", err)
+	if err != nil {
+		return err
 	}
 	stored, err := scanReceiptsSQLite(tx.QueryContext(ctx, `SELECT `+receiptCols+` FROM ecny_unsynced
 		WHERE source = ? AND lsn >= ? AND lsn <= ?`, b.Source, int64(b.FirstLSN), last))
 	if err != nil {
 		return err
 	}
-	byLSN := make(map[uint64]UnsyncedReceipt, len(stored))
-	for _, x := range stored {
-		byLSN[x.LSN] = x
-	}
-	return checkRecutReceipts(b, old, byLSN)
+	return checkRecutReceipts(b, old, stored)
 }
 
 const receiptCols = `source, lsn, merchant, account, at, amount, synced_at, released_window`
@@ -408,34 +417,22 @@ func ingestECNYPG(ctx context.Context, tx pgx.Tx, b *handoff.Batch, hw uint64) e
 // of this batch are told apart by their batch id, as for legs).
 func recutECNYPG(ctx context.Context, tx pgx.Tx, b *handoff.Batch, hw uint64) error {
 	last := int64(min(b.LastLSN, hw))
-	old := map[uint64]bool{}
 	rows, err := tx.Query(ctx, `SELECT lsn FROM `+pgRowsRelation+` WHERE source = $1 AND lsn >= $2 AND lsn <= $3 AND batch_id <> $4`,
 		b.Source, int64(b.FirstLSN), last, b.ID)
 	if err != nil {
 		return fmt.Errorf("settlement store: ingest unsynced: %w", err)
 	}
-	for rows.Next() {
-		var lsn int64
-		if err := rows.Scan(&lsn); err != nil {
-			rows.Close()
-			return fmt.Errorf("settlement store: ingest unsynced: %w", err)
-		}
-		old[uint64(lsn)] = true
-	}
+	old, err := recutLSNs(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("settlement store: ingest unsynced: %w", err)
+	if err != nil {
+		return err
 	}
 	stored, err := scanReceiptsPG(tx.Query(ctx, `SELECT `+receiptCols+` FROM ecny_unsynced WHERE source = $1 AND lsn >= $2 AND lsn <= $3`,
 		b.Source, int64(b.FirstLSN), last))
 	if err != nil {
 		return err
 	}
-	byLSN := make(map[uint64]UnsyncedReceipt, len(stored))
-	for _, x := range stored {
-		byLSN[x.LSN] = x
-	}
-	return checkRecutReceipts(b, old, byLSN)
+	return checkRecutReceipts(b, old, stored)
 }
 
 func scanReceiptsPG(rows pgx.Rows, err error) ([]UnsyncedReceipt, error) {
