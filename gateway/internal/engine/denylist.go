@@ -76,8 +76,9 @@ import (
 
 // entryDeny is a deny-list change:
 //
-//	u8 type (6) | u8 op (1 add, 2 remove) | u8 source (1 operator, 2 debt) |
-//	varint at (Unix ms) | uvarint len(card) | card
+//	u8 type (6) | u8 op (1 add, 2 remove, 3 first-ride loss, 4 base) |
+//	u8 source (1 operator, 2 debt; 0 for a base) |
+//	varint at (Unix ms) | uvarint len(card) | card (ops 3 and 4: see below)
 const entryDeny = 6
 
 const (
