@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,40 @@ func TestLoadWalletToken(t *testing.T) {
 		if got, err := loadWalletToken(filepath.Join(ro, "wallet.token"), op); err == nil {
 			t.Errorf("wallet token in a read-only directory: %q accepted", got)
 		}
+	}
+}
+
+// -gc-percent: DefaultGCPercent unless the environment or the command line
+// says otherwise; GOGC in the environment wins over both (the runtime has
+// applied it) and is left as it is.
+func TestGCFlag(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	apply := func(args ...string) int {
+		t.Helper()
+		fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		f := gcFlag(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatalf("parse %v: %v", args, err)
+		}
+		return f()
+	}
+	now := func() int { v := debug.SetGCPercent(100); debug.SetGCPercent(v); return v }
+	t.Setenv("GOGC", "")
+	if got := apply(); got != DefaultGCPercent || now() != DefaultGCPercent {
+		t.Fatalf("default: %d, in force %d, want %d", got, now(), DefaultGCPercent)
+	}
+	t.Setenv("SCENEPAY_GC_PERCENT", "250")
+	if got := apply(); got != 250 || now() != 250 {
+		t.Fatalf("from the environment: %d, in force %d", got, now())
+	}
+	if got := apply("-gc-percent", "150"); got != 150 || now() != 150 {
+		t.Fatalf("from the command line: %d, in force %d", got, now())
+	}
+	debug.SetGCPercent(123) // as the runtime would have from GOGC=123
+	t.Setenv("GOGC", "123")
+	if got := apply("-gc-percent", "150"); got != 123 || now() != 123 {
+		t.Fatalf("with GOGC set: %d, in force %d, want 123 left alone", got, now())
 	}
 }
