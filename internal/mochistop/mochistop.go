@@ -148,11 +148,22 @@ func (h *reconnectHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	deadline := time.Now().Add(reconnectWaitMax)
 	for {
 		old, ok := h.srv.Clients.Get(cl.ID)
-		if !ok || old == cl || !old.Closed() || time.Now().After(deadline) {
+		if !ok || old == cl || !old.Closed() || !expires(old) || time.Now().After(deadline) {
 			return
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// expires reports whether mochi forgets cl when its connection ends (the
+// condition of its handler's clean-up): a clean session. A persistent
+// session's client stays known while closed, and its reconnect takes the
+// session over at once.
+func expires(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
 
 // Close stops srv: its listeners, its clients, its hooks.

@@ -260,3 +260,44 @@ func (w *wireClient) next(t *testing.T) mqttwire.Packet {
 		w.buf = append(w.buf, tmp[:k]...)
 	}
 }
+
+// A persistent session stays known while its connection is closed: its
+// reconnect is not held back (the reconnect hook waits only for a clean
+// session's clean-up, which a persistent one never gets).
+func TestReconnectOfPersistentSessionIsNotHeld(t *testing.T) {
+	srv, addr := serve(t)
+	t.Cleanup(func() { closeWithin(t, srv, "at the end") })
+	connect := func() time.Duration {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		pk := mqttwire.AppendConnect(nil, "KIOSK-1", "", "", 0)
+		pk[9] &^= 0x02 // the connect flags: not a clean session
+		start := time.Now()
+		c.Write(pk)
+		w := &wireClient{c: c}
+		if p := w.next(t); p.Type != mqttwire.TypeConnack || p.Code != 0 {
+			t.Fatalf("CONNACK expected, got type %d code %d", p.Type, p.Code)
+		}
+		took := time.Since(start)
+		c.Write(mqttwire.AppendDisconnect(nil))
+		return took
+	}
+	connect()
+	deadline := time.Now().Add(5 * time.Second)
+	for { // the first connection's handler has finished with it
+		if old, ok := srv.Clients.Get("KIOSK-1"); ok && old.Closed() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the persistent session's first connection never closed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if took := connect(); took >= reconnectWaitMax {
+		t.Fatalf("the persistent session's reconnect was held %v", took)
+	}
+}
