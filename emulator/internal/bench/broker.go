@@ -213,24 +213,6 @@ func (b *Broker) Pid() int { return b.cmd.Process.Pid }
 // (/proc/PID/stat), which may differ from BrokerConfig.Nice.
 func (b *Broker) Nice() (int, error) { return procNice(b.Pid()) }
 
-// procNice reads a process's nice value: field 19 of /proc/PID/stat,
-// counted after the command name (which may hold spaces and parentheses).
-func procNice(pid int) (int, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("bench: /proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 17 {
-		return 0, fmt.Errorf("bench: /proc/%d/stat: %d fields after the command name", pid, len(f))
-	}
-	return strconv.Atoi(f[16]) // fields 3.. follow the name; nice is field 19
-}
-
 // UnitNice reads Nice= from the [Service] section of a systemd unit or
 // drop-in (deploy/systemd/mosquitto.service.d/scenepay.conf): 0 when it
 // sets none.

@@ -14,20 +14,29 @@ import (
 // 100 on every Linux architecture Go supports (the kernel ABI fixes it).
 const clockTicks = 100
 
-// CPUTime reads the user+system CPU time of pid from /proc/<pid>/stat.
-func CPUTime(pid int) (time.Duration, error) {
+// statFields reads /proc/<pid>/stat and returns its fields after the
+// command name: field 3 (state) is [0], so field n is [n-3]. The command
+// name (field 2) is in parentheses and may hold spaces and parentheses;
+// the fields after the last ')' are space separated.
+func statFields(pid int) ([][]byte, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, errors.New("bench: malformed /proc stat")
+	}
+	return bytes.Fields(b[i+1:]), nil
+}
+
+// CPUTime reads the user+system CPU time of pid from /proc/<pid>/stat
+// (utime field 14, stime field 15).
+func CPUTime(pid int) (time.Duration, error) {
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) is in parentheses and may hold spaces;
-	// the fields after the last ')' are space separated: state is field 3,
-	// utime field 14, stime field 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("bench: malformed /proc stat")
-	}
-	f := bytes.Fields(b[i+1:])
 	if len(f) < 13 {
 		return 0, errors.New("bench: short /proc stat")
 	}
@@ -37,6 +46,18 @@ func CPUTime(pid int) (time.Duration, error) {
 		return 0, errors.New("bench: malformed /proc stat times")
 	}
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// procNice reads a process's nice value (field 19 of /proc/<pid>/stat).
+func procNice(pid int) (int, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	if len(f) < 17 {
+		return 0, errors.New("bench: short /proc stat")
+	}
+	return strconv.Atoi(string(f[16]))
 }
 
 // RaiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit and returns
